@@ -1,0 +1,1 @@
+"""The HTTP edge served by Granian (RSGI): `granian --interface rsgi edge.app:app`."""

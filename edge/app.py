@@ -1,0 +1,64 @@
+"""The edge application: the route table and the RSGI app object Granian serves."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from edge.deps import Deps, build
+from nexuscart import __version__
+from nexuscart.web import App, Request, Response, Route, json_response, openapi, raw_json
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+def make_app(deps: Deps) -> App:
+    timeout = deps.settings.edge.dependency_timeout_s
+
+    async def healthz(_: Request) -> Response:
+        return json_response(Health(status="ok"))
+
+    async def readyz(_: Request) -> Response:
+        names = ("redis", "postgres", "kafka")
+        probes = (deps.check_redis(), deps.check_postgres(), deps.check_kafka())
+        results = await asyncio.gather(*(asyncio.wait_for(p, timeout) for p in probes),
+                                       return_exceptions=True)
+        checks = {n: "ok" if not isinstance(r, BaseException) else f"down: {type(r).__name__}"
+                  for n, r in zip(names, results, strict=True)}
+        if all(v == "ok" for v in checks.values()):
+            return json_response(Readiness(status="ok", checks=checks))
+        return json_response(Readiness(status="unavailable", checks=checks), status=503,
+                             headers=[("retry-after", "1")])
+
+    async def metrics(_: Request) -> Response:
+        return Response(200, app.metrics.render(),
+                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")])
+
+    async def openapi_json(_: Request) -> Response:
+        return raw_json(spec)
+
+    routes: list[Route] = [
+        Route("GET", "/healthz", healthz, "Liveness: the process answers",
+              responses={200: Health}, tags=("ops",)),
+        Route("GET", "/readyz", readyz, "Readiness: Redis, PostgreSQL and Kafka answer",
+              responses={200: Readiness, 503: Readiness}, tags=("ops",)),
+        Route("GET", "/metrics", metrics, "Prometheus metrics of this worker",
+              responses={200: str}, tags=("ops",)),
+        Route("GET", "/openapi.json", openapi_json, "This OpenAPI document",
+              responses={200: None}, tags=("ops",)),
+    ]
+    app = App(routes, max_body_bytes=deps.settings.edge.max_body_bytes,
+              on_startup=deps.start, on_shutdown=deps.close)
+    spec = msgspec.json.encode(openapi(routes, title="NexusCart API", version=__version__))
+    return app
+
+
+app = make_app(build())

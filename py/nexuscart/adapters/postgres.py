@@ -1,0 +1,58 @@
+"""PostgreSQL: the asyncpg pool and the numbered migrations in sql/migrations/."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import asyncpg
+
+from nexuscart.config import PostgresSettings
+
+# One advisory lock id for "migrations are running", so concurrent starters serialise.
+_MIGRATION_LOCK = 0x6E657875
+
+
+async def create_pool(settings: PostgresSettings, timeout_s: float = 2.0) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.dsn,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        timeout=timeout_s,
+        command_timeout=max(timeout_s, 5.0),
+    )
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every sql/migrations/NNNN_name.sql, in order."""
+    folder = resources.files("nexuscart.adapters").joinpath("sql", "migrations")
+    out = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            out.append((version, entry.name, entry.read_text()))
+    return sorted(out)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations, each in its own transaction; return the names applied."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version int PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied

@@ -1,0 +1,142 @@
+"""Settings from the environment: one struct per concern, loaded once, failing fast.
+
+Every variable the code reads is declared here (the README's configuration table and the
+docker-compose check are derived from ``ENV_VARS``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+
+
+class ConfigError(RuntimeError):
+    """Required settings are missing or malformed; the message names every one."""
+
+
+class RedisSettings(msgspec.Struct, frozen=True):
+    url: str
+    max_connections: int = 64
+
+
+class PostgresSettings(msgspec.Struct, frozen=True):
+    dsn: str
+    pool_min: int = 2
+    pool_max: int = 10
+
+
+class KafkaSettings(msgspec.Struct, frozen=True):
+    bootstrap: str
+    client_id: str = "nexuscart"
+
+
+class StripeSettings(msgspec.Struct, frozen=True):
+    api_key: str
+    webhook_secret: str
+    api_base: str | None = None  # stripe-mock in dev/test; None means Stripe itself
+
+
+class AuthSettings(msgspec.Struct, frozen=True):
+    jwt_secret: str
+    admin_token: str
+    jwt_issuer: str = "nexuscart"
+
+
+class EdgeSettings(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    dependency_timeout_s: float = 2.0
+    max_body_bytes: int = 64 * 1024
+
+
+class GateSettings(msgspec.Struct, frozen=True):
+    user_rate: float = 5.0
+    user_burst: int = 10
+    ip_rate: float = 200.0
+    ip_burst: int = 400
+    max_in_flight: int = 512
+    sold_out_refresh_ms: int = 500
+
+
+class SaleSettings(msgspec.Struct, frozen=True):
+    hold_ttl_s: int = 600
+
+
+class Settings(msgspec.Struct, frozen=True):
+    redis: RedisSettings
+    postgres: PostgresSettings
+    kafka: KafkaSettings
+    stripe: StripeSettings
+    auth: AuthSettings
+    edge: EdgeSettings
+    gate: GateSettings
+    sale: SaleSettings
+
+
+# (env var, section, field, required, description)
+ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
+    ("REDIS_URL", "redis", "url", True, "Redis URL (stock, holds, carts, outbox stream)"),
+    ("REDIS_MAX_CONNECTIONS", "redis", "max_connections", False, "Redis pool size per process"),
+    ("PG_DSN", "postgres", "dsn", True, "PostgreSQL (or Citus coordinator) DSN"),
+    ("PG_POOL_MIN", "postgres", "pool_min", False, "asyncpg pool minimum"),
+    ("PG_POOL_MAX", "postgres", "pool_max", False, "asyncpg pool maximum"),
+    ("KAFKA_BOOTSTRAP", "kafka", "bootstrap", True, "Kafka bootstrap servers (host:port,...)"),
+    ("KAFKA_CLIENT_ID", "kafka", "client_id", False, "Kafka client id prefix"),
+    ("STRIPE_API_KEY", "stripe", "api_key", True, "Stripe secret key (sk_test_... for stripe-mock)"),
+    ("STRIPE_WEBHOOK_SECRET", "stripe", "webhook_secret", True, "Stripe webhook signing secret"),
+    ("STRIPE_API_BASE", "stripe", "api_base", False, "Stripe API base URL (stripe-mock)"),
+    ("JWT_SECRET", "auth", "jwt_secret", True, "HS256 secret for buyer JWTs"),
+    ("ADMIN_TOKEN", "auth", "admin_token", True, "Bearer token for admin endpoints"),
+    ("JWT_ISSUER", "auth", "jwt_issuer", False, "expected JWT issuer"),
+    ("EDGE_HOST", "edge", "host", False, "edge bind address"),
+    ("EDGE_PORT", "edge", "port", False, "edge port"),
+    ("EDGE_WORKERS", "edge", "workers", False, "Granian worker processes"),
+    ("DEPENDENCY_TIMEOUT_S", "edge", "dependency_timeout_s", False,
+     "timeout for one dependency call before 503"),
+    ("MAX_BODY_BYTES", "edge", "max_body_bytes", False, "largest accepted request body"),
+    ("GATE_USER_RATE", "gate", "user_rate", False, "purchase attempts/s per user"),
+    ("GATE_USER_BURST", "gate", "user_burst", False, "burst per user"),
+    ("GATE_IP_RATE", "gate", "ip_rate", False, "purchase attempts/s per client IP"),
+    ("GATE_IP_BURST", "gate", "ip_burst", False, "burst per client IP"),
+    ("GATE_MAX_IN_FLIGHT", "gate", "max_in_flight", False, "Redis calls in flight per sale/worker"),
+    ("SOLD_OUT_REFRESH_MS", "gate", "sold_out_refresh_ms", False,
+     "how often workers re-read sold-out state (bound on re-open delay)"),
+    ("HOLD_TTL_S", "sale", "hold_ttl_s", False, "seconds an unpaid hold lives"),
+)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``env`` (default: os.environ); raise ConfigError naming every gap."""
+    env = os.environ if env is None else env
+    sections: dict[str, dict[str, str]] = {}
+    missing = []
+    for var, section, name, required, _ in ENV_VARS:
+        value = env.get(var)
+        if value is None or value == "":
+            if required:
+                missing.append(var)
+            continue
+        sections.setdefault(section, {})[name] = value
+    if missing:
+        raise ConfigError("missing required environment variables: " + ", ".join(missing))
+    for section in ("edge", "gate", "sale"):
+        sections.setdefault(section, {})
+    try:
+        # strict=False lets "8000" become 8000; unknown/malformed values raise ValidationError
+        return msgspec.convert(sections, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from exc
+
+
+def dev_defaults() -> dict[str, str]:
+    """Non-secret defaults for the local stack and tests (never used in production)."""
+    return {
+        "STRIPE_API_KEY": "sk_test_123",
+        "STRIPE_WEBHOOK_SECRET": "whsec_dev_secret",
+        "JWT_SECRET": "dev-jwt-secret-change-me",
+        "ADMIN_TOKEN": "dev-admin-token",
+    }

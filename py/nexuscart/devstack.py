@@ -1,0 +1,467 @@
+"""Local stack supervisor: real Redis, PostgreSQL, Kafka (KRaft) and stripe-mock on loopback.
+
+Shared by ``scripts/server`` and the pytest fixtures. Every server runs as a child process in
+its own process group on a free 127.0.0.1 port, is probed for real readiness, and is torn down
+on exit. A part whose URL is already in the environment (REDIS_URL, PG_DSN, KAFKA_BOOTSTRAP,
+STRIPE_API_BASE) is not started: the external one is used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KAFKA_VERSION = "3.9.1"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "nexuscart"
+KAFKA_CLASSPATH_FILE = CACHE_DIR / f"kafka-{KAFKA_VERSION}.classpath"
+
+
+class StackError(RuntimeError):
+    """A part of the local stack is missing or did not become ready; the message says which."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _which(name: str, *extra_dirs: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in extra_dirs:
+        candidate = Path(d) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _pg_bindir() -> str | None:
+    pg_config_dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for d in pg_config_dirs:
+        if (d / "initdb").exists() and (d / "postgres").exists():
+            return str(d)
+    initdb = shutil.which("initdb")
+    return str(Path(initdb).resolve().parent) if initdb else None
+
+
+def _missing(what: str, hint: str = "run scripts/bootstrap") -> StackError:
+    return StackError(f"{what} not found: {hint}")
+
+
+def _wait_until(probe: Callable[[], bool], what: str, timeout: float, proc: subprocess.Popen[bytes],
+                log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{what} exited with code {proc.returncode}; log tail:\n{_tail(log)}")
+        try:
+            if probe():
+                return
+        except Exception:  # noqa: S110 - not ready yet; any error means "try again"
+            pass
+        time.sleep(0.1)
+    raise StackError(f"{what} not ready after {timeout:.0f}s; log tail:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+@dataclass
+class Server:
+    """One child server: how to start it, how to probe it, and its process."""
+
+    name: str
+    port: int
+    workdir: Path
+    argv: list[str]
+    probe: Callable[[], bool]
+    timeout: float = 60.0
+    env: dict[str, str] | None = None
+    run_as: str | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        logf = self.log.open("ab")
+        preexec = _drop_privileges(self.run_as) if self.run_as else None
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+            env={**os.environ, **(self.env or {})},
+            start_new_session=True,  # own process group: we kill the whole group on stop
+            preexec_fn=preexec,
+        )
+        logf.close()
+        _wait_until(self.probe, self.name, self.timeout, self.proc, self.log)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        """Hard stop (SIGKILL), as a crash would."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _drop_privileges(user: str) -> Callable[[], None]:
+    pw = pwd.getpwnam(user)
+
+    def preexec() -> None:
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+
+    return preexec
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    pw = pwd.getpwnam(user)
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+def _pg_user() -> str | None:
+    """PostgreSQL refuses to run as root; as root we run it as the 'postgres' system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise StackError("running as root but no 'postgres' user: run scripts/bootstrap") from exc
+    return "postgres"
+
+
+# --- the four parts ---------------------------------------------------------------------------
+
+
+def redis_server(workdir: Path, port: int | None = None) -> Server:
+    exe = _which("redis-server")
+    if exe is None:
+        raise _missing("redis-server")
+    port = port or free_port()
+    import redis  # local import: the supervisor must load even when deps are missing
+
+    def probe() -> bool:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    data = workdir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    # appendonly + fsync every write: an acknowledged hold survives a Redis crash (ADR 0003).
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"]
+    return Server("redis", port, workdir, argv, probe, timeout=20)
+
+
+def postgres_server(workdir: Path, port: int | None = None) -> Server:
+    bindir = _pg_bindir()
+    if bindir is None:
+        raise _missing("PostgreSQL server (initdb/postgres)")
+    port = port or free_port()
+    user = _pg_user()
+    data = workdir / "pgdata"
+    sockdir = workdir / "pgsock"
+    sockdir.mkdir(parents=True, exist_ok=True)
+    if user:
+        _chown_tree(sockdir, user)
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if user:
+            _chown_tree(data, user)
+        subprocess.run(
+            [f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
+             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
+            check=True, capture_output=True, preexec_fn=_drop_privileges(user) if user else None,
+        )
+    argv = [f"{bindir}/postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+            "-k", str(sockdir), "-c", "fsync=on", "-c", "max_connections=200",
+            "-c", "shared_buffers=256MB", "-c", "synchronous_commit=on"]
+
+    def probe() -> bool:
+        import asyncpg
+
+        async def q() -> bool:
+            conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres",
+                                         database="postgres", timeout=1)
+            try:
+                return bool(await conn.fetchval("SELECT 1") == 1)
+            finally:
+                await conn.close()
+
+        return asyncio.run(q())
+
+    return Server("postgres", port, workdir, argv, probe, timeout=60, run_as=user)
+
+
+def kafka_classpath() -> str:
+    if not KAFKA_CLASSPATH_FILE.exists():
+        raise _missing(f"Apache Kafka {KAFKA_VERSION} jars ({KAFKA_CLASSPATH_FILE})")
+    return KAFKA_CLASSPATH_FILE.read_text().strip()
+
+
+def kafka_server(workdir: Path, port: int | None = None) -> Server:
+    java = _which("java")
+    if java is None:
+        raise _missing("java (a JDK 17 runtime)")
+    cp = kafka_classpath()
+    port = port or free_port()
+    kdir = workdir / "kafka"
+    kdir.mkdir(parents=True, exist_ok=True)
+    ctrl_port = free_port()
+    props = kdir / "server.properties"
+    props.write_text(
+        "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{ctrl_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctrl_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={kdir / 'logs'}",
+            "num.partitions=6",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.flush.interval.messages=1",  # single node: flush each write, acks=all means disk
+            "",
+        ])
+    )
+    log4j = kdir / "log4j.properties"
+    log4j.write_text(
+        "log4j.rootLogger=WARN, stdout\n"
+        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        "log4j.logger.kafka.server.KafkaServer=INFO\n"
+    )
+    jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+           "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}", "-cp", cp]
+    if not (kdir / "logs" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+
+    def probe() -> bool:
+        # TCP first: the metadata client logs every refused connection while the JVM boots
+        return _tcp_open(port) and asyncio.run(kafka_metadata_ok(f"127.0.0.1:{port}"))
+
+    return Server("kafka", port, workdir, [*jvm, "kafka.Kafka", str(props)], probe, timeout=90)
+
+
+async def kafka_metadata_ok(bootstrap: str) -> bool:
+    """A real metadata round trip with the broker (not just an open port)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await asyncio.wait_for(admin.start(), 3)
+        await asyncio.wait_for(admin.list_topics(), 3)
+        return True
+    finally:
+        await admin.close()
+
+
+def stripe_mock_exe() -> str | None:
+    gobin = os.environ.get("GOBIN") or str(Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin")
+    return _which("stripe-mock", gobin)
+
+
+def stripe_mock_server(workdir: Path, port: int | None = None) -> Server:
+    exe = stripe_mock_exe()
+    if exe is None:
+        raise _missing("stripe-mock")
+    port = port or free_port()
+
+    def probe() -> bool:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/customers",
+            headers={"Authorization": "Bearer sk_test_123"},
+        )
+        with urllib.request.urlopen(req, timeout=1) as resp:
+            return int(resp.status) == 200
+
+    return Server("stripe-mock", port, workdir, [exe, "-http-port", str(port)], probe, timeout=30)
+
+
+# --- the stack --------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """The running local stack and the URLs the code connects to."""
+
+    workdir: Path
+    servers: dict[str, Server] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        # reverse start order; Kafka first is fine too, nothing depends on order at shutdown
+        for server in reversed(list(self.servers.values())):
+            server.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+PARTS: dict[str, tuple[str, Callable[[Path], Server], Callable[[int], str]]] = {
+    "redis": ("REDIS_URL", redis_server, lambda p: f"redis://127.0.0.1:{p}/0"),
+    "postgres": ("PG_DSN", postgres_server, lambda p: f"postgresql://postgres@127.0.0.1:{p}/postgres"),
+    "kafka": ("KAFKA_BOOTSTRAP", kafka_server, lambda p: f"127.0.0.1:{p}"),
+    "stripe": ("STRIPE_API_BASE", stripe_mock_server, lambda p: f"http://127.0.0.1:{p}"),
+}
+
+
+def start_stack(workdir: Path | None = None, parts: tuple[str, ...] = tuple(PARTS),
+                log: Callable[[str], None] | None = None) -> Stack:
+    """Start every part not already given by env; return URLs for all of them.
+
+    Parts start concurrently in threads (Kafka's JVM dominates; the rest overlap with it).
+    On any failure everything started so far is stopped and StackError is raised.
+    """
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="nexuscart-stack-")
+        workdir = Path(tmp.name)
+        os.chmod(workdir, 0o755)  # postgres (as its own user) must traverse it
+    stack = Stack(workdir=workdir, _tmp=tmp)
+    to_start: dict[str, Server] = {}
+    try:
+        for name in parts:
+            env_var, factory, url = PARTS[name]
+            if os.environ.get(env_var):
+                stack.env[env_var] = os.environ[env_var]
+                continue
+            server = factory(workdir)
+            to_start[name] = server
+            stack.env[env_var] = url(server.port)
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {pool.submit(s.start): n for n, s in to_start.items()}
+            for fut in concurrent.futures.as_completed(futures):
+                name = futures[fut]
+                stack.servers[name] = to_start[name]
+                fut.result()
+                if log:
+                    log(f"{name} ready on 127.0.0.1:{to_start[name].port}")
+    except BaseException:
+        for s in to_start.values():
+            s.stop()
+        if tmp is not None:
+            tmp.cleanup()
+        raise
+    atexit.register(stack.stop)
+    return stack
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path | None = None) -> Iterator[Stack]:
+    stack = start_stack(workdir)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def check_prerequisites() -> list[str]:
+    """One clear line per missing prerequisite (empty when all present)."""
+    problems = []
+    if _which("redis-server") is None:
+        problems.append("redis-server not found (Debian package redis-server)")
+    if _pg_bindir() is None:
+        problems.append("PostgreSQL server not found (Debian package postgresql)")
+    if _which("java") is None:
+        problems.append("java not found (Debian package openjdk-17-jre-headless)")
+    if not KAFKA_CLASSPATH_FILE.exists():
+        problems.append(f"Kafka {KAFKA_VERSION} jars not resolved ({KAFKA_CLASSPATH_FILE})")
+    if stripe_mock_exe() is None:
+        problems.append("stripe-mock not found (go install github.com/stripe/stripe-mock)")
+    return problems
+
+
+def main() -> int:
+    """``python -m nexuscart.devstack``: start the stack, print its env, wait for Ctrl-C."""
+    problems = check_prerequisites()
+    if problems:
+        for p in problems:
+            print(f"missing: {p} — run scripts/bootstrap", file=sys.stderr)
+        return 2
+    stack = start_stack(log=lambda m: print(m, file=sys.stderr))
+    for k, v in stack.env.items():
+        print(f"export {k}={v}")
+    sys.stdout.flush()
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,425 @@
+"""A small RSGI toolkit for the edge: routing, msgspec JSON, problem+json, OpenAPI, metrics.
+
+Why not a framework: on our machine a general-purpose framework costs 4-6x on a trivial route
+(DESIGN.md section 6). This module keeps the per-request work to one dict lookup (static
+routes) or a short segment match, one msgspec decode and one encode with pre-built
+encoders, and still derives an OpenAPI document from the same route table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypeVar
+
+import msgspec
+
+log = logging.getLogger("nexuscart.edge")
+
+JSON: Final = "application/json"
+PROBLEM_JSON: Final = "application/problem+json"
+_encoder: Final = msgspec.json.Encoder()
+_json_headers: Final = [("content-type", JSON)]
+_problem_headers: Final = [("content-type", PROBLEM_JSON)]
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details. ``type`` is stable and documented in docs/api.md."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[str] | None = None
+
+
+class HTTPError(Exception):
+    """Raised by handlers and the toolkit; rendered as problem+json."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str | None = None,
+                 headers: Sequence[tuple[str, str]] = (), errors: list[str] | None = None):
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = list(headers)
+        self.errors = errors
+
+
+class DependencyUnavailable(Exception):
+    """A dependency (Redis, PostgreSQL, Kafka, Stripe) failed or timed out: answer 503."""
+
+    def __init__(self, dependency: str, retry_after_s: int = 1):
+        super().__init__(f"{dependency} unavailable")
+        self.dependency = dependency
+        self.retry_after_s = retry_after_s
+
+
+def problem_type(slug: str) -> str:
+    return f"/problems/{slug}"
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[str, str]]):
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def json_response(obj: Any, status: int = 200,
+                  headers: Sequence[tuple[str, str]] = ()) -> Response:
+    return Response(status, _encoder.encode(obj), [*_json_headers, *headers] if headers
+                    else _json_headers)
+
+
+def raw_json(body: bytes, status: int = 200,
+             headers: Sequence[tuple[str, str]] = ()) -> Response:
+    return Response(status, body, [*_json_headers, *headers] if headers else _json_headers)
+
+
+def problem_response(err: HTTPError, instance: str | None = None) -> Response:
+    body = _encoder.encode(Problem(type=problem_type(err.slug), title=err.title,
+                                   status=err.status, detail=err.detail, instance=instance,
+                                   errors=err.errors))
+    return Response(err.status, body, [*_problem_headers, *err.headers])
+
+
+class HeadersLike(Protocol):
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+
+
+class Scope(Protocol):
+    method: str
+    path: str
+    query_string: str
+    client: str
+
+    @property
+    def headers(self) -> HeadersLike: ...
+
+
+class HTTPProto(Protocol):
+    def __call__(self) -> Awaitable[bytes]: ...
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+
+
+class Request:
+    __slots__ = ("body", "client_ip", "headers", "method", "params", "path", "query", "state")
+
+    def __init__(self, method: str, path: str, query: str, headers: HeadersLike, body: bytes,
+                 client_ip: str, params: dict[str, str]):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.client_ip = client_ip
+        self.params = params
+        self.state: dict[str, Any] = {}
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def query_params(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.query:
+            from urllib.parse import parse_qsl
+
+            for k, v in parse_qsl(self.query, keep_blank_values=True):
+                out[k] = v
+        return out
+
+
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+T = TypeVar("T")
+
+
+def decode_body(req: Request, typ: type[T]) -> T:
+    """Decode the JSON body as ``typ``: 400 for malformed JSON, 422 for the wrong shape."""
+    dec = _decoders.get(typ)
+    if dec is None:
+        dec = _decoders[typ] = msgspec.json.Decoder(typ)
+    if not req.body:
+        raise HTTPError(400, "malformed-body", "Request body required",
+                        "expected a JSON object")
+    try:
+        value: T = dec.decode(req.body)
+        return value
+    except msgspec.ValidationError as exc:
+        raise HTTPError(422, "validation-error", "Request body failed validation",
+                        str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise HTTPError(400, "malformed-body", "Request body is not valid JSON",
+                        str(exc)) from exc
+
+
+def path_int(req: Request, name: str) -> int:
+    raw = req.params[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise HTTPError(404, "not-found", "Not found", f"{name} must be a positive integer")
+    return int(raw)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    request: type[Any] | None = None
+    responses: dict[int, type[Any] | None] = field(default_factory=dict)
+    auth: str | None = None  # "buyer" (JWT) | "admin" (token) | None
+    idempotent_key: bool = False  # accepts Idempotency-Key
+    tags: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    query: tuple[tuple[str, str], ...] = ()  # (name, description) of query parameters
+
+
+class Metrics:
+    """Per-process Prometheus counters and a latency histogram (text exposition format)."""
+
+    BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, list[int]] = {}
+        self.latency_sum: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
+        self.gauges: dict[str, Callable[[], float]] = {}
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        buckets = self.latency.get(route)
+        if buckets is None:
+            buckets = self.latency[route] = [0] * (len(self.BUCKETS) + 1)
+            self.latency_sum[route] = 0.0
+        i = 0
+        for bound in self.BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        buckets[i] += 1
+        self.latency_sum[route] += seconds
+
+    def inc(self, name: str, by: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + by
+
+    def render(self) -> bytes:
+        lines = ["# TYPE nexuscart_http_requests_total counter"]
+        for (route, status), n in sorted(self.requests.items()):
+            lines.append(f'nexuscart_http_requests_total{{route="{route}",status="{status}"}} {n}')
+        lines.append("# TYPE nexuscart_http_request_seconds histogram")
+        for route, buckets in sorted(self.latency.items()):
+            cum = 0
+            for bound, n in zip((*self.BUCKETS, float("inf")), buckets, strict=True):
+                cum += n
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(f'nexuscart_http_request_seconds_bucket{{route="{route}",le="{le}"}} {cum}')
+            lines.append(f'nexuscart_http_request_seconds_count{{route="{route}"}} {cum}')
+            lines.append(
+                f'nexuscart_http_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]}')
+        for name, n in sorted(self.counters.items()):
+            lines.append(f"# TYPE nexuscart_{name} counter")
+            lines.append(f"nexuscart_{name} {n}")
+        for name, fn in sorted(self.gauges.items()):
+            lines.append(f"# TYPE nexuscart_{name} gauge")
+            lines.append(f"nexuscart_{name} {fn()}")
+        return ("\n".join(lines) + "\n").encode()
+
+
+class Router:
+    """Static paths: one dict lookup. Parameterised paths: matched segment by segment."""
+
+    def __init__(self, routes: Sequence[Route]):
+        self.routes = list(routes)
+        self.static: dict[tuple[str, str], Route] = {}
+        self.dynamic: list[tuple[str, list[str], Route]] = []
+        self.paths: dict[str, set[str]] = {}
+        for r in self.routes:
+            self.paths.setdefault(r.path, set()).add(r.method)
+            if "{" in r.path:
+                self.dynamic.append((r.method, r.path.strip("/").split("/"), r))
+            else:
+                self.static[(r.method, r.path)] = r
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, params, path_exists_with_other_method)."""
+        route = self.static.get((method, path))
+        if route is not None:
+            return route, {}, False
+        segs = path.strip("/").split("/")
+        other = path in self.paths
+        for m, pattern, r in self.dynamic:
+            if len(pattern) != len(segs):
+                continue
+            params: dict[str, str] = {}
+            for p, s in zip(pattern, segs, strict=True):
+                if p[0] == "{":
+                    if not s:
+                        break
+                    params[p[1:-1]] = s
+                elif p != s:
+                    break
+            else:
+                if m == method:
+                    return r, params, False
+                other = True
+        return None, {}, other
+
+
+class App:
+    """The RSGI application: ``__rsgi__`` per request, ``__rsgi_init__``/``__rsgi_del__``."""
+
+    def __init__(self, routes: Sequence[Route], *, max_body_bytes: int,
+                 authenticate: Callable[[Request, str], None] | None = None,
+                 on_startup: Callable[[], Awaitable[None]] | None = None,
+                 on_shutdown: Callable[[], Awaitable[None]] | None = None,
+                 metrics: Metrics | None = None):
+        self.router = Router(routes)
+        self.max_body_bytes = max_body_bytes
+        self.authenticate = authenticate
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+        self.metrics = metrics or Metrics()
+        self._started: asyncio.Future[None] | None = None
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.on_startup is not None:
+            self._started = asyncio.ensure_future(self.on_startup(), loop=loop)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.on_shutdown is not None:
+            loop.run_until_complete(self.on_shutdown())
+
+    async def __rsgi__(self, scope: Scope, proto: HTTPProto) -> None:
+        t0 = time.perf_counter()
+        if self._started is not None:
+            if not self._started.done():
+                await asyncio.shield(self._started)
+            elif self._started.exception() is not None:
+                self._started = asyncio.ensure_future(self.on_startup())  # type: ignore[misc]
+                await asyncio.shield(self._started)
+        route, params, other = self.router.match(scope.method, scope.path)
+        label = route.path if route is not None else "unmatched"
+        if route is None:
+            if other:
+                resp = problem_response(HTTPError(405, "method-not-allowed",
+                                                  "Method not allowed"), scope.path)
+            else:
+                resp = problem_response(HTTPError(404, "not-found", "Not found"), scope.path)
+        else:
+            resp = await self._dispatch(route, params, scope, proto)
+        proto.response_bytes(resp.status, resp.headers, resp.body)
+        self.metrics.observe(label, resp.status, time.perf_counter() - t0)
+
+    async def _dispatch(self, route: Route, params: dict[str, str], scope: Scope,
+                        proto: HTTPProto) -> Response:
+        headers = scope.headers
+        try:
+            body = b""
+            if route.request is not None or scope.method in ("POST", "PUT", "PATCH"):
+                declared = headers.get("content-length")
+                if declared is not None and (not declared.isdigit()
+                                             or int(declared) > self.max_body_bytes):
+                    raise HTTPError(413, "body-too-large", "Request body too large",
+                                    f"limit is {self.max_body_bytes} bytes")
+                body = await proto()
+                if len(body) > self.max_body_bytes:
+                    raise HTTPError(413, "body-too-large", "Request body too large",
+                                    f"limit is {self.max_body_bytes} bytes")
+            client = scope.client
+            req = Request(scope.method, scope.path, scope.query_string, headers, body,
+                          client.rsplit(":", 1)[0] if client else "", params)
+            if route.auth is not None and self.authenticate is not None:
+                self.authenticate(req, route.auth)
+            return await route.handler(req)
+        except HTTPError as err:
+            return problem_response(err, scope.path)
+        except DependencyUnavailable as err:
+            self.metrics.inc(f'dependency_failures_total{{dependency="{err.dependency}"}}')
+            return problem_response(HTTPError(
+                503, "dependency-unavailable", "A dependency is unavailable",
+                f"{err.dependency} did not answer; retry later",
+                headers=[("retry-after", str(err.retry_after_s))]), scope.path)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.method, scope.path)
+            return problem_response(HTTPError(500, "internal-error", "Internal server error"),
+                                    scope.path)
+
+
+def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, Any]:
+    """OpenAPI 3.1 document derived from the route table and msgspec types."""
+    types: list[Any] = [Problem]
+    for r in routes:
+        if r.request is not None:
+            types.append(r.request)
+        types.extend(t for t in r.responses.values() if t is not None)
+    uniq = list(dict.fromkeys(types))
+    schemas, components = msgspec.json.schema_components(
+        uniq, ref_template="#/components/schemas/{name}")
+    ref = dict(zip(uniq, schemas, strict=True))
+    problem_ref = ref[Problem]
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": _op_id(r), "tags": list(r.tags)}
+        parameters: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 0} if p.endswith("_id")
+             else {"type": "string"}}
+            for p in r.params
+        ]
+        parameters += [{"name": q, "in": "query", "required": False, "description": d,
+                        "schema": {"type": "string"}} for q, d in r.query]
+        if r.idempotent_key:
+            parameters.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                               "schema": {"type": "string", "minLength": 1, "maxLength": 200}})
+        if parameters:
+            op["parameters"] = parameters
+        if r.request is not None:
+            op["requestBody"] = {"required": True,
+                                 "content": {JSON: {"schema": ref[r.request]}}}
+        responses: dict[str, Any] = {}
+        for status, typ in r.responses.items():
+            if typ is None:
+                responses[str(status)] = {"description": "no body"}
+            else:
+                ct = "text/plain" if typ is str else JSON
+                schema = {"type": "string"} if typ is str else ref[typ]
+                responses[str(status)] = {"description": "ok", "content": {ct: {"schema": schema}}}
+        responses["default"] = {"description": "problem",
+                                "content": {PROBLEM_JSON: {"schema": problem_ref}}}
+        op["responses"] = responses
+        if r.auth == "buyer":
+            op["security"] = [{"buyerJwt": []}]
+        elif r.auth == "admin":
+            op["security"] = [{"adminToken": []}]
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "buyerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def _op_id(r: Route) -> str:
+    name = getattr(r.handler, "__name__", "op")
+    return name.lstrip("_")
