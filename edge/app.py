@@ -6,6 +6,7 @@ import asyncio
 
 import msgspec
 
+from edge import flash_sales
 from edge.deps import Deps, build
 from nexuscart import __version__
 from nexuscart.web import App, Request, Response, Route, json_response, openapi, raw_json
@@ -54,6 +55,7 @@ def make_app(deps: Deps) -> App:
               responses={200: str}, tags=("ops",)),
         Route("GET", "/openapi.json", openapi_json, "This OpenAPI document",
               responses={200: None}, tags=("ops",)),
+        *flash_sales.routes(deps),
     ]
     app = App(routes, max_body_bytes=deps.settings.edge.max_body_bytes,
               on_startup=deps.start, on_shutdown=deps.close)

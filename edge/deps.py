@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -17,12 +19,14 @@ class Deps:
     settings: config.Settings
     redis: aioredis.Redis
     pg: asyncpg.Pool | None = None
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         # The pool is created lazily by pg_pool(): the edge must start (and answer /readyz
         # with 503) while PostgreSQL is down.
-        return None
+        self.tasks = [asyncio.ensure_future(job()) for job in self.background]
 
     async def pg_pool(self) -> asyncpg.Pool:
         if self.pg is None:

@@ -32,3 +32,22 @@ async def metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
         return True
     finally:
         await admin.close()
+
+
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 6) -> None:
+    """Create the topics if missing (a fresh broker; idempotent)."""
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process
+    finally:
+        await admin.close()

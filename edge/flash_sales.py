@@ -1,0 +1,488 @@
+"""Flash-sale routes: admin CRUD, the purchase hot path, sale state, and the buyer's orders.
+
+The purchase path, per request: token check (cached), one Rust gate decision, and — only if
+admitted — one EVALSHA that is pipelined with every other purchase of the same loop tick.
+After a sale sells out, the gate answers rejections in-process; only the sale's actual buyers
+(who may be retrying with their Idempotency-Key) still reach Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import math
+import os
+import time
+from typing import Annotated, Final
+
+import asyncpg
+import msgspec
+from redis.exceptions import RedisError
+
+from edge.deps import Deps
+from nexuscart import _core
+from nexuscart.adapters.flash_sales import FlashSaleStore, StockConflict
+from nexuscart.auth import AuthError, TokenVerifier, admin_ok
+from nexuscart.domain.flash_sale import (
+    MAX_QUANTITY,
+    REJECTIONS,
+    Outcome,
+    Sale,
+    SaleSpec,
+    SaleState,
+    SaleUpdate,
+    apply_update,
+    state_at,
+    validate_window,
+)
+from nexuscart.web import (
+    DependencyUnavailable,
+    HTTPError,
+    Request,
+    Response,
+    Route,
+    decode_body,
+    json_response,
+    path_int,
+)
+
+log = logging.getLogger("nexuscart.edge.flash_sales")
+
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
+
+
+class PurchaseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    quantity: Quantity
+
+
+class PurchaseAccepted(msgspec.Struct, frozen=True):
+    hold_id: int  # one hold per order: the hold is keyed by the order id
+    order_id: int
+    expires_at: dt.datetime
+
+
+class SaleView(msgspec.Struct, frozen=True):
+    sale_id: int
+    sku: str
+    state: SaleState
+    units: int
+    available: int
+    held: int
+    sold: int
+    price_cents: int
+    currency: str
+    per_user_limit: int
+    starts_at_ms: int
+    ends_at_ms: int
+    hold_ttl_s: int
+
+
+class OrderItemView(msgspec.Struct, frozen=True):
+    line_no: int
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class OrderView(msgspec.Struct, frozen=True):
+    order_id: int
+    user_id: int
+    sale_id: int | None
+    status: str
+    total_cents: int
+    currency: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime | None
+    items: list[OrderItemView]
+
+
+class OrderPage(msgspec.Struct, frozen=True):
+    items: list[OrderView]
+    next_cursor: str | None
+
+
+IDEM_MAX: Final = 200
+_EMPTY: Final[frozenset[int]] = frozenset()
+_accepted_headers: Final = [("content-type", "application/json")]
+
+
+def _idem_key(req: Request) -> str:
+    key = req.header("idempotency-key")
+    if not key:
+        raise HTTPError(400, "idempotency-key-required", "Idempotency-Key header required")
+    if len(key) > IDEM_MAX or not key.isprintable() or " " in key:
+        raise HTTPError(400, "idempotency-key-invalid", "Idempotency-Key is invalid",
+                        f"1 to {IDEM_MAX} printable characters without spaces")
+    return key
+
+
+class SoldOutWatch:
+    """Keeps this worker's sold-out flags and buyer sets in step with Redis.
+
+    A sale is flagged sold out only after its buyer set is loaded, so a buyer's retry is
+    never refused by the flag. Every ``interval`` the flagged sales are re-read in one
+    round trip; stock that came back (expiry, cancel, restock) re-opens the sale, and new
+    purchases elsewhere (seq moved) reload the buyers. Bound on re-open delay: interval.
+    """
+
+    def __init__(self, gate: _core.Gate, store: FlashSaleStore, interval_s: float):
+        self.gate = gate
+        self.store = store
+        self.interval_s = interval_s
+        self.buyers: dict[int, frozenset[int]] = {}
+        self.seq: dict[int, int] = {}
+        self._loading: set[int] = set()
+
+    def sold_out_seen(self, sale_id: int) -> None:
+        if sale_id in self._loading or self.gate.is_sold_out(sale_id):
+            return
+        self._loading.add(sale_id)
+        task = asyncio.ensure_future(self._flag(sale_id))
+        task.add_done_callback(lambda _: self._loading.discard(sale_id))
+
+    async def _flag(self, sale_id: int) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            seq_before = await self._seq(sale_id)
+            buyers = await self.store.buyers(sale_id)
+            avail = (await self.store.available_many([sale_id]))[0]
+            if avail is not None and avail <= 0:
+                self.buyers[sale_id] = frozenset(buyers)
+                self.seq[sale_id] = seq_before
+                self.gate.mark_sold_out(sale_id)
+
+    async def _seq(self, sale_id: int) -> int:
+        raw = await self.store.client.hget(self.store.keys(sale_id).stock, "seq")  # type: ignore[misc]
+        return int(raw or 0)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.refresh()
+            except (RedisError, OSError):
+                pass  # Redis down: keep the flags; purchases answer 503 anyway
+
+    async def refresh(self) -> None:
+        ids = self.gate.sold_out_sales()
+        if not ids:
+            return
+        pipe = self.store.client.pipeline(transaction=False)
+        for sid in ids:
+            pipe.hmget(self.store.keys(sid).stock, ["available", "seq"])
+        rows = await pipe.execute()
+        for sid, (avail, seq) in zip(ids, rows, strict=True):
+            if avail is None or int(avail) > 0:
+                self.gate.reopen(sid)
+                self.buyers.pop(sid, None)
+            elif int(seq or 0) != self.seq.get(sid):
+                self.seq[sid] = int(seq or 0)
+                self.buyers[sid] = frozenset(await self.store.buyers(sid))
+
+
+def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, by design
+    s = deps.settings
+    verifier = TokenVerifier(s.auth.jwt_secret, s.auth.jwt_issuer)
+    gate = _core.Gate(s.gate.user_rate, s.gate.user_burst, s.gate.ip_rate, s.gate.ip_burst,
+                      s.gate.max_in_flight)
+    store = FlashSaleStore(deps.redis)
+    watch = SoldOutWatch(gate, store, s.gate.sold_out_refresh_ms / 1000)
+    deps.background.append(watch.run)
+    deps.extras["gate"] = gate
+    deps.extras["store"] = store
+    admit = gate.admit
+    admit_ok, sold_out, rate_limited = _core.ADMIT, _core.SOLD_OUT, _core.RATE_LIMITED
+    encode = msgspec.json.encode
+    pid_hex = f"{os.getpid():08x}"[-8:]
+    counter = 0
+    tick_iso: list[object] = [0.0, ""]
+
+    def buyer(req: Request) -> int:
+        try:
+            return verifier.user_id(req.header("authorization"))
+        except AuthError as exc:
+            raise HTTPError(401, "unauthorized", "Valid buyer token required", exc.reason,
+                            headers=[("www-authenticate", "Bearer")]) from None
+
+    def require_admin(req: Request) -> None:
+        if not admin_ok(req.header("authorization"), s.auth.admin_token):
+            raise HTTPError(401, "unauthorized", "Admin credential required",
+                            headers=[("www-authenticate", "Bearer")])
+
+    def event_id() -> str:
+        # uuid-shaped, unique per worker process: pid + time + counter (uuid4 costs more)
+        nonlocal counter
+        counter += 1
+        n = f"{time.time_ns() & 0xFFFFFFFFFFFF:012x}"
+        c = f"{counter & 0xFFFFFFFFFFFF:012x}"
+        return f"{pid_hex}-{n[:4]}-4{n[4:7]}-8{n[7:10]}-{n[10:12]}{c[2:]}"
+
+    def now_iso() -> str:
+        now = time.time()
+        if now - tick_iso[0] >= 0.001:  # type: ignore[operator]
+            tick_iso[0] = now
+            tick_iso[1] = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+        return tick_iso[1]  # type: ignore[return-value]
+
+    async def purchase(req: Request) -> Response:
+        user_id = buyer(req)
+        sale_id = path_int(req, "sale_id")
+        key = _idem_key(req)
+        qty = decode_body(req, PurchaseRequest).quantity
+        code, retry_ms = admit(sale_id, user_id, req.client_ip)
+        acquired = code == admit_ok
+        if not acquired:
+            if code == sold_out:
+                if user_id not in watch.buyers.get(sale_id, _EMPTY):
+                    raise HTTPError(409, "sold-out", "Sold out")
+                # a buyer of this sale may be retrying: let Redis answer (replay or limit)
+            elif code == rate_limited:
+                raise HTTPError(429, "rate-limited", "Too many requests",
+                                headers=[("retry-after", str(max(1, math.ceil(retry_ms / 1000))))])
+            else:
+                raise HTTPError(503, "busy", "Too many purchases in flight",
+                                headers=[("retry-after", "1")])
+        try:
+            res = await store.purchase(sale_id, user_id, qty, key, event_id(), now_iso())
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("redis") from exc
+        finally:
+            if acquired:
+                gate.release(sale_id)
+        outcome = res[0]
+        if outcome == 0 or outcome == 6:
+            if res[3] == 0:
+                watch.sold_out_seen(sale_id)
+            body = encode(PurchaseAccepted(
+                hold_id=res[1], order_id=res[1],
+                expires_at=dt.datetime.fromtimestamp(res[2] / 1000, dt.UTC)))
+            headers = _accepted_headers if outcome == 0 else [
+                *_accepted_headers, ("idempotent-replayed", "true")]
+            return Response(202, body, headers)
+        if outcome == Outcome.SOLD_OUT:
+            watch.sold_out_seen(sale_id)
+        status, slug, title = REJECTIONS[Outcome(outcome)]
+        raise HTTPError(status, slug, title)
+
+    async def sale_view(sale_id: int) -> SaleView:
+        k = store.keys(sale_id)
+        try:
+            pipe = deps.redis.pipeline(transaction=False)
+            pipe.hgetall(k.meta)
+            pipe.hmget(k.stock, ["available", "held", "sold"])
+            meta, (avail, held, sold) = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("redis") from exc
+        if not meta:
+            raise HTTPError(404, "not-found", "No such flash sale")
+        sale = _sale_from_meta(meta)
+        a, h, so = int(avail or 0), int(held or 0), int(sold or 0)
+        return SaleView(sale_id=sale.sale_id, sku=sale.sku,
+                        state=state_at(sale, int(time.time() * 1000), a), units=sale.units,
+                        available=a, held=h, sold=so, price_cents=sale.price_cents,
+                        currency=sale.currency, per_user_limit=sale.per_user_limit,
+                        starts_at_ms=sale.starts_at_ms, ends_at_ms=sale.ends_at_ms,
+                        hold_ttl_s=sale.hold_ttl_s)
+
+    async def get_sale(req: Request) -> Response:
+        return json_response(await sale_view(path_int(req, "sale_id")))
+
+    async def pg() -> asyncpg.Pool:
+        try:
+            return await deps.pg_pool()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise DependencyUnavailable("postgres") from exc
+
+    async def create_sale(req: Request) -> Response:
+        require_admin(req)
+        key = _idem_key(req)
+        spec = decode_body(req, SaleSpec)
+        problem = validate_window(spec.starts_at_ms, spec.ends_at_ms)
+        if problem:
+            raise HTTPError(422, "validation-error", "Request body failed validation", problem)
+        ttl = spec.hold_ttl_s or s.sale.hold_ttl_s
+        pool = await pg()
+        try:
+            # The Idempotency-Key is stored with the sale: a retried create finds its sale.
+            row = await pool.fetchrow(
+                "INSERT INTO flash_sales (create_key, sku, units, price_cents, currency,"
+                " hold_ttl_s, per_user_limit, starts_at, ends_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8 / 1000.0),"
+                " to_timestamp($9 / 1000.0))"
+                " ON CONFLICT (create_key) DO UPDATE SET create_key = EXCLUDED.create_key"
+                " RETURNING sale_id, (xmax <> 0) AS existed, sku, units, price_cents, currency,"
+                " hold_ttl_s, per_user_limit,"
+                " (extract(epoch from starts_at) * 1000)::bigint AS starts_at_ms,"
+                " (extract(epoch from ends_at) * 1000)::bigint AS ends_at_ms, ended",
+                key, spec.sku, spec.units, spec.price_cents, spec.currency, ttl,
+                spec.per_user_limit, spec.starts_at_ms, spec.ends_at_ms)
+        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+            raise DependencyUnavailable("postgres") from exc
+        sale = _sale_from_row(row)
+        if row["existed"] and (sale.sku, sale.units, sale.price_cents) != (
+                spec.sku, spec.units, spec.price_cents):
+            raise HTTPError(422, "idempotency-key-reused",
+                            "Idempotency-Key was used with a different request")
+        await _to_redis(sale)
+        view = await sale_view(sale.sale_id)
+        return json_response(view, status=200 if row["existed"] else 201,
+                             headers=[("location", f"/flash-sales/{sale.sale_id}")])
+
+    async def _to_redis(sale: Sale) -> None:
+        try:
+            await store.upsert(sale)
+        except StockConflict as exc:
+            raise HTTPError(409, "stock-conflict", "Units below what is held or sold",
+                            str(exc)) from exc
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("redis") from exc
+        gate.reopen(sale.sale_id)
+
+    async def load_sale(pool: asyncpg.Connection, sale_id: int) -> Sale:
+        row = await pool.fetchrow(
+            "SELECT sale_id, sku, units, price_cents, currency, hold_ttl_s, per_user_limit,"
+            " (extract(epoch from starts_at) * 1000)::bigint AS starts_at_ms,"
+            " (extract(epoch from ends_at) * 1000)::bigint AS ends_at_ms, ended"
+            " FROM flash_sales WHERE sale_id = $1", sale_id)
+        if row is None:
+            raise HTTPError(404, "not-found", "No such flash sale")
+        return _sale_from_row(row)
+
+    async def update_sale(req: Request) -> Response:
+        require_admin(req)
+        _idem_key(req)  # PATCH sets values: repeating it leaves the same state
+        sale_id = path_int(req, "sale_id")
+        upd = decode_body(req, SaleUpdate)
+        pool = await pg()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                old = await load_sale(conn, sale_id)
+                new = apply_update(old, upd)
+                problem = validate_window(new.starts_at_ms, new.ends_at_ms)
+                if problem:
+                    raise HTTPError(422, "validation-error", "Request body failed validation",
+                                    problem)
+                # Redis first, inside the PG transaction: if Redis refuses (units below
+                # held + sold) or is down, the durable row is not changed either.
+                await _to_redis(new)
+                await conn.execute(
+                    "UPDATE flash_sales SET units = $2, price_cents = $3,"
+                    " starts_at = to_timestamp($4 / 1000.0), ends_at = to_timestamp($5 / 1000.0),"
+                    " per_user_limit = $6, updated_at = now() WHERE sale_id = $1",
+                    sale_id, new.units, new.price_cents, new.starts_at_ms, new.ends_at_ms,
+                    new.per_user_limit)
+        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+            raise DependencyUnavailable("postgres") from exc
+        return json_response(await sale_view(sale_id))
+
+    async def end_sale(req: Request) -> Response:
+        require_admin(req)
+        _idem_key(req)  # ending twice is the same as ending once
+        sale_id = path_int(req, "sale_id")
+        pool = await pg()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                sale = msgspec.structs.replace(await load_sale(conn, sale_id), ended=True)
+                await _to_redis(sale)
+                await conn.execute("UPDATE flash_sales SET ended = true, updated_at = now()"
+                                   " WHERE sale_id = $1", sale_id)
+        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+            raise DependencyUnavailable("postgres") from exc
+        return json_response(await sale_view(sale_id))
+
+    async def get_order(req: Request) -> Response:
+        user_id = buyer(req)
+        order_id = path_int(req, "order_id")
+        pool = await pg()
+        try:
+            orders = await _fetch_orders(pool, user_id, order_id=order_id)
+        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+            raise DependencyUnavailable("postgres") from exc
+        if not orders:
+            raise HTTPError(404, "not-found", "No such order")
+        return json_response(orders[0])
+
+    async def my_orders(req: Request) -> Response:
+        user_id = buyer(req)
+        q = req.query_params()
+        try:
+            limit = int(q.get("limit", "20"))
+            cursor = int(q["cursor"]) if "cursor" in q else None
+        except ValueError:
+            raise HTTPError(400, "bad-query", "limit and cursor must be integers") from None
+        if not 1 <= limit <= 100:
+            raise HTTPError(400, "bad-query", "limit must be between 1 and 100")
+        pool = await pg()
+        try:
+            orders = await _fetch_orders(pool, user_id, before=cursor, limit=limit + 1)
+        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+            raise DependencyUnavailable("postgres") from exc
+        nxt = str(orders[limit - 1].order_id) if len(orders) > limit else None
+        return json_response(OrderPage(items=orders[:limit], next_cursor=nxt))
+
+    buyer_auth, admin_auth = "buyer", "admin"
+    return [
+        Route("POST", "/admin/flash-sales", create_sale, "Create a flash sale",
+              request=SaleSpec, responses={201: SaleView, 200: SaleView}, auth=admin_auth,
+              idempotent_key=True, tags=("admin",)),
+        Route("PATCH", "/admin/flash-sales/{sale_id}", update_sale,
+              "Update a flash sale (restock, window, limit, price)", request=SaleUpdate,
+              responses={200: SaleView}, auth=admin_auth, idempotent_key=True,
+              tags=("admin",), params=("sale_id",)),
+        Route("POST", "/admin/flash-sales/{sale_id}/end", end_sale, "End a flash sale now",
+              responses={200: SaleView}, auth=admin_auth, idempotent_key=True,
+              tags=("admin",), params=("sale_id",)),
+        Route("GET", "/flash-sales/{sale_id}", get_sale, "A flash sale's state and units left",
+              responses={200: SaleView}, tags=("flash-sales",), params=("sale_id",)),
+        Route("POST", "/flash-sales/{sale_id}/purchase", purchase,
+              "Buy units: an expiring hold and a pending order", request=PurchaseRequest,
+              responses={202: PurchaseAccepted}, auth=buyer_auth, idempotent_key=True,
+              tags=("flash-sales",), params=("sale_id",)),
+        Route("GET", "/orders/{order_id}", get_order, "One of the buyer's orders",
+              responses={200: OrderView}, auth=buyer_auth, tags=("orders",),
+              params=("order_id",)),
+        Route("GET", "/users/me/orders", my_orders, "The buyer's orders, by order id descending",
+              responses={200: OrderPage}, auth=buyer_auth, tags=("orders",),
+              query=(("limit", "page size, 1-100 (default 20)"),
+                     ("cursor", "next_cursor of the previous page"))),
+    ]
+
+
+def _sale_from_meta(meta: dict[bytes, bytes]) -> Sale:
+    return Sale(sale_id=int(meta[b"sale_id"]), sku=meta[b"sku"].decode(),
+                units=int(meta[b"units"]), price_cents=int(meta[b"price"]),
+                currency=meta[b"currency"].decode(), per_user_limit=int(meta[b"limit"]),
+                starts_at_ms=int(meta[b"starts_ms"]), ends_at_ms=int(meta[b"ends_ms"]),
+                hold_ttl_s=int(meta[b"hold_ttl_ms"]) // 1000, ended=meta[b"ended"] == b"1")
+
+
+def _sale_from_row(row: asyncpg.Record) -> Sale:
+    return Sale(sale_id=row["sale_id"], sku=row["sku"], units=row["units"],
+                price_cents=row["price_cents"], currency=row["currency"],
+                per_user_limit=row["per_user_limit"], starts_at_ms=row["starts_at_ms"],
+                ends_at_ms=row["ends_at_ms"], hold_ttl_s=row["hold_ttl_s"], ended=row["ended"])
+
+
+async def _fetch_orders(pool: asyncpg.Pool, user_id: int, *, order_id: int | None = None,
+                        before: int | None = None, limit: int = 1) -> list[OrderView]:
+    # Every query carries user_id, the distribution key: single-shard on Citus.
+    rows = await pool.fetch(
+        "SELECT o.order_id, o.user_id, o.sale_id, o.status, o.total_cents, o.currency,"
+        " o.created_at, o.updated_at, o.expires_at,"
+        " coalesce(json_agg(json_build_object('line_no', i.line_no, 'sku', i.sku,"
+        "   'quantity', i.quantity, 'unit_price_cents', i.unit_price_cents)"
+        "   ORDER BY i.line_no) FILTER (WHERE i.line_no IS NOT NULL), '[]') AS items"
+        " FROM orders o LEFT JOIN order_items i"
+        "   ON i.user_id = o.user_id AND i.order_id = o.order_id"
+        " WHERE o.user_id = $1 AND ($2::bigint IS NULL OR o.order_id = $2)"
+        "   AND ($3::bigint IS NULL OR o.order_id < $3)"
+        " GROUP BY o.user_id, o.order_id ORDER BY o.order_id DESC LIMIT $4",
+        user_id, order_id, before, limit)
+    item_dec = msgspec.json.Decoder(list[OrderItemView])
+    return [OrderView(order_id=r["order_id"], user_id=r["user_id"], sale_id=r["sale_id"],
+                      status=r["status"], total_cents=r["total_cents"], currency=r["currency"],
+                      created_at=r["created_at"], updated_at=r["updated_at"],
+                      expires_at=r["expires_at"], items=item_dec.decode(r["items"]))
+            for r in rows]

@@ -1,0 +1,91 @@
+"""Every integration event, defined once. JSON on the wire, tagged by ``type``.
+
+Envelope: ``{id, type, version, occurred_at, key, data}``. ``key`` is the aggregate's
+distribution key (the buyer's user id) and is also the Kafka message key, so every event of
+one user lands on one partition, in order, and its writes hit one Citus shard.
+
+The flash-sale Lua scripts (adapters/lua/) build these envelopes inside Redis; the contract
+test ``tests/test_events_contract.py`` decodes what they write with the Structs below.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+ORDERS_TOPIC: Final = "orders.v1"
+PAYMENTS_TOPIC: Final = "payments.v1"
+
+
+class StockReserved(msgspec.Struct, frozen=True, tag="StockReserved"):
+    """A flash-sale purchase took units into an expiring hold; the order awaits payment."""
+
+    order_id: int
+    sale_id: int
+    user_id: int
+    sku: str
+    quantity: int
+    unit_price_cents: int
+    currency: str
+    expires_at_ms: int
+
+
+class StockReleased(msgspec.Struct, frozen=True, tag="StockReleased"):
+    """A hold ended without payment (``reason``: expired | cancelled); its units are back."""
+
+    order_id: int
+    sale_id: int
+    user_id: int
+    quantity: int
+    reason: str
+
+
+class StockSold(msgspec.Struct, frozen=True, tag="StockSold"):
+    """A paid hold became a sale: the units are sold for good."""
+
+    order_id: int
+    sale_id: int
+    user_id: int
+    quantity: int
+
+
+class PaymentSucceeded(msgspec.Struct, frozen=True, tag="PaymentSucceeded"):
+    """The buyer's payment for an order succeeded (published by services/payments)."""
+
+    order_id: int
+    sale_id: int
+    user_id: int
+    amount_cents: int
+    payment_id: str
+
+
+Event = StockReserved | StockReleased | StockSold | PaymentSucceeded
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    type: str  # same as data's tag; at the top so routers need not look inside
+    version: int
+    occurred_at: datetime
+    key: str
+    data: Event
+
+
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Envelope)
+
+
+def envelope(data: Event, key: int | str, event_id: uuid.UUID | None = None) -> Envelope:
+    return Envelope(id=event_id or uuid.uuid4(), type=type(data).__name__, version=1,
+                    occurred_at=datetime.now(UTC), key=str(key), data=data)
+
+
+def encode(env: Envelope) -> bytes:
+    return _encoder.encode(env)
+
+
+def decode(raw: bytes) -> Envelope:
+    return _decoder.decode(raw)

@@ -1,0 +1,1 @@
+"""Downstream services: one folder each (handlers, entrypoint `__main__.py`, bootstrap)."""

@@ -1,0 +1,54 @@
+"""Composition root of the inventory service: the hold expirer, and the reconcile command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import msgspec
+from redis.exceptions import RedisError
+
+from nexuscart import config
+from nexuscart.adapters import postgres, redis_conn
+from nexuscart.adapters.flash_sales import FlashSaleStore
+from services.inventory.holds import expire_due, reconcile
+from services.runtime import sleep_or_stop
+
+log = logging.getLogger("nexuscart.inventory")
+EXPIRY_INTERVAL_S = 0.25  # holds are released at most this long after they expire
+
+
+async def main(stop: asyncio.Event) -> None:
+    settings = config.load()
+    client = redis_conn.connect(settings.redis, timeout_s=5.0)
+    store = FlashSaleStore(client)
+    try:
+        while not stop.is_set():
+            try:
+                n = await expire_due(store)
+                if n:
+                    log.info("released %d units from expired holds", n)
+            except (RedisError, OSError):
+                log.warning("redis unavailable; expiry retries")
+            await sleep_or_stop(stop, EXPIRY_INTERVAL_S)
+    finally:
+        await client.aclose()
+
+
+async def reconcile_main(with_pg: bool = True) -> int:
+    """Print one JSON line per sale; exit 1 when any sale breaks conservation."""
+    settings = config.load()
+    client = redis_conn.connect(settings.redis, timeout_s=5.0)
+    pool = await postgres.create_pool(settings.postgres) if with_pg else None
+    try:
+        reports = await reconcile(FlashSaleStore(client), pool)
+    finally:
+        await client.aclose()
+        if pool is not None:
+            await pool.close()
+    bad = 0
+    for r in reports:
+        sys.stdout.write(msgspec.json.encode(r).decode() + "\n")
+        bad += (not r.redis_ok) or (r.pg_ok is False)
+    return 1 if bad else 0

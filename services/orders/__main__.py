@@ -1,0 +1,4 @@
+from services.orders.bootstrap import main
+from services.runtime import run
+
+run(main)
