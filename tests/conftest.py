@@ -114,8 +114,14 @@ class EdgeServer:
                 self.proc.wait(5)
 
 
+# Tests send everything from 127.0.0.1: the per-IP bucket is opened wide, the per-user one
+# kept small enough to test.
+EDGE_TEST_ENV = {"GATE_IP_RATE": "1000000", "GATE_IP_BURST": "1000000",
+                 "GATE_USER_RATE": "5", "GATE_USER_BURST": "10", "SOLD_OUT_REFRESH_MS": "200"}
+
+
 @pytest.fixture(scope="session")
 def edge(stack: devstack.Stack, migrated: None) -> Iterator[EdgeServer]:
-    server = EdgeServer({})
+    server = EdgeServer(EDGE_TEST_ENV, workers=2)
     yield server
     server.stop()

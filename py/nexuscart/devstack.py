@@ -298,32 +298,31 @@ def kafka_server(workdir: Path, port: int | None = None) -> Server:
     jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
            "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}", "-cp", cp]
     if not (kdir / "logs" / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            capture_output=True, text=True,
-        )
-        if fmt.returncode != 0:
-            raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        format_kafka_storage(jvm, props, kafka_cluster_id())
 
     def probe() -> bool:
         # TCP first: the metadata client logs every refused connection while the JVM boots
-        return _tcp_open(port) and asyncio.run(kafka_metadata_ok(f"127.0.0.1:{port}"))
+        from nexuscart.adapters.kafka import metadata_ok
+
+        return _tcp_open(port) and asyncio.run(metadata_ok(f"127.0.0.1:{port}"))
 
     return Server("kafka", port, workdir, [*jvm, "kafka.Kafka", str(props)], probe, timeout=90)
 
 
-async def kafka_metadata_ok(bootstrap: str) -> bool:
-    """A real metadata round trip with the broker (not just an open port)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64 (it may start with '-')."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
-    try:
-        await asyncio.wait_for(admin.start(), 3)
-        await asyncio.wait_for(admin.list_topics(), 3)
-        return True
-    finally:
-        await admin.close()
+
+def format_kafka_storage(jvm: list[str], props: Path, cluster_id: str) -> None:
+    # "--cluster-id=ID", not "-t ID": an id starting with '-' would read as an option.
+    fmt = subprocess.run(
+        [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+         "--config", str(props)],
+        capture_output=True, text=True,
+    )
+    if fmt.returncode != 0:
+        raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
 
 
 def stripe_mock_exe() -> str | None:

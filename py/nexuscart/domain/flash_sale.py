@@ -17,7 +17,7 @@ Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)]
 Cents = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=10**14)]
-HoldTtlS = Annotated[int, msgspec.Meta(ge=10, le=86_400)]
+HoldTtlS = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
 
 
 class SaleSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
