@@ -144,6 +144,8 @@ class SoldOutWatch:
         task.add_done_callback(lambda _: self._loading.discard(sale_id))
 
     async def _flag(self, sale_id: int) -> None:
+        # The epoch makes a "sold out" read before a reopen() lose against that reopen.
+        epoch = self.gate.epoch(sale_id)
         with contextlib.suppress(RedisError, OSError):
             seq_before = await self._seq(sale_id)
             buyers = await self.store.buyers(sale_id)
@@ -151,7 +153,7 @@ class SoldOutWatch:
             if avail is not None and avail <= 0:
                 self.buyers[sale_id] = frozenset(buyers)
                 self.seq[sale_id] = seq_before
-                self.gate.mark_sold_out(sale_id)
+                self.gate.mark_sold_out(sale_id, epoch)
 
     async def _seq(self, sale_id: int) -> int:
         raw = await self.store.client.hget(self.store.keys(sale_id).stock, "seq")  # type: ignore[misc]

@@ -1,0 +1,128 @@
+"""Type stubs for ``nexuscart._core``, the compiled Rust core (crate ``core_rs``).
+
+Checked against the built module with ``python -m mypy.stubtest nexuscart._core``.
+"""
+
+from collections.abc import Sequence
+from typing import Final, final
+
+__all__ = [
+    "ADMIT",
+    "BUSY",
+    "MAX_SHARD_COUNT",
+    "RATE_LIMITED",
+    "REDIS_SLOT_COUNT",
+    "SOLD_OUT",
+    "Gate",
+    "InvalidArgument",
+    "NexusCartError",
+    "OutOfRange",
+    "ShardRouter",
+    "hashint4",
+    "hashint8",
+    "hashtext",
+    "redis_slot",
+    "redis_slots",
+    "uuid_hash",
+]
+
+# -- errors (re-exported by nexuscart.errors) -----------------------------------------
+
+class NexusCartError(Exception):
+    """Base class of every error raised by NexusCart's core."""
+
+class InvalidArgument(NexusCartError, ValueError):
+    """An argument has an unusable value (also a ValueError)."""
+
+class OutOfRange(InvalidArgument):
+    """A number is outside the range its parameter or target type accepts."""
+
+# -- admission gate -------------------------------------------------------------------
+
+ADMIT: Final = 0
+SOLD_OUT: Final = 1
+RATE_LIMITED: Final = 2
+BUSY: Final = 3
+
+@final
+class Gate:
+    """Flash-sale admission: sold-out flags, per-user and per-IP GCRA token buckets,
+    and a per-sale cap on requests in flight to Redis. Thread-safe.
+
+    Rates are tokens per second, bursts are bucket sizes in tokens. At most
+    ``max_keys`` users and ``max_keys`` IPs are tracked (default 1,048,576 each).
+    Ids are unsigned 64-bit ints; ``now_ns`` is a monotonic clock in nanoseconds
+    (default: the process's monotonic clock).
+    """
+
+    def __new__(
+        cls,
+        user_rate: float,
+        user_burst: int,
+        ip_rate: float,
+        ip_burst: int,
+        max_in_flight: int,
+        *,
+        max_keys: int | None = None,
+    ) -> Gate: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    def admit(
+        self, sale_id: int, user_id: int, ip: str, now_ns: int | None = None
+    ) -> tuple[int, int]:
+        """``(code, retry_after_ms)``; checks sold-out, user bucket, IP bucket, in-flight
+        cap, in that order, and charges nothing unless the code is ``ADMIT``."""
+    def release(self, sale_id: int) -> bool:
+        """Give back an admitted request's in-flight slot; False if none was held."""
+    def mark_sold_out(self, sale_id: int, epoch: int | None = None) -> bool:
+        """Flag the sale sold out; with ``epoch``, only if it was not reopened since."""
+    def reopen(self, sale_id: int) -> int:
+        """Clear the sold-out flag and start (and return) a new epoch."""
+    def epoch(self, sale_id: int) -> int: ...
+    def is_sold_out(self, sale_id: int) -> bool: ...
+    def in_flight(self, sale_id: int) -> int: ...
+    def sold_out_sales(self) -> list[int]: ...
+    def tracked_keys(self) -> tuple[int, int]:
+        """Bucket entries tracked: ``(users, ips)``."""
+    def sweep(self, now_ns: int | None = None) -> int:
+        """Drop bucket entries that are full again; returns how many."""
+
+# -- shard routing --------------------------------------------------------------------
+
+MAX_SHARD_COUNT: Final = 64000
+REDIS_SLOT_COUNT: Final = 16384
+
+@final
+class ShardRouter:
+    """Citus-compatible routing for a hash-distributed table with ``shard_count``
+    shards: returns the shard's index in ``pg_dist_shard`` ordered by shardminvalue."""
+
+    def __new__(cls, shard_count: int) -> ShardRouter: ...
+    @property
+    def shard_count(self) -> int: ...
+    def intervals(self) -> list[tuple[int, int]]:
+        """``(shardminvalue, shardmaxvalue)`` of every shard, in index order."""
+    def shard_for_hash(self, h: int) -> int: ...
+    def shard_for_int8(self, v: int) -> int: ...
+    def shard_for_int4(self, v: int) -> int: ...
+    def shard_for_text(self, s: str) -> int: ...
+    def shard_for_uuid(self, b: bytes) -> int: ...
+    def shards_for_int8(self, values: Sequence[int]) -> list[int]: ...
+    def shards_for_text(self, values: Sequence[str]) -> list[int]: ...
+
+def hashint4(v: int) -> int:
+    """PostgreSQL ``hashint4``."""
+
+def hashint8(v: int) -> int:
+    """PostgreSQL ``hashint8``."""
+
+def hashtext(s: str) -> int:
+    """PostgreSQL ``hashtext`` (UTF-8, deterministic collation)."""
+
+def uuid_hash(b: bytes) -> int:
+    """PostgreSQL ``uuid_hash`` of the 16 uuid bytes."""
+
+def redis_slot(key: str | bytes) -> int:
+    """Redis Cluster hash slot (``CLUSTER KEYSLOT``); str is UTF-8 encoded."""
+
+def redis_slots(keys: Sequence[bytes | str]) -> list[int]: ...
