@@ -30,35 +30,72 @@ def make_app(deps: Deps) -> App:
     async def readyz(_: Request) -> Response:
         names = ("redis", "postgres", "kafka")
         probes = (deps.check_redis(), deps.check_postgres(), deps.check_kafka())
-        results = await asyncio.gather(*(asyncio.wait_for(p, timeout) for p in probes),
-                                       return_exceptions=True)
-        checks = {n: "ok" if not isinstance(r, BaseException) else f"down: {type(r).__name__}"
-                  for n, r in zip(names, results, strict=True)}
+        results = await asyncio.gather(
+            *(asyncio.wait_for(p, timeout) for p in probes), return_exceptions=True
+        )
+        checks = {
+            n: "ok" if not isinstance(r, BaseException) else f"down: {type(r).__name__}"
+            for n, r in zip(names, results, strict=True)
+        }
         if all(v == "ok" for v in checks.values()):
             return json_response(Readiness(status="ok", checks=checks))
-        return json_response(Readiness(status="unavailable", checks=checks), status=503,
-                             headers=[("retry-after", "1")])
+        return json_response(
+            Readiness(status="unavailable", checks=checks),
+            status=503,
+            headers=[("retry-after", "1")],
+        )
 
     async def metrics(_: Request) -> Response:
-        return Response(200, app.metrics.render(),
-                        [("content-type", "text/plain; version=0.0.4; charset=utf-8")])
+        return Response(
+            200,
+            app.metrics.render(),
+            [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        )
 
     async def openapi_json(_: Request) -> Response:
         return raw_json(spec)
 
     routes: list[Route] = [
-        Route("GET", "/healthz", healthz, "Liveness: the process answers",
-              responses={200: Health}, tags=("ops",)),
-        Route("GET", "/readyz", readyz, "Readiness: Redis, PostgreSQL and Kafka answer",
-              responses={200: Readiness, 503: Readiness}, tags=("ops",)),
-        Route("GET", "/metrics", metrics, "Prometheus metrics of this worker",
-              responses={200: str}, tags=("ops",)),
-        Route("GET", "/openapi.json", openapi_json, "This OpenAPI document",
-              responses={200: None}, tags=("ops",)),
+        Route(
+            "GET",
+            "/healthz",
+            healthz,
+            "Liveness: the process answers",
+            responses={200: Health},
+            tags=("ops",),
+        ),
+        Route(
+            "GET",
+            "/readyz",
+            readyz,
+            "Readiness: Redis, PostgreSQL and Kafka answer",
+            responses={200: Readiness, 503: Readiness},
+            tags=("ops",),
+        ),
+        Route(
+            "GET",
+            "/metrics",
+            metrics,
+            "Prometheus metrics of this worker",
+            responses={200: str},
+            tags=("ops",),
+        ),
+        Route(
+            "GET",
+            "/openapi.json",
+            openapi_json,
+            "This OpenAPI document",
+            responses={200: None},
+            tags=("ops",),
+        ),
         *flash_sales.routes(deps),
     ]
-    app = App(routes, max_body_bytes=deps.settings.edge.max_body_bytes,
-              on_startup=deps.start, on_shutdown=deps.close)
+    app = App(
+        routes,
+        max_body_bytes=deps.settings.edge.max_body_bytes,
+        on_startup=deps.start,
+        on_shutdown=deps.close,
+    )
     spec = msgspec.json.encode(openapi(routes, title="NexusCart API", version=__version__))
     return app
 

@@ -30,8 +30,9 @@ class Deps:
 
     async def pg_pool(self) -> asyncpg.Pool:
         if self.pg is None:
-            self.pg = await postgres.create_pool(self.settings.postgres,
-                                                 self.settings.edge.dependency_timeout_s)
+            self.pg = await postgres.create_pool(
+                self.settings.postgres, self.settings.edge.dependency_timeout_s
+            )
         return self.pg
 
     async def close(self) -> None:
@@ -42,7 +43,7 @@ class Deps:
             await self.pg.close()
 
     async def check_redis(self) -> None:
-        await self.redis.ping()  # type: ignore[misc]
+        await self.redis.ping()
 
     async def check_postgres(self) -> None:
         pool = await self.pg_pool()
@@ -50,11 +51,14 @@ class Deps:
             await conn.fetchval("SELECT 1")
 
     async def check_kafka(self) -> None:
-        await kafka.metadata_ok(self.settings.kafka.bootstrap,
-                                self.settings.edge.dependency_timeout_s)
+        await kafka.metadata_ok(
+            self.settings.kafka.bootstrap, self.settings.edge.dependency_timeout_s
+        )
 
 
 def build(settings: config.Settings | None = None) -> Deps:
     settings = settings or config.load()
-    return Deps(settings=settings,
-                redis=redis_conn.connect(settings.redis, settings.edge.dependency_timeout_s))
+    return Deps(
+        settings=settings,
+        redis=redis_conn.connect(settings.redis, settings.edge.dependency_timeout_s),
+    )

@@ -114,8 +114,12 @@ def _idem_key(req: Request) -> str:
     if not key:
         raise HTTPError(400, "idempotency-key-required", "Idempotency-Key header required")
     if len(key) > IDEM_MAX or not key.isprintable() or " " in key:
-        raise HTTPError(400, "idempotency-key-invalid", "Idempotency-Key is invalid",
-                        f"1 to {IDEM_MAX} printable characters without spaces")
+        raise HTTPError(
+            400,
+            "idempotency-key-invalid",
+            "Idempotency-Key is invalid",
+            f"1 to {IDEM_MAX} printable characters without spaces",
+        )
     return key
 
 
@@ -156,16 +160,15 @@ class SoldOutWatch:
                 self.gate.mark_sold_out(sale_id, epoch)
 
     async def _seq(self, sale_id: int) -> int:
-        raw = await self.store.client.hget(self.store.keys(sale_id).stock, "seq")  # type: ignore[misc]
+        raw = await self.store.client.hget(self.store.keys(sale_id).stock, "seq")
         return int(raw or 0)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            try:
+            # Redis down: keep the flags; purchases answer 503 anyway
+            with contextlib.suppress(RedisError, OSError):
                 await self.refresh()
-            except (RedisError, OSError):
-                pass  # Redis down: keep the flags; purchases answer 503 anyway
 
     async def refresh(self) -> None:
         ids = self.gate.sold_out_sales()
@@ -184,11 +187,12 @@ class SoldOutWatch:
                 self.buyers[sid] = frozenset(await self.store.buyers(sid))
 
 
-def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, by design
+def routes(deps: Deps) -> list[Route]:
     s = deps.settings
     verifier = TokenVerifier(s.auth.jwt_secret, s.auth.jwt_issuer)
-    gate = _core.Gate(s.gate.user_rate, s.gate.user_burst, s.gate.ip_rate, s.gate.ip_burst,
-                      s.gate.max_in_flight)
+    gate = _core.Gate(
+        s.gate.user_rate, s.gate.user_burst, s.gate.ip_rate, s.gate.ip_burst, s.gate.max_in_flight
+    )
     store = FlashSaleStore(deps.redis)
     watch = SoldOutWatch(gate, store, s.gate.sold_out_refresh_ms / 1000)
     deps.background.append(watch.run)
@@ -205,13 +209,22 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
         try:
             return verifier.user_id(req.header("authorization"))
         except AuthError as exc:
-            raise HTTPError(401, "unauthorized", "Valid buyer token required", exc.reason,
-                            headers=[("www-authenticate", "Bearer")]) from None
+            raise HTTPError(
+                401,
+                "unauthorized",
+                "Valid buyer token required",
+                exc.reason,
+                headers=[("www-authenticate", "Bearer")],
+            ) from None
 
     def require_admin(req: Request) -> None:
         if not admin_ok(req.header("authorization"), s.auth.admin_token):
-            raise HTTPError(401, "unauthorized", "Admin credential required",
-                            headers=[("www-authenticate", "Bearer")])
+            raise HTTPError(
+                401,
+                "unauthorized",
+                "Admin credential required",
+                headers=[("www-authenticate", "Bearer")],
+            )
 
     def event_id() -> str:
         # uuid-shaped, unique per worker process: pid + time + counter (uuid4 costs more)
@@ -241,11 +254,16 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
                     raise HTTPError(409, "sold-out", "Sold out")
                 # a buyer of this sale may be retrying: let Redis answer (replay or limit)
             elif code == rate_limited:
-                raise HTTPError(429, "rate-limited", "Too many requests",
-                                headers=[("retry-after", str(max(1, math.ceil(retry_ms / 1000))))])
+                raise HTTPError(
+                    429,
+                    "rate-limited",
+                    "Too many requests",
+                    headers=[("retry-after", str(max(1, math.ceil(retry_ms / 1000))))],
+                )
             else:
-                raise HTTPError(503, "busy", "Too many purchases in flight",
-                                headers=[("retry-after", "1")])
+                raise HTTPError(
+                    503, "busy", "Too many purchases in flight", headers=[("retry-after", "1")]
+                )
         try:
             res = await store.purchase(sale_id, user_id, qty, key, event_id(), now_iso())
         except (RedisError, OSError) as exc:
@@ -257,11 +275,18 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
         if outcome == 0 or outcome == 6:
             if res[3] == 0:
                 watch.sold_out_seen(sale_id)
-            body = encode(PurchaseAccepted(
-                hold_id=res[1], order_id=res[1],
-                expires_at=dt.datetime.fromtimestamp(res[2] / 1000, dt.UTC)))
-            headers = _accepted_headers if outcome == 0 else [
-                *_accepted_headers, ("idempotent-replayed", "true")]
+            body = encode(
+                PurchaseAccepted(
+                    hold_id=res[1],
+                    order_id=res[1],
+                    expires_at=dt.datetime.fromtimestamp(res[2] / 1000, dt.UTC),
+                )
+            )
+            headers = (
+                _accepted_headers
+                if outcome == 0
+                else [*_accepted_headers, ("idempotent-replayed", "true")]
+            )
             return Response(202, body, headers)
         if outcome == Outcome.SOLD_OUT:
             watch.sold_out_seen(sale_id)
@@ -281,12 +306,21 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
             raise HTTPError(404, "not-found", "No such flash sale")
         sale = _sale_from_meta(meta)
         a, h, so = int(avail or 0), int(held or 0), int(sold or 0)
-        return SaleView(sale_id=sale.sale_id, sku=sale.sku,
-                        state=state_at(sale, int(time.time() * 1000), a), units=sale.units,
-                        available=a, held=h, sold=so, price_cents=sale.price_cents,
-                        currency=sale.currency, per_user_limit=sale.per_user_limit,
-                        starts_at_ms=sale.starts_at_ms, ends_at_ms=sale.ends_at_ms,
-                        hold_ttl_s=sale.hold_ttl_s)
+        return SaleView(
+            sale_id=sale.sale_id,
+            sku=sale.sku,
+            state=state_at(sale, int(time.time() * 1000), a),
+            units=sale.units,
+            available=a,
+            held=h,
+            sold=so,
+            price_cents=sale.price_cents,
+            currency=sale.currency,
+            per_user_limit=sale.per_user_limit,
+            starts_at_ms=sale.starts_at_ms,
+            ends_at_ms=sale.ends_at_ms,
+            hold_ttl_s=sale.hold_ttl_s,
+        )
 
     async def get_sale(req: Request) -> Response:
         return json_response(await sale_view(path_int(req, "sale_id")))
@@ -318,26 +352,42 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
                 " hold_ttl_s, per_user_limit,"
                 " (extract(epoch from starts_at) * 1000)::bigint AS starts_at_ms,"
                 " (extract(epoch from ends_at) * 1000)::bigint AS ends_at_ms, ended",
-                key, spec.sku, spec.units, spec.price_cents, spec.currency, ttl,
-                spec.per_user_limit, spec.starts_at_ms, spec.ends_at_ms)
+                key,
+                spec.sku,
+                spec.units,
+                spec.price_cents,
+                spec.currency,
+                ttl,
+                spec.per_user_limit,
+                spec.starts_at_ms,
+                spec.ends_at_ms,
+            )
         except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
             raise DependencyUnavailable("postgres") from exc
         sale = _sale_from_row(row)
         if row["existed"] and (sale.sku, sale.units, sale.price_cents) != (
-                spec.sku, spec.units, spec.price_cents):
-            raise HTTPError(422, "idempotency-key-reused",
-                            "Idempotency-Key was used with a different request")
+            spec.sku,
+            spec.units,
+            spec.price_cents,
+        ):
+            raise HTTPError(
+                422, "idempotency-key-reused", "Idempotency-Key was used with a different request"
+            )
         await _to_redis(sale)
         view = await sale_view(sale.sale_id)
-        return json_response(view, status=200 if row["existed"] else 201,
-                             headers=[("location", f"/flash-sales/{sale.sale_id}")])
+        return json_response(
+            view,
+            status=200 if row["existed"] else 201,
+            headers=[("location", f"/flash-sales/{sale.sale_id}")],
+        )
 
     async def _to_redis(sale: Sale) -> None:
         try:
             await store.upsert(sale)
         except StockConflict as exc:
-            raise HTTPError(409, "stock-conflict", "Units below what is held or sold",
-                            str(exc)) from exc
+            raise HTTPError(
+                409, "stock-conflict", "Units below what is held or sold", str(exc)
+            ) from exc
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("redis") from exc
         gate.reopen(sale.sale_id)
@@ -347,7 +397,9 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
             "SELECT sale_id, sku, units, price_cents, currency, hold_ttl_s, per_user_limit,"
             " (extract(epoch from starts_at) * 1000)::bigint AS starts_at_ms,"
             " (extract(epoch from ends_at) * 1000)::bigint AS ends_at_ms, ended"
-            " FROM flash_sales WHERE sale_id = $1", sale_id)
+            " FROM flash_sales WHERE sale_id = $1",
+            sale_id,
+        )
         if row is None:
             raise HTTPError(404, "not-found", "No such flash sale")
         return _sale_from_row(row)
@@ -364,8 +416,9 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
                 new = apply_update(old, upd)
                 problem = validate_window(new.starts_at_ms, new.ends_at_ms)
                 if problem:
-                    raise HTTPError(422, "validation-error", "Request body failed validation",
-                                    problem)
+                    raise HTTPError(
+                        422, "validation-error", "Request body failed validation", problem
+                    )
                 # Redis first, inside the PG transaction: if Redis refuses (units below
                 # held + sold) or is down, the durable row is not changed either.
                 await _to_redis(new)
@@ -373,8 +426,13 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
                     "UPDATE flash_sales SET units = $2, price_cents = $3,"
                     " starts_at = to_timestamp($4 / 1000.0), ends_at = to_timestamp($5 / 1000.0),"
                     " per_user_limit = $6, updated_at = now() WHERE sale_id = $1",
-                    sale_id, new.units, new.price_cents, new.starts_at_ms, new.ends_at_ms,
-                    new.per_user_limit)
+                    sale_id,
+                    new.units,
+                    new.price_cents,
+                    new.starts_at_ms,
+                    new.ends_at_ms,
+                    new.per_user_limit,
+                )
         except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
             raise DependencyUnavailable("postgres") from exc
         return json_response(await sale_view(sale_id))
@@ -388,8 +446,10 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
             async with pool.acquire() as conn, conn.transaction():
                 sale = msgspec.structs.replace(await load_sale(conn, sale_id), ended=True)
                 await _to_redis(sale)
-                await conn.execute("UPDATE flash_sales SET ended = true, updated_at = now()"
-                                   " WHERE sale_id = $1", sale_id)
+                await conn.execute(
+                    "UPDATE flash_sales SET ended = true, updated_at = now() WHERE sale_id = $1",
+                    sale_id,
+                )
         except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
             raise DependencyUnavailable("postgres") from exc
         return json_response(await sale_view(sale_id))
@@ -426,49 +486,125 @@ def routes(deps: Deps) -> list[Route]:  # noqa: C901 - one closure per handler, 
 
     buyer_auth, admin_auth = "buyer", "admin"
     return [
-        Route("POST", "/admin/flash-sales", create_sale, "Create a flash sale",
-              request=SaleSpec, responses={201: SaleView, 200: SaleView}, auth=admin_auth,
-              idempotent_key=True, tags=("admin",)),
-        Route("PATCH", "/admin/flash-sales/{sale_id}", update_sale,
-              "Update a flash sale (restock, window, limit, price)", request=SaleUpdate,
-              responses={200: SaleView}, auth=admin_auth, idempotent_key=True,
-              tags=("admin",), params=("sale_id",)),
-        Route("POST", "/admin/flash-sales/{sale_id}/end", end_sale, "End a flash sale now",
-              responses={200: SaleView}, auth=admin_auth, idempotent_key=True,
-              tags=("admin",), params=("sale_id",)),
-        Route("GET", "/flash-sales/{sale_id}", get_sale, "A flash sale's state and units left",
-              responses={200: SaleView}, tags=("flash-sales",), params=("sale_id",)),
-        Route("POST", "/flash-sales/{sale_id}/purchase", purchase,
-              "Buy units: an expiring hold and a pending order", request=PurchaseRequest,
-              responses={202: PurchaseAccepted}, auth=buyer_auth, idempotent_key=True,
-              tags=("flash-sales",), params=("sale_id",)),
-        Route("GET", "/orders/{order_id}", get_order, "One of the buyer's orders",
-              responses={200: OrderView}, auth=buyer_auth, tags=("orders",),
-              params=("order_id",)),
-        Route("GET", "/users/me/orders", my_orders, "The buyer's orders, by order id descending",
-              responses={200: OrderPage}, auth=buyer_auth, tags=("orders",),
-              query=(("limit", "page size, 1-100 (default 20)"),
-                     ("cursor", "next_cursor of the previous page"))),
+        Route(
+            "POST",
+            "/admin/flash-sales",
+            create_sale,
+            "Create a flash sale",
+            request=SaleSpec,
+            responses={201: SaleView, 200: SaleView},
+            auth=admin_auth,
+            idempotent_key=True,
+            tags=("admin",),
+        ),
+        Route(
+            "PATCH",
+            "/admin/flash-sales/{sale_id}",
+            update_sale,
+            "Update a flash sale (restock, window, limit, price)",
+            request=SaleUpdate,
+            responses={200: SaleView},
+            auth=admin_auth,
+            idempotent_key=True,
+            tags=("admin",),
+            params=("sale_id",),
+        ),
+        Route(
+            "POST",
+            "/admin/flash-sales/{sale_id}/end",
+            end_sale,
+            "End a flash sale now",
+            responses={200: SaleView},
+            auth=admin_auth,
+            idempotent_key=True,
+            tags=("admin",),
+            params=("sale_id",),
+        ),
+        Route(
+            "GET",
+            "/flash-sales/{sale_id}",
+            get_sale,
+            "A flash sale's state and units left",
+            responses={200: SaleView},
+            tags=("flash-sales",),
+            params=("sale_id",),
+        ),
+        Route(
+            "POST",
+            "/flash-sales/{sale_id}/purchase",
+            purchase,
+            "Buy units: an expiring hold and a pending order",
+            request=PurchaseRequest,
+            responses={202: PurchaseAccepted},
+            auth=buyer_auth,
+            idempotent_key=True,
+            tags=("flash-sales",),
+            params=("sale_id",),
+        ),
+        Route(
+            "GET",
+            "/orders/{order_id}",
+            get_order,
+            "One of the buyer's orders",
+            responses={200: OrderView},
+            auth=buyer_auth,
+            tags=("orders",),
+            params=("order_id",),
+        ),
+        Route(
+            "GET",
+            "/users/me/orders",
+            my_orders,
+            "The buyer's orders, by order id descending",
+            responses={200: OrderPage},
+            auth=buyer_auth,
+            tags=("orders",),
+            query=(
+                ("limit", "page size, 1-100 (default 20)"),
+                ("cursor", "next_cursor of the previous page"),
+            ),
+        ),
     ]
 
 
 def _sale_from_meta(meta: dict[bytes, bytes]) -> Sale:
-    return Sale(sale_id=int(meta[b"sale_id"]), sku=meta[b"sku"].decode(),
-                units=int(meta[b"units"]), price_cents=int(meta[b"price"]),
-                currency=meta[b"currency"].decode(), per_user_limit=int(meta[b"limit"]),
-                starts_at_ms=int(meta[b"starts_ms"]), ends_at_ms=int(meta[b"ends_ms"]),
-                hold_ttl_s=int(meta[b"hold_ttl_ms"]) // 1000, ended=meta[b"ended"] == b"1")
+    return Sale(
+        sale_id=int(meta[b"sale_id"]),
+        sku=meta[b"sku"].decode(),
+        units=int(meta[b"units"]),
+        price_cents=int(meta[b"price"]),
+        currency=meta[b"currency"].decode(),
+        per_user_limit=int(meta[b"limit"]),
+        starts_at_ms=int(meta[b"starts_ms"]),
+        ends_at_ms=int(meta[b"ends_ms"]),
+        hold_ttl_s=int(meta[b"hold_ttl_ms"]) // 1000,
+        ended=meta[b"ended"] == b"1",
+    )
 
 
 def _sale_from_row(row: asyncpg.Record) -> Sale:
-    return Sale(sale_id=row["sale_id"], sku=row["sku"], units=row["units"],
-                price_cents=row["price_cents"], currency=row["currency"],
-                per_user_limit=row["per_user_limit"], starts_at_ms=row["starts_at_ms"],
-                ends_at_ms=row["ends_at_ms"], hold_ttl_s=row["hold_ttl_s"], ended=row["ended"])
+    return Sale(
+        sale_id=row["sale_id"],
+        sku=row["sku"],
+        units=row["units"],
+        price_cents=row["price_cents"],
+        currency=row["currency"],
+        per_user_limit=row["per_user_limit"],
+        starts_at_ms=row["starts_at_ms"],
+        ends_at_ms=row["ends_at_ms"],
+        hold_ttl_s=row["hold_ttl_s"],
+        ended=row["ended"],
+    )
 
 
-async def _fetch_orders(pool: asyncpg.Pool, user_id: int, *, order_id: int | None = None,
-                        before: int | None = None, limit: int = 1) -> list[OrderView]:
+async def _fetch_orders(
+    pool: asyncpg.Pool,
+    user_id: int,
+    *,
+    order_id: int | None = None,
+    before: int | None = None,
+    limit: int = 1,
+) -> list[OrderView]:
     # Every query carries user_id, the distribution key: single-shard on Citus.
     rows = await pool.fetch(
         "SELECT o.order_id, o.user_id, o.sale_id, o.status, o.total_cents, o.currency,"
@@ -481,10 +617,24 @@ async def _fetch_orders(pool: asyncpg.Pool, user_id: int, *, order_id: int | Non
         " WHERE o.user_id = $1 AND ($2::bigint IS NULL OR o.order_id = $2)"
         "   AND ($3::bigint IS NULL OR o.order_id < $3)"
         " GROUP BY o.user_id, o.order_id ORDER BY o.order_id DESC LIMIT $4",
-        user_id, order_id, before, limit)
+        user_id,
+        order_id,
+        before,
+        limit,
+    )
     item_dec = msgspec.json.Decoder(list[OrderItemView])
-    return [OrderView(order_id=r["order_id"], user_id=r["user_id"], sale_id=r["sale_id"],
-                      status=r["status"], total_cents=r["total_cents"], currency=r["currency"],
-                      created_at=r["created_at"], updated_at=r["updated_at"],
-                      expires_at=r["expires_at"], items=item_dec.decode(r["items"]))
-            for r in rows]
+    return [
+        OrderView(
+            order_id=r["order_id"],
+            user_id=r["user_id"],
+            sale_id=r["sale_id"],
+            status=r["status"],
+            total_cents=r["total_cents"],
+            currency=r["currency"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            expires_at=r["expires_at"],
+            items=item_dec.decode(r["items"]),
+        )
+        for r in rows
+    ]

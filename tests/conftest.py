@@ -83,11 +83,32 @@ class EdgeServer:
 
     def _spawn(self, env: dict[str, str], workers: int, logf: IO[bytes]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--loop", "uvloop",
-             "--no-ws", "edge.app:app"],
-            cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "rsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--loop",
+                "uvloop",
+                "--no-ws",
+                "edge.app:app",
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                **env,
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            },
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def _wait_ready(self) -> None:
@@ -116,8 +137,13 @@ class EdgeServer:
 
 # Tests send everything from 127.0.0.1: the per-IP bucket is opened wide, the per-user one
 # kept small enough to test.
-EDGE_TEST_ENV = {"GATE_IP_RATE": "1000000", "GATE_IP_BURST": "1000000",
-                 "GATE_USER_RATE": "5", "GATE_USER_BURST": "10", "SOLD_OUT_REFRESH_MS": "200"}
+EDGE_TEST_ENV = {
+    "GATE_IP_RATE": "1000000",
+    "GATE_IP_BURST": "1000000",
+    "GATE_USER_RATE": "5",
+    "GATE_USER_BURST": "10",
+    "SOLD_OUT_REFRESH_MS": "200",
+}
 
 
 @pytest.fixture(scope="session")

@@ -35,12 +35,14 @@ class Call:
 
     @classmethod
     def post_json(cls, path: str, obj: Any, headers: dict[str, str]) -> Call:
-        return cls("POST", path, {**headers, "content-type": "application/json"},
-                   json.dumps(obj).encode())
+        return cls(
+            "POST", path, {**headers, "content-type": "application/json"}, json.dumps(obj).encode()
+        )
 
 
-async def _one_connection(host: str, port: int, calls: Sequence[Call], todo: list[int],
-                          out: list[Reply | None]) -> None:
+async def _one_connection(
+    host: str, port: int, calls: Sequence[Call], todo: list[int], out: list[Reply | None]
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     sock = writer.get_extra_info("socket")
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -48,8 +50,11 @@ async def _one_connection(host: str, port: int, calls: Sequence[Call], todo: lis
         while todo:
             i = todo.pop()
             c = calls[i]
-            head = [f"{c.method} {c.path} HTTP/1.1", f"host: {host}:{port}",
-                    f"content-length: {len(c.body)}"]
+            head = [
+                f"{c.method} {c.path} HTTP/1.1",
+                f"host: {host}:{port}",
+                f"content-length: {len(c.body)}",
+            ]
             head += [f"{k}: {v}" for k, v in c.headers.items()]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + c.body)
             status_line = await reader.readline()
@@ -71,7 +76,11 @@ async def run(base_url: str, calls: Sequence[Call], concurrency: int = 50) -> li
     host, port = u.hostname or "127.0.0.1", u.port or 80
     out: list[Reply | None] = [None] * len(calls)
     todo = list(range(len(calls)))[::-1]
-    await asyncio.gather(*(_one_connection(host, port, calls, todo, out)
-                           for _ in range(min(concurrency, len(calls)))))
+    await asyncio.gather(
+        *(
+            _one_connection(host, port, calls, todo, out)
+            for _ in range(min(concurrency, len(calls)))
+        )
+    )
     assert all(r is not None for r in out)
     return [r for r in out if r is not None]

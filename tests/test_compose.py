@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from nexuscart.config import ENV_VARS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,13 +16,22 @@ def test_kafka_storage_format_accepts_a_cluster_id_starting_with_a_dash(tmp_path
     if java is None:
         pytest.skip("java not installed")
     props = tmp_path / "server.properties"
-    props.write_text("\n".join([
-        "process.roles=broker,controller", "node.id=1",
-        "controller.quorum.voters=1@127.0.0.1:1", "controller.listener.names=CONTROLLER",
-        "listeners=PLAINTEXT://127.0.0.1:2,CONTROLLER://127.0.0.1:1",
-        f"log.dirs={tmp_path / 'logs'}", ""]))
-    devstack.format_kafka_storage([java, "-cp", devstack.kafka_classpath()], props,
-                                  "-AbCdEfGhIjKlMnOpQrStU")
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                "controller.quorum.voters=1@127.0.0.1:1",
+                "controller.listener.names=CONTROLLER",
+                "listeners=PLAINTEXT://127.0.0.1:2,CONTROLLER://127.0.0.1:1",
+                f"log.dirs={tmp_path / 'logs'}",
+                "",
+            ]
+        )
+    )
+    devstack.format_kafka_storage(
+        [java, "-cp", devstack.kafka_classpath()], props, "-AbCdEfGhIjKlMnOpQrStU"
+    )
     assert (tmp_path / "logs" / "meta.properties").exists()
 
 
@@ -32,4 +41,9 @@ def test_missing_prerequisites_are_named_one_per_line(monkeypatch: pytest.Monkey
     monkeypatch.setattr(devstack, "KAFKA_CLASSPATH_FILE", Path("/nonexistent/kafka.classpath"))
     problems = devstack.check_prerequisites()
     assert [p.split(" ")[0] for p in problems] == [
-        "redis-server", "PostgreSQL", "java", "Kafka", "stripe-mock"]
+        "redis-server",
+        "PostgreSQL",
+        "java",
+        "Kafka",
+        "stripe-mock",
+    ]

@@ -23,18 +23,29 @@ def token(user_id: int, ttl_s: int = 3600) -> str:
 
 
 def buyer_headers(user_id: int, key: str | None = None) -> dict[str, str]:
-    return {"authorization": f"Bearer {token(user_id)}",
-            "idempotency-key": key or uuid.uuid4().hex}
+    return {"authorization": f"Bearer {token(user_id)}", "idempotency-key": key or uuid.uuid4().hex}
 
 
-def create_sale(edge: EdgeServer, units: int, limit: int = 1, hold_ttl_s: int = 600,
-                **extra: Any) -> dict[str, Any]:
+def create_sale(
+    edge: EdgeServer, units: int, limit: int = 1, hold_ttl_s: int = 600, **extra: Any
+) -> dict[str, Any]:
     now = int(time.time() * 1000)
-    body = {"sku": "FLASH-1", "units": units, "price_cents": 999, "per_user_limit": limit,
-            "starts_at_ms": now - 1000, "ends_at_ms": now + 3_600_000,
-            "hold_ttl_s": hold_ttl_s, **extra}
-    r = httpx.post(f"{edge.url}/admin/flash-sales", json=body,
-                   headers={**ADMIN, "idempotency-key": uuid.uuid4().hex}, timeout=10)
+    body = {
+        "sku": "FLASH-1",
+        "units": units,
+        "price_cents": 999,
+        "per_user_limit": limit,
+        "starts_at_ms": now - 1000,
+        "ends_at_ms": now + 3_600_000,
+        "hold_ttl_s": hold_ttl_s,
+        **extra,
+    }
+    r = httpx.post(
+        f"{edge.url}/admin/flash-sales",
+        json=body,
+        headers={**ADMIN, "idempotency-key": uuid.uuid4().hex},
+        timeout=10,
+    )
     assert r.status_code == 201, r.text
     sale: dict[str, Any] = r.json()
     return sale
@@ -47,10 +58,17 @@ def sale_state(edge: EdgeServer, sale_id: int) -> dict[str, Any]:
     return out
 
 
-async def _storm(edge: EdgeServer, sale_id: int, users: list[int],
-                 keys: dict[int, str] | None = None) -> list[rawhttp.Reply]:
-    calls = [rawhttp.Call.post_json(f"/flash-sales/{sale_id}/purchase", {"quantity": 1},
-                                    buyer_headers(u, (keys or {}).get(u))) for u in users]
+async def _storm(
+    edge: EdgeServer, sale_id: int, users: list[int], keys: dict[int, str] | None = None
+) -> list[rawhttp.Reply]:
+    calls = [
+        rawhttp.Call.post_json(
+            f"/flash-sales/{sale_id}/purchase",
+            {"quantity": 1},
+            buyer_headers(u, (keys or {}).get(u)),
+        )
+        for u in users
+    ]
     return await rawhttp.run(edge.url, calls, concurrency=64)
 
 
@@ -60,7 +78,8 @@ def _evalsha_calls(info: dict[str, Any]) -> int:
 
 
 async def test_2000_buyers_for_500_units_get_exactly_500_holds(
-        edge: EdgeServer, redis_client: Any) -> None:
+    edge: EdgeServer, redis_client: Any
+) -> None:
     sale = create_sale(edge, units=500)
     sid = sale["sale_id"]
     users = [next(_users) for _ in range(2000)]
@@ -74,7 +93,11 @@ async def test_2000_buyers_for_500_units_get_exactly_500_holds(
     assert len({w["order_id"] for w in winners.values()}) == 500
     state = sale_state(edge, sid)
     assert (state["available"], state["held"], state["sold"], state["state"]) == (
-        0, 500, 0, "sold_out")
+        0,
+        500,
+        0,
+        "sold_out",
+    )
 
     # Retries with the same key answer the same hold, even after the sale sold out.
     retry_users = list(winners)[:50]
@@ -96,7 +119,8 @@ async def test_2000_buyers_for_500_units_get_exactly_500_holds(
 
 
 async def test_expired_hold_returns_its_unit_and_reopens_the_sale_on_every_worker(
-        edge: EdgeServer, settings: config.Settings) -> None:
+    edge: EdgeServer, settings: config.Settings
+) -> None:
     import redis.asyncio as aioredis
 
     from nexuscart.adapters.flash_sales import FlashSaleStore
@@ -114,16 +138,20 @@ async def test_expired_hold_returns_its_unit_and_reopens_the_sale_on_every_worke
         await client.aclose()
     assert sale_state(edge, sid)["available"] == 1
     # restock so every admitted request can succeed, then give workers one refresh interval
-    r = httpx.patch(f"{edge.url}/admin/flash-sales/{sid}", json={"units": 41},
-                    headers={**ADMIN, "idempotency-key": uuid.uuid4().hex}, timeout=10)
+    async with httpx.AsyncClient() as client:
+        r = await client.patch(
+            f"{edge.url}/admin/flash-sales/{sid}",
+            json={"units": 41},
+            headers={**ADMIN, "idempotency-key": uuid.uuid4().hex},
+            timeout=10,
+        )
     assert r.status_code == 200, r.text
     await asyncio.sleep(0.5)
     again = await _storm(edge, sid, [next(_users) for _ in range(40)])
     assert [r.status for r in again] == [202] * 40
 
 
-async def test_one_user_beyond_the_rate_limit_gets_429_with_retry_after(
-        edge: EdgeServer) -> None:
+async def test_one_user_beyond_the_rate_limit_gets_429_with_retry_after(edge: EdgeServer) -> None:
     sale = create_sale(edge, units=100, limit=1)
     user = next(_users)
     responses = await _storm(edge, sale["sale_id"], [user] * 40)
@@ -135,12 +163,30 @@ async def test_one_user_beyond_the_rate_limit_gets_429_with_retry_after(
 
 BAD_REQUESTS: list[tuple[str, Any, dict[str, str] | None, int, str]] = [
     ("no token", {"quantity": 1}, {"authorization": ""}, 401, "unauthorized"),
-    ("expired token", {"quantity": 1}, {"authorization": "Bearer " + auth.issue(
-        config.dev_defaults()["JWT_SECRET"], 5, ttl_s=-10)}, 401, "unauthorized"),
-    ("forged token", {"quantity": 1}, {"authorization": "Bearer " + auth.issue(
-        "not-the-secret", 5)}, 401, "unauthorized"),
-    ("no idempotency key", {"quantity": 1}, {"idempotency-key": ""}, 400,
-     "idempotency-key-required"),
+    (
+        "expired token",
+        {"quantity": 1},
+        {
+            "authorization": "Bearer "
+            + auth.issue(config.dev_defaults()["JWT_SECRET"], 5, ttl_s=-10)
+        },
+        401,
+        "unauthorized",
+    ),
+    (
+        "forged token",
+        {"quantity": 1},
+        {"authorization": "Bearer " + auth.issue("not-the-secret", 5)},
+        401,
+        "unauthorized",
+    ),
+    (
+        "no idempotency key",
+        {"quantity": 1},
+        {"idempotency-key": ""},
+        400,
+        "idempotency-key-required",
+    ),
     ("quantity as string", {"quantity": "1"}, None, 422, "validation-error"),
     ("zero quantity", {"quantity": 0}, None, 422, "validation-error"),
     ("negative quantity", {"quantity": -3}, None, 422, "validation-error"),
@@ -149,16 +195,22 @@ BAD_REQUESTS: list[tuple[str, Any, dict[str, str] | None, int, str]] = [
     ("unknown field", {"quantity": 1, "price": 0}, None, 422, "validation-error"),
     ("not json", b"{quantity: 1", None, 400, "malformed-body"),
     ("json array", [1], None, 422, "validation-error"),
-    ("oversized body", b'{"quantity": 1, "pad": "' + b"x" * 70_000 + b'"}', None, 413,
-     "body-too-large"),
+    (
+        "oversized body",
+        b'{"quantity": 1, "pad": "' + b"x" * 70_000 + b'"}',
+        None,
+        413,
+        "body-too-large",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "headers", "status", "slug"), BAD_REQUESTS,
-                         ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("case", "body", "headers", "status", "slug"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS]
+)
 def test_bad_purchase_input_gets_a_clear_4xx_and_changes_nothing(
-        edge: EdgeServer, case: str, body: Any, headers: dict[str, str] | None, status: int,
-        slug: str) -> None:
+    edge: EdgeServer, case: str, body: Any, headers: dict[str, str] | None, status: int, slug: str
+) -> None:
     sale = create_sale(edge, units=5)
     sid = sale["sale_id"]
     h = {**buyer_headers(next(_users)), **(headers or {})}
@@ -171,54 +223,82 @@ def test_bad_purchase_input_gets_a_clear_4xx_and_changes_nothing(
     assert sale_state(edge, sid)["available"] == 5
 
 
-@pytest.mark.parametrize("path", ["/flash-sales/999999/purchase", "/flash-sales/abc/purchase",
-                                  "/flash-sales/-1/purchase"])
+@pytest.mark.parametrize(
+    "path",
+    ["/flash-sales/999999/purchase", "/flash-sales/abc/purchase", "/flash-sales/-1/purchase"],
+)
 def test_purchase_of_unknown_sale_is_404(edge: EdgeServer, path: str) -> None:
-    r = httpx.post(f"{edge.url}{path}", json={"quantity": 1},
-                   headers=buyer_headers(next(_users)), timeout=10)
+    r = httpx.post(
+        f"{edge.url}{path}", json={"quantity": 1}, headers=buyer_headers(next(_users)), timeout=10
+    )
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
 
 
 def test_admin_routes_need_the_admin_token_and_valid_bodies(edge: EdgeServer) -> None:
     now = int(time.time() * 1000)
-    good = {"sku": "X", "units": 1, "price_cents": 1, "starts_at_ms": now,
-            "ends_at_ms": now + 1000}
+    good = {"sku": "X", "units": 1, "price_cents": 1, "starts_at_ms": now, "ends_at_ms": now + 1000}
     key = {"idempotency-key": uuid.uuid4().hex}
     r = httpx.post(f"{edge.url}/admin/flash-sales", json=good, headers=key, timeout=10)
     assert r.status_code == 401
-    r = httpx.post(f"{edge.url}/admin/flash-sales", json={**good, "ends_at_ms": now - 1},
-                   headers={**ADMIN, **key}, timeout=10)
+    r = httpx.post(
+        f"{edge.url}/admin/flash-sales",
+        json={**good, "ends_at_ms": now - 1},
+        headers={**ADMIN, **key},
+        timeout=10,
+    )
     assert r.status_code == 422
-    r = httpx.post(f"{edge.url}/admin/flash-sales", json={**good, "units": -1},
-                   headers={**ADMIN, **key}, timeout=10)
+    r = httpx.post(
+        f"{edge.url}/admin/flash-sales",
+        json={**good, "units": -1},
+        headers={**ADMIN, **key},
+        timeout=10,
+    )
     assert r.status_code == 422
-    first = httpx.post(f"{edge.url}/admin/flash-sales", json=good, headers={**ADMIN, **key},
-                       timeout=10)
-    again = httpx.post(f"{edge.url}/admin/flash-sales", json=good, headers={**ADMIN, **key},
-                       timeout=10)
+    first = httpx.post(
+        f"{edge.url}/admin/flash-sales", json=good, headers={**ADMIN, **key}, timeout=10
+    )
+    again = httpx.post(
+        f"{edge.url}/admin/flash-sales", json=good, headers={**ADMIN, **key}, timeout=10
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["sale_id"] == again.json()["sale_id"]
 
 
 def test_ended_and_not_started_sales_refuse_purchases(edge: EdgeServer) -> None:
     later = create_sale(edge, units=3, starts_at_ms=int(time.time() * 1000) + 60_000)
-    r = httpx.post(f"{edge.url}/flash-sales/{later['sale_id']}/purchase", json={"quantity": 1},
-                   headers=buyer_headers(next(_users)), timeout=10)
+    r = httpx.post(
+        f"{edge.url}/flash-sales/{later['sale_id']}/purchase",
+        json={"quantity": 1},
+        headers=buyer_headers(next(_users)),
+        timeout=10,
+    )
     assert (r.status_code, r.json()["type"]) == (409, "/problems/not-started")
     sale = create_sale(edge, units=3)
-    r = httpx.post(f"{edge.url}/admin/flash-sales/{sale['sale_id']}/end", headers={
-        **ADMIN, "idempotency-key": uuid.uuid4().hex}, timeout=10)
-    assert r.status_code == 200 and r.json()["state"] == "ended"
-    r = httpx.post(f"{edge.url}/flash-sales/{sale['sale_id']}/purchase", json={"quantity": 1},
-                   headers=buyer_headers(next(_users)), timeout=10)
+    r = httpx.post(
+        f"{edge.url}/admin/flash-sales/{sale['sale_id']}/end",
+        headers={**ADMIN, "idempotency-key": uuid.uuid4().hex},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    assert r.json()["state"] == "ended"
+    r = httpx.post(
+        f"{edge.url}/flash-sales/{sale['sale_id']}/purchase",
+        json={"quantity": 1},
+        headers=buyer_headers(next(_users)),
+        timeout=10,
+    )
     assert (r.status_code, r.json()["type"]) == (409, "/problems/ended")
 
 
 def test_openapi_describes_every_route(edge: EdgeServer) -> None:
     spec = httpx.get(f"{edge.url}/openapi.json", timeout=10).json()
     paths = spec["paths"]
-    for path, method in [("/flash-sales/{sale_id}/purchase", "post"),
-                         ("/admin/flash-sales", "post"), ("/users/me/orders", "get"),
-                         ("/orders/{order_id}", "get"), ("/readyz", "get")]:
+    for path, method in [
+        ("/flash-sales/{sale_id}/purchase", "post"),
+        ("/admin/flash-sales", "post"),
+        ("/users/me/orders", "get"),
+        ("/orders/{order_id}", "get"),
+        ("/readyz", "get"),
+    ]:
         assert method in paths[path]

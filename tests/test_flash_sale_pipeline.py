@@ -37,10 +37,16 @@ class Service:
     def start(self) -> None:
         with self.log.open("ab") as logf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"], cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    [str(ROOT), os.environ.get("PYTHONPATH", "")])},
-                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                [sys.executable, "-m", f"services.{self.name}"],
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                },
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -82,8 +88,8 @@ async def _orders_of(dsn: str, sale_id: int) -> dict[int, str]:
     return {r["order_id"]: r["status"] for r in rows}
 
 
-async def _until(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(predicate: object, within_s: float = 60.0) -> None:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if await predicate():  # type: ignore[operator]
             return
@@ -92,8 +98,8 @@ async def _until(predicate: object, timeout: float = 60.0) -> None:
 
 
 async def test_every_hold_gets_exactly_one_order_across_relay_and_consumer_crashes(
-        settings: config.Settings, store: FlashSaleStore,
-        services: dict[str, Service]) -> None:
+    settings: config.Settings, store: FlashSaleStore, services: dict[str, Service]
+) -> None:
     sale = new_sale(units=400, limit=1)
     await store.upsert(sale)
     first = await asyncio.gather(*(buy(store, sale, user=u) for u in range(200)))
@@ -114,37 +120,48 @@ async def test_every_hold_gets_exactly_one_order_across_relay_and_consumer_crash
     try:
         n_items = await conn.fetchval(
             "SELECT count(*) FROM order_items i JOIN orders o USING (user_id, order_id)"
-            " WHERE o.sale_id = $1", sale.sale_id)
+            " WHERE o.sale_id = $1",
+            sale.sale_id,
+        )
     finally:
         await conn.close()
     assert n_items == 400  # one item per order: nothing doubled by redelivery
     pool = await asyncpg.create_pool(settings.postgres.dsn, min_size=1, max_size=2)
     try:
-        report = [r for r in await reconcile(store, pool) if r.sale_id == sale.sale_id][0]
+        report = next(r for r in await reconcile(store, pool) if r.sale_id == sale.sale_id)
     finally:
         await pool.close()
-    assert report.redis_ok and report.pg_ok, report
+    assert report.redis_ok, report
+    assert report.pg_ok, report
 
 
 async def test_payment_succeeded_confirms_the_hold_and_the_order(
-        settings: config.Settings, store: FlashSaleStore,
-        services: dict[str, Service]) -> None:
+    settings: config.Settings, store: FlashSaleStore, services: dict[str, Service]
+) -> None:
     sale = new_sale(units=3, limit=1)
     await store.upsert(sale)
     code, order_id, _, _ = await buy(store, sale, user=77)
     assert code == Outcome.OK
 
     async def pending() -> bool:
-        return (await _orders_of(settings.postgres.dsn, sale.sale_id)).get(order_id) == \
-            "PENDING_PAYMENT"
+        return (await _orders_of(settings.postgres.dsn, sale.sale_id)).get(
+            order_id
+        ) == "PENDING_PAYMENT"
 
     await _until(pending)
     producer = kafka.producer(settings.kafka, "test-payments")
     await producer.start()
     try:
-        env = events.envelope(events.PaymentSucceeded(
-            order_id=order_id, sale_id=sale.sale_id, user_id=77, amount_cents=1999,
-            payment_id=f"pi_{uuid.uuid4().hex}"), key=77)
+        env = events.envelope(
+            events.PaymentSucceeded(
+                order_id=order_id,
+                sale_id=sale.sale_id,
+                user_id=77,
+                amount_cents=1999,
+                payment_id=f"pi_{uuid.uuid4().hex}",
+            ),
+            key=77,
+        )
         # published twice: the consumer must apply it once
         for _ in range(2):
             await producer.send_and_wait(events.PAYMENTS_TOPIC, events.encode(env), key=b"77")
@@ -152,15 +169,15 @@ async def test_payment_succeeded_confirms_the_hold_and_the_order(
         await producer.stop()
 
     async def confirmed() -> bool:
-        return (await _orders_of(settings.postgres.dsn, sale.sale_id)).get(order_id) == \
-            "CONFIRMED"
+        return (await _orders_of(settings.postgres.dsn, sale.sale_id)).get(order_id) == "CONFIRMED"
 
     await _until(confirmed)
     assert await store.stock(sale.sale_id) == (2, 0, 1)
 
 
 async def test_acknowledged_holds_survive_a_redis_crash(
-        stack: devstack.Stack, store: FlashSaleStore) -> None:
+    stack: devstack.Stack, store: FlashSaleStore
+) -> None:
     sale = new_sale(units=50, limit=1)
     await store.upsert(sale)
     results = await asyncio.gather(*(buy(store, sale, user=u) for u in range(30)))

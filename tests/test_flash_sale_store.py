@@ -20,12 +20,25 @@ from nexuscart.domain.flash_sale import Outcome, Sale
 _next_sale = iter(range(900_000, 1_000_000))
 
 
-def new_sale(units: int = 10, limit: int = 2, ttl_s: int = 600, starts_in_ms: int = -1000,
-             ends_in_ms: int = 3_600_000) -> Sale:
+def new_sale(
+    units: int = 10,
+    limit: int = 2,
+    ttl_s: int = 600,
+    starts_in_ms: int = -1000,
+    ends_in_ms: int = 3_600_000,
+) -> Sale:
     now = int(time.time() * 1000)
-    return Sale(sale_id=next(_next_sale), sku="SKU-1", units=units, price_cents=1999,
-                currency="usd", per_user_limit=limit, starts_at_ms=now + starts_in_ms,
-                ends_at_ms=now + ends_in_ms, hold_ttl_s=ttl_s)
+    return Sale(
+        sale_id=next(_next_sale),
+        sku="SKU-1",
+        units=units,
+        price_cents=1999,
+        currency="usd",
+        per_user_limit=limit,
+        starts_at_ms=now + starts_in_ms,
+        ends_at_ms=now + ends_in_ms,
+        hold_ttl_s=ttl_s,
+    )
 
 
 @pytest.fixture
@@ -35,14 +48,22 @@ async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
     await client.aclose()
 
 
-async def buy(store: FlashSaleStore, sale: Sale, user: int, qty: int = 1,
-              key: str | None = None) -> list[int]:
-    return await store.purchase(sale.sale_id, user, qty, key or uuid.uuid4().hex,
-                                str(uuid.uuid4()), "2026-11-23T00:00:00+00:00")
+async def buy(
+    store: FlashSaleStore, sale: Sale, user: int, qty: int = 1, key: str | None = None
+) -> list[int]:
+    return await store.purchase(
+        sale.sale_id,
+        user,
+        qty,
+        key or uuid.uuid4().hex,
+        str(uuid.uuid4()),
+        "2026-11-23T00:00:00+00:00",
+    )
 
 
 async def test_purchase_holds_units_and_appends_a_decodable_stock_reserved_event(
-        store: FlashSaleStore) -> None:
+    store: FlashSaleStore,
+) -> None:
     sale = new_sale(units=5)
     await store.upsert(sale)
     code, order_id, expires, left = await buy(store, sale, user=42, qty=2)
@@ -55,13 +76,21 @@ async def test_purchase_holds_units_and_appends_a_decodable_stock_reserved_event
     env = events.decode(fields[b"e"])
     assert env.type == "StockReserved"
     assert env.data == events.StockReserved(
-        order_id=order_id, sale_id=sale.sale_id, user_id=42, sku="SKU-1", quantity=2,
-        unit_price_cents=1999, currency="usd", expires_at_ms=expires)
+        order_id=order_id,
+        sale_id=sale.sale_id,
+        user_id=42,
+        sku="SKU-1",
+        quantity=2,
+        unit_price_cents=1999,
+        currency="usd",
+        expires_at_ms=expires,
+    )
     assert await store.stock(sale.sale_id) == (3, 2, 0)
 
 
 async def test_same_idempotency_key_replays_the_same_hold_and_changes_nothing(
-        store: FlashSaleStore) -> None:
+    store: FlashSaleStore,
+) -> None:
     sale = new_sale(units=5)
     await store.upsert(sale)
     first = await buy(store, sale, user=7, key="k-1")
@@ -73,7 +102,8 @@ async def test_same_idempotency_key_replays_the_same_hold_and_changes_nothing(
 
 
 async def test_per_user_limit_sale_window_and_unknown_sale_are_refused(
-        store: FlashSaleStore) -> None:
+    store: FlashSaleStore,
+) -> None:
     sale = new_sale(units=10, limit=2)
     await store.upsert(sale)
     assert (await buy(store, sale, user=1, qty=2))[0] == Outcome.OK
@@ -97,16 +127,24 @@ async def test_release_and_confirm_are_idempotent_and_exclusive(store: FlashSale
     iso = "2026-11-23T00:00:00+00:00"
     assert await store.confirm(sale.sale_id, a, str(uuid.uuid4()), iso) == 1
     assert await store.confirm(sale.sale_id, a, str(uuid.uuid4()), iso) == 1  # replay
-    assert await store.release(sale.sale_id, a, "cancelled", str(uuid.uuid4()), iso,
-                               only_if_due=False) == 0  # sold units are not released
-    assert await store.release(sale.sale_id, b, "cancelled", str(uuid.uuid4()), iso,
-                               only_if_due=False) == 1
-    assert await store.release(sale.sale_id, b, "cancelled", str(uuid.uuid4()), iso,
-                               only_if_due=False) == 0
+    assert (
+        await store.release(sale.sale_id, a, "cancelled", str(uuid.uuid4()), iso, only_if_due=False)
+        == 0
+    )  # sold units are not released
+    assert (
+        await store.release(sale.sale_id, b, "cancelled", str(uuid.uuid4()), iso, only_if_due=False)
+        == 1
+    )
+    assert (
+        await store.release(sale.sale_id, b, "cancelled", str(uuid.uuid4()), iso, only_if_due=False)
+        == 0
+    )
     assert await store.confirm(sale.sale_id, b, str(uuid.uuid4()), iso) == -1
     assert await store.stock(sale.sale_id) == (2, 0, 1)
-    kinds = [events.decode(f[b"e"]).type
-             for _, f in await store.client.xrange(store.keys(sale.sale_id).outbox)]
+    kinds = [
+        events.decode(f[b"e"]).type
+        for _, f in await store.client.xrange(store.keys(sale.sale_id).outbox)
+    ]
     assert kinds == ["StockReserved", "StockReserved", "StockSold", "StockReleased"]
 
 
@@ -137,15 +175,23 @@ def _fields(sale: Sale) -> dict[str, object]:
     return msgspec.structs.asdict(sale)
 
 
-ops = st.lists(st.tuples(st.sampled_from(["buy", "release", "confirm", "restock"]),
-                         st.integers(0, 7), st.integers(1, 3)), max_size=40)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["buy", "release", "confirm", "restock"]),
+        st.integers(0, 7),
+        st.integers(1, 3),
+    ),
+    max_size=40,
+)
 
 
-@hsettings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=ops)
 def test_stock_is_conserved_under_any_operation_sequence(
-        settings: config.Settings, ops: list[tuple[str, int, int]]) -> None:
+    settings: config.Settings, ops: list[tuple[str, int, int]]
+) -> None:
     async def run() -> None:
         client = aioredis.Redis.from_url(settings.redis.url)
         store = FlashSaleStore(client)
@@ -161,17 +207,25 @@ def test_stock_is_conserved_under_any_operation_sequence(
                     if res[0] == Outcome.OK:
                         orders.append(res[1])
                 elif op == "release" and orders:
-                    await store.release(sale.sale_id, orders[user % len(orders)], "cancelled",
-                                        str(uuid.uuid4()), iso, only_if_due=False)
+                    await store.release(
+                        sale.sale_id,
+                        orders[user % len(orders)],
+                        "cancelled",
+                        str(uuid.uuid4()),
+                        iso,
+                        only_if_due=False,
+                    )
                 elif op == "confirm" and orders:
-                    await store.confirm(sale.sale_id, orders[user % len(orders)],
-                                        str(uuid.uuid4()), iso)
+                    await store.confirm(
+                        sale.sale_id, orders[user % len(orders)], str(uuid.uuid4()), iso
+                    )
                 elif op == "restock":
                     units += n
                     await store.upsert(Sale(**{**_fields(sale), "units": units}))
                 t = await store.totals(sale.sale_id)
                 assert t["units"] == t["available"] + t["held"] + t["sold"] == units
-                assert t["held"] == t["held_entries"] and t["sold"] == t["sold_entries"]
+                assert t["held"] == t["held_entries"]
+                assert t["sold"] == t["sold_entries"]
                 assert min(t["available"], t["held"], t["sold"]) >= 0
         finally:
             await client.aclose()

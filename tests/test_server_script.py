@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from nexuscart import devstack
 
 ROOT = Path(__file__).resolve().parent.parent

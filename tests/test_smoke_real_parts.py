@@ -38,15 +38,23 @@ async def test_kafka_idempotent_produce_then_consume(settings: config.Settings) 
         meta = await producer.send_and_wait(topic, b"hello", key=b"k1")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap,
-                                auto_offset_reset="earliest", group_id=f"g-{topic}")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"g-{topic}",
+    )
     await consumer.start()
     try:
         msg = await asyncio.wait_for(consumer.getone(), 30)
     finally:
         await consumer.stop()
-    assert (msg.value, msg.key, msg.partition, msg.offset) == (b"hello", b"k1", meta.partition,
-                                                              meta.offset)
+    assert (msg.value, msg.key, msg.partition, msg.offset) == (
+        b"hello",
+        b"k1",
+        meta.partition,
+        meta.offset,
+    )
 
 
 def test_stripe_payment_intent_via_sdk_against_stripe_mock(settings: config.Settings) -> None:
@@ -58,13 +66,15 @@ def test_stripe_payment_intent_via_sdk_against_stripe_mock(settings: config.Sett
         max_network_retries=0,
     )
     intent = client.v1.payment_intents.create(
-        params={"amount": 1999, "currency": "usd", "payment_method_types": ["card"]})
+        params={"amount": 1999, "currency": "usd", "payment_method_types": ["card"]}
+    )
     assert intent.object == "payment_intent"
     assert intent.amount == 1999
 
 
 def test_readyz_goes_503_when_redis_stops_and_back_to_200(
-        stack: devstack.Stack, edge: EdgeServer) -> None:
+    stack: devstack.Stack, edge: EdgeServer
+) -> None:
     assert httpx.get(f"{edge.url}/readyz", timeout=10).status_code == 200
     redis_server = stack.servers["redis"]
     redis_server.stop()

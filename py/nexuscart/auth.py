@@ -102,13 +102,19 @@ class TokenVerifier:
         return int(claims.sub), float(claims.exp)
 
 
-def issue(secret: str, user_id: int, ttl_s: int = 3600, issuer: str = "nexuscart",
-          now: float | None = None) -> str:
+def issue(
+    secret: str,
+    user_id: int,
+    ttl_s: int = 3600,
+    issuer: str = "nexuscart",
+    now: float | None = None,
+) -> str:
     """Mint a buyer token (tests, demo seed, load generators)."""
     now = time.time() if now is None else now
     h = _b64e(_enc.encode({"alg": "HS256", "typ": "JWT"}))
-    p = _b64e(_enc.encode({"sub": str(user_id), "iss": issuer, "iat": int(now),
-                           "exp": int(now) + ttl_s}))
+    p = _b64e(
+        _enc.encode({"sub": str(user_id), "iss": issuer, "iat": int(now), "exp": int(now) + ttl_s})
+    )
     sig = hmac.new(secret.encode(), f"{h}.{p}".encode(), hashlib.sha256).digest()
     return f"{h}.{p}.{_b64e(sig)}"
 

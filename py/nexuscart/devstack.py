@@ -68,8 +68,9 @@ def _missing(what: str, hint: str = "run scripts/bootstrap") -> StackError:
     return StackError(f"{what} not found: {hint}")
 
 
-def _wait_until(probe: Callable[[], bool], what: str, timeout: float, proc: subprocess.Popen[bytes],
-                log: Path) -> None:
+def _wait_until(
+    probe: Callable[[], bool], what: str, timeout: float, proc: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -77,7 +78,7 @@ def _wait_until(probe: Callable[[], bool], what: str, timeout: float, proc: subp
         try:
             if probe():
                 return
-        except Exception:  # noqa: S110 - not ready yet; any error means "try again"
+        except Exception:
             pass
         time.sleep(0.1)
     raise StackError(f"{what} not ready after {timeout:.0f}s; log tail:\n{_tail(log)}")
@@ -203,9 +204,27 @@ def redis_server(workdir: Path, port: int | None = None) -> Server:
     data = workdir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     # appendonly + fsync every write: an acknowledged hold survives a Redis crash (ADR 0003).
-    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"]
+    argv = [
+        exe,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--protected-mode",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
     return Server("redis", port, workdir, argv, probe, timeout=20)
 
 
@@ -225,20 +244,48 @@ def postgres_server(workdir: Path, port: int | None = None) -> Server:
         if user:
             _chown_tree(data, user)
         subprocess.run(
-            [f"{bindir}/initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-            check=True, capture_output=True, preexec_fn=_drop_privileges(user) if user else None,
+            [
+                f"{bindir}/initdb",
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            preexec_fn=_drop_privileges(user) if user else None,
         )
-    argv = [f"{bindir}/postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-            "-k", str(sockdir), "-c", "fsync=on", "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB", "-c", "synchronous_commit=on"]
+    argv = [
+        f"{bindir}/postgres",
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        str(sockdir),
+        "-c",
+        "fsync=on",
+        "-c",
+        "max_connections=200",
+        "-c",
+        "shared_buffers=256MB",
+        "-c",
+        "synchronous_commit=on",
+    ]
 
     def probe() -> bool:
         import asyncpg
 
         async def q() -> bool:
-            conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres",
-                                         database="postgres", timeout=1)
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=port, user="postgres", database="postgres", timeout=1
+            )
             try:
                 return bool(await conn.fetchval("SELECT 1") == 1)
             finally:
@@ -266,26 +313,29 @@ def kafka_server(workdir: Path, port: int | None = None) -> Server:
     ctrl_port = free_port()
     props = kdir / "server.properties"
     props.write_text(
-        "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{ctrl_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctrl_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={kdir / 'logs'}",
-            "num.partitions=6",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.flush.interval.messages=1",  # single node: flush each write, acks=all means disk
-            "",
-        ])
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{ctrl_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctrl_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={kdir / 'logs'}",
+                "num.partitions=6",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=6",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                # single node: flush each write, so acks=all means "on disk"
+                "log.flush.interval.messages=1",
+                "",
+            ]
+        )
     )
     log4j = kdir / "log4j.properties"
     log4j.write_text(
@@ -295,8 +345,17 @@ def kafka_server(workdir: Path, port: int | None = None) -> Server:
         "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
         "log4j.logger.kafka.server.KafkaServer=INFO\n"
     )
-    jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
-           "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}", "-cp", cp]
+    jvm = [
+        java,
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{log4j}",
+        "-cp",
+        cp,
+    ]
     if not (kdir / "logs" / "meta.properties").exists():
         format_kafka_storage(jvm, props, kafka_cluster_id())
 
@@ -317,16 +376,25 @@ def kafka_cluster_id() -> str:
 def format_kafka_storage(jvm: list[str], props: Path, cluster_id: str) -> None:
     # "--cluster-id=ID", not "-t ID": an id starting with '-' would read as an option.
     fmt = subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-         "--config", str(props)],
-        capture_output=True, text=True,
+        [
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "--config",
+            str(props),
+        ],
+        capture_output=True,
+        text=True,
     )
     if fmt.returncode != 0:
         raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
 
 
 def stripe_mock_exe() -> str | None:
-    gobin = os.environ.get("GOBIN") or str(Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin")
+    gobin = os.environ.get("GOBIN") or str(
+        Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin"
+    )
     return _which("stripe-mock", gobin)
 
 
@@ -370,14 +438,21 @@ class Stack:
 
 PARTS: dict[str, tuple[str, Callable[[Path], Server], Callable[[int], str]]] = {
     "redis": ("REDIS_URL", redis_server, lambda p: f"redis://127.0.0.1:{p}/0"),
-    "postgres": ("PG_DSN", postgres_server, lambda p: f"postgresql://postgres@127.0.0.1:{p}/postgres"),
+    "postgres": (
+        "PG_DSN",
+        postgres_server,
+        lambda p: f"postgresql://postgres@127.0.0.1:{p}/postgres",
+    ),
     "kafka": ("KAFKA_BOOTSTRAP", kafka_server, lambda p: f"127.0.0.1:{p}"),
     "stripe": ("STRIPE_API_BASE", stripe_mock_server, lambda p: f"http://127.0.0.1:{p}"),
 }
 
 
-def start_stack(workdir: Path | None = None, parts: tuple[str, ...] = tuple(PARTS),
-                log: Callable[[str], None] | None = None) -> Stack:
+def start_stack(
+    workdir: Path | None = None,
+    parts: tuple[str, ...] = tuple(PARTS),
+    log: Callable[[str], None] | None = None,
+) -> Stack:
     """Start every part not already given by env; return URLs for all of them.
 
     Parts start concurrently in threads (Kafka's JVM dominates; the rest overlap with it).

@@ -79,8 +79,14 @@ _decoder: Final = msgspec.json.Decoder(Envelope)
 
 
 def envelope(data: Event, key: int | str, event_id: uuid.UUID | None = None) -> Envelope:
-    return Envelope(id=event_id or uuid.uuid4(), type=type(data).__name__, version=1,
-                    occurred_at=datetime.now(UTC), key=str(key), data=data)
+    return Envelope(
+        id=event_id or uuid.uuid4(),
+        type=type(data).__name__,
+        version=1,
+        occurred_at=datetime.now(UTC),
+        key=str(key),
+        data=data,
+    )
 
 
 def encode(env: Envelope) -> bytes:

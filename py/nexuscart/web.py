@@ -40,8 +40,15 @@ class Problem(msgspec.Struct, omit_defaults=True):
 class HTTPError(Exception):
     """Raised by handlers and the toolkit; rendered as problem+json."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str | None = None,
-                 headers: Sequence[tuple[str, str]] = (), errors: list[str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        errors: list[str] | None = None,
+    ):
         super().__init__(detail or title)
         self.status = status
         self.slug = slug
@@ -73,21 +80,27 @@ class Response:
         self.headers = headers
 
 
-def json_response(obj: Any, status: int = 200,
-                  headers: Sequence[tuple[str, str]] = ()) -> Response:
-    return Response(status, _encoder.encode(obj), [*_json_headers, *headers] if headers
-                    else _json_headers)
+def json_response(obj: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> Response:
+    return Response(
+        status, _encoder.encode(obj), [*_json_headers, *headers] if headers else _json_headers
+    )
 
 
-def raw_json(body: bytes, status: int = 200,
-             headers: Sequence[tuple[str, str]] = ()) -> Response:
+def raw_json(body: bytes, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> Response:
     return Response(status, body, [*_json_headers, *headers] if headers else _json_headers)
 
 
 def problem_response(err: HTTPError, instance: str | None = None) -> Response:
-    body = _encoder.encode(Problem(type=problem_type(err.slug), title=err.title,
-                                   status=err.status, detail=err.detail, instance=instance,
-                                   errors=err.errors))
+    body = _encoder.encode(
+        Problem(
+            type=problem_type(err.slug),
+            title=err.title,
+            status=err.status,
+            detail=err.detail,
+            instance=instance,
+            errors=err.errors,
+        )
+    )
     return Response(err.status, body, [*_problem_headers, *err.headers])
 
 
@@ -114,8 +127,16 @@ class HTTPProto(Protocol):
 class Request:
     __slots__ = ("body", "client_ip", "headers", "method", "params", "path", "query", "state")
 
-    def __init__(self, method: str, path: str, query: str, headers: HeadersLike, body: bytes,
-                 client_ip: str, params: dict[str, str]):
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeadersLike,
+        body: bytes,
+        client_ip: str,
+        params: dict[str, str],
+    ):
         self.method = method
         self.path = path
         self.query = query
@@ -148,17 +169,16 @@ def decode_body(req: Request, typ: type[T]) -> T:
     if dec is None:
         dec = _decoders[typ] = msgspec.json.Decoder(typ)
     if not req.body:
-        raise HTTPError(400, "malformed-body", "Request body required",
-                        "expected a JSON object")
+        raise HTTPError(400, "malformed-body", "Request body required", "expected a JSON object")
     try:
         value: T = dec.decode(req.body)
         return value
     except msgspec.ValidationError as exc:
-        raise HTTPError(422, "validation-error", "Request body failed validation",
-                        str(exc)) from exc
+        raise HTTPError(
+            422, "validation-error", "Request body failed validation", str(exc)
+        ) from exc
     except msgspec.DecodeError as exc:
-        raise HTTPError(400, "malformed-body", "Request body is not valid JSON",
-                        str(exc)) from exc
+        raise HTTPError(400, "malformed-body", "Request body is not valid JSON", str(exc)) from exc
 
 
 def path_int(req: Request, name: str) -> int:
@@ -195,7 +215,7 @@ class Metrics:
         self.requests: dict[tuple[str, int], int] = {}
         self.latency: dict[str, list[int]] = {}
         self.latency_sum: dict[str, float] = {}
-        self.counters: dict[str, int] = {}
+        self.counters: dict[tuple[str, str], int] = {}  # (name, rendered labels) -> n
         self.gauges: dict[str, Callable[[], float]] = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
@@ -213,8 +233,10 @@ class Metrics:
         buckets[i] += 1
         self.latency_sum[route] += seconds
 
-    def inc(self, name: str, by: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + by
+    def inc(self, name: str, labels: str = "", by: int = 1) -> None:
+        """``labels`` is the rendered label set, e.g. 'dependency="redis"'."""
+        key = (name, labels)
+        self.counters[key] = self.counters.get(key, 0) + by
 
     def render(self) -> bytes:
         lines = ["# TYPE nexuscart_http_requests_total counter"]
@@ -226,13 +248,19 @@ class Metrics:
             for bound, n in zip((*self.BUCKETS, float("inf")), buckets, strict=True):
                 cum += n
                 le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(f'nexuscart_http_request_seconds_bucket{{route="{route}",le="{le}"}} {cum}')
+                lines.append(
+                    f'nexuscart_http_request_seconds_bucket{{route="{route}",le="{le}"}} {cum}'
+                )
             lines.append(f'nexuscart_http_request_seconds_count{{route="{route}"}} {cum}')
             lines.append(
-                f'nexuscart_http_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]}')
-        for name, n in sorted(self.counters.items()):
-            lines.append(f"# TYPE nexuscart_{name} counter")
-            lines.append(f"nexuscart_{name} {n}")
+                f'nexuscart_http_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]}'
+            )
+        typed: set[str] = set()
+        for (name, labels), n in sorted(self.counters.items()):
+            if name not in typed:  # one TYPE line per metric name, whatever its label sets
+                typed.add(name)
+                lines.append(f"# TYPE nexuscart_{name} counter")
+            lines.append(f"nexuscart_{name}{{{labels}}} {n}" if labels else f"nexuscart_{name} {n}")
         for name, fn in sorted(self.gauges.items()):
             lines.append(f"# TYPE nexuscart_{name} gauge")
             lines.append(f"nexuscart_{name} {fn()}")
@@ -282,11 +310,16 @@ class Router:
 class App:
     """The RSGI application: ``__rsgi__`` per request, ``__rsgi_init__``/``__rsgi_del__``."""
 
-    def __init__(self, routes: Sequence[Route], *, max_body_bytes: int,
-                 authenticate: Callable[[Request, str], None] | None = None,
-                 on_startup: Callable[[], Awaitable[None]] | None = None,
-                 on_shutdown: Callable[[], Awaitable[None]] | None = None,
-                 metrics: Metrics | None = None):
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        max_body_bytes: int,
+        authenticate: Callable[[Request, str], None] | None = None,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
+    ):
         self.router = Router(routes)
         self.max_body_bytes = max_body_bytes
         self.authenticate = authenticate
@@ -315,8 +348,9 @@ class App:
         label = route.path if route is not None else "unmatched"
         if route is None:
             if other:
-                resp = problem_response(HTTPError(405, "method-not-allowed",
-                                                  "Method not allowed"), scope.path)
+                resp = problem_response(
+                    HTTPError(405, "method-not-allowed", "Method not allowed"), scope.path
+                )
             else:
                 resp = problem_response(HTTPError(404, "not-found", "Not found"), scope.path)
         else:
@@ -324,39 +358,63 @@ class App:
         proto.response_bytes(resp.status, resp.headers, resp.body)
         self.metrics.observe(label, resp.status, time.perf_counter() - t0)
 
-    async def _dispatch(self, route: Route, params: dict[str, str], scope: Scope,
-                        proto: HTTPProto) -> Response:
+    async def _dispatch(
+        self, route: Route, params: dict[str, str], scope: Scope, proto: HTTPProto
+    ) -> Response:
         headers = scope.headers
         try:
             body = b""
             if route.request is not None or scope.method in ("POST", "PUT", "PATCH"):
                 declared = headers.get("content-length")
-                if declared is not None and (not declared.isdigit()
-                                             or int(declared) > self.max_body_bytes):
-                    raise HTTPError(413, "body-too-large", "Request body too large",
-                                    f"limit is {self.max_body_bytes} bytes")
+                if declared is not None and (
+                    not declared.isdigit() or int(declared) > self.max_body_bytes
+                ):
+                    raise HTTPError(
+                        413,
+                        "body-too-large",
+                        "Request body too large",
+                        f"limit is {self.max_body_bytes} bytes",
+                    )
                 body = await proto()
                 if len(body) > self.max_body_bytes:
-                    raise HTTPError(413, "body-too-large", "Request body too large",
-                                    f"limit is {self.max_body_bytes} bytes")
+                    raise HTTPError(
+                        413,
+                        "body-too-large",
+                        "Request body too large",
+                        f"limit is {self.max_body_bytes} bytes",
+                    )
             client = scope.client
-            req = Request(scope.method, scope.path, scope.query_string, headers, body,
-                          client.rsplit(":", 1)[0] if client else "", params)
+            req = Request(
+                scope.method,
+                scope.path,
+                scope.query_string,
+                headers,
+                body,
+                client.rsplit(":", 1)[0] if client else "",
+                params,
+            )
             if route.auth is not None and self.authenticate is not None:
                 self.authenticate(req, route.auth)
             return await route.handler(req)
         except HTTPError as err:
             return problem_response(err, scope.path)
         except DependencyUnavailable as err:
-            self.metrics.inc(f'dependency_failures_total{{dependency="{err.dependency}"}}')
-            return problem_response(HTTPError(
-                503, "dependency-unavailable", "A dependency is unavailable",
-                f"{err.dependency} did not answer; retry later",
-                headers=[("retry-after", str(err.retry_after_s))]), scope.path)
+            self.metrics.inc("dependency_failures_total", f'dependency="{err.dependency}"')
+            return problem_response(
+                HTTPError(
+                    503,
+                    "dependency-unavailable",
+                    "A dependency is unavailable",
+                    f"{err.dependency} did not answer; retry later",
+                    headers=[("retry-after", str(err.retry_after_s))],
+                ),
+                scope.path,
+            )
         except Exception:
             log.exception("unhandled error on %s %s", scope.method, scope.path)
-            return problem_response(HTTPError(500, "internal-error", "Internal server error"),
-                                    scope.path)
+            return problem_response(
+                HTTPError(500, "internal-error", "Internal server error"), scope.path
+            )
 
 
 def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, Any]:
@@ -368,28 +426,47 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
         types.extend(t for t in r.responses.values() if t is not None)
     uniq = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(
-        uniq, ref_template="#/components/schemas/{name}")
+        uniq, ref_template="#/components/schemas/{name}"
+    )
     ref = dict(zip(uniq, schemas, strict=True))
     problem_ref = ref[Problem]
     paths: dict[str, dict[str, Any]] = {}
     for r in routes:
         op: dict[str, Any] = {"summary": r.summary, "operationId": _op_id(r), "tags": list(r.tags)}
         parameters: list[dict[str, Any]] = [
-            {"name": p, "in": "path", "required": True,
-             "schema": {"type": "integer", "minimum": 0} if p.endswith("_id")
-             else {"type": "string"}}
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0}
+                if p.endswith("_id")
+                else {"type": "string"},
+            }
             for p in r.params
         ]
-        parameters += [{"name": q, "in": "query", "required": False, "description": d,
-                        "schema": {"type": "string"}} for q, d in r.query]
+        parameters += [
+            {
+                "name": q,
+                "in": "query",
+                "required": False,
+                "description": d,
+                "schema": {"type": "string"},
+            }
+            for q, d in r.query
+        ]
         if r.idempotent_key:
-            parameters.append({"name": "Idempotency-Key", "in": "header", "required": True,
-                               "schema": {"type": "string", "minLength": 1, "maxLength": 200}})
+            parameters.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+            )
         if parameters:
             op["parameters"] = parameters
         if r.request is not None:
-            op["requestBody"] = {"required": True,
-                                 "content": {JSON: {"schema": ref[r.request]}}}
+            op["requestBody"] = {"required": True, "content": {JSON: {"schema": ref[r.request]}}}
         responses: dict[str, Any] = {}
         for status, typ in r.responses.items():
             if typ is None:
@@ -398,8 +475,10 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
                 ct = "text/plain" if typ is str else JSON
                 schema = {"type": "string"} if typ is str else ref[typ]
                 responses[str(status)] = {"description": "ok", "content": {ct: {"schema": schema}}}
-        responses["default"] = {"description": "problem",
-                                "content": {PROBLEM_JSON: {"schema": problem_ref}}}
+        responses["default"] = {
+            "description": "problem",
+            "content": {PROBLEM_JSON: {"schema": problem_ref}},
+        }
         op["responses"] = responses
         if r.auth == "buyer":
             op["security"] = [{"buyerJwt": []}]

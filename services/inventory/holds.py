@@ -30,16 +30,16 @@ class SaleReport(msgspec.Struct):
     pg_ok: bool | None = None
 
 
-async def expire_due(store: FlashSaleStore, now_ms: int | None = None,
-                     limit: int = 500) -> int:
+async def expire_due(store: FlashSaleStore, now_ms: int | None = None, limit: int = 500) -> int:
     """Release every hold past its expiry; return the units released."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     released = 0
     iso = dt.datetime.now(dt.UTC).isoformat()
     for sale_id in await store.sale_ids():
         for order_id in await store.due_holds(sale_id, now_ms, limit):
-            released += await store.release(sale_id, order_id, "expired", str(uuid.uuid4()),
-                                            iso, only_if_due=True)
+            released += await store.release(
+                sale_id, order_id, "expired", str(uuid.uuid4()), iso, only_if_due=True
+            )
     return released
 
 
@@ -49,17 +49,28 @@ async def reconcile(store: FlashSaleStore, pool: asyncpg.Pool | None) -> list[Sa
     reports = []
     for sale_id in await store.sale_ids():
         t = await store.totals(sale_id)
-        ok = (conserved(t["units"], t["available"], t["held"], t["sold"])
-              and t["held"] == t["held_entries"] and t["sold"] == t["sold_entries"])
-        rep = SaleReport(sale_id=sale_id, units=t["units"], available=t["available"],
-                         held=t["held"], sold=t["sold"], redis_ok=ok)
+        ok = (
+            conserved(t["units"], t["available"], t["held"], t["sold"])
+            and t["held"] == t["held_entries"]
+            and t["sold"] == t["sold_entries"]
+        )
+        rep = SaleReport(
+            sale_id=sale_id,
+            units=t["units"],
+            available=t["available"],
+            held=t["held"],
+            sold=t["sold"],
+            redis_ok=ok,
+        )
         if pool is not None:
             row = await pool.fetchrow(
                 "SELECT coalesce(sum(i.quantity) FILTER (WHERE o.status IN"
                 "  ('PENDING_PAYMENT', 'PAID')), 0) AS pending,"
                 " coalesce(sum(i.quantity) FILTER (WHERE o.status = 'CONFIRMED'), 0) AS confirmed"
                 " FROM orders o JOIN order_items i USING (user_id, order_id)"
-                " WHERE o.sale_id = $1", sale_id)
+                " WHERE o.sale_id = $1",
+                sale_id,
+            )
             rep.pg_pending = int(row["pending"])
             rep.pg_confirmed = int(row["confirmed"])
             rep.pg_ok = rep.pg_pending == t["held"] and rep.pg_confirmed == t["sold"]

@@ -18,8 +18,9 @@ log = logging.getLogger("nexuscart.orders")
 TOPICS = [events.ORDERS_TOPIC, events.PAYMENTS_TOPIC]
 
 
-async def consume(projector: OrdersProjector, consumer: AIOKafkaConsumer,
-                  stop: asyncio.Event) -> None:
+async def consume(
+    projector: OrdersProjector, consumer: AIOKafkaConsumer, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         batches = await consumer.getmany(timeout_ms=250, max_records=2000)
         envs: list[events.Envelope] = []
@@ -29,8 +30,7 @@ async def consume(projector: OrdersProjector, consumer: AIOKafkaConsumer,
                     envs.append(events.decode(rec.value))
                 except msgspec.DecodeError:
                     # not ours to fix: record it and move on rather than block the partition
-                    log.error("undecodable event at %s:%s:%s", rec.topic, rec.partition,
-                              rec.offset)
+                    log.error("undecodable event at %s:%s:%s", rec.topic, rec.partition, rec.offset)
         if envs:
             await projector.handle(envs)
         if batches:
@@ -43,9 +43,14 @@ async def main(stop: asyncio.Event) -> None:
     pool = await postgres.create_pool(settings.postgres)
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
     consumer = AIOKafkaConsumer(
-        *TOPICS, bootstrap_servers=settings.kafka.bootstrap, group_id="orders",
-        client_id=f"{settings.kafka.client_id}-orders", enable_auto_commit=False,
-        auto_offset_reset="earliest", isolation_level="read_committed")
+        *TOPICS,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id="orders",
+        client_id=f"{settings.kafka.client_id}-orders",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
     await consumer.start()
     try:
         await consume(OrdersProjector(pool, FlashSaleStore(client)), consumer, stop)

@@ -95,14 +95,14 @@ class OrdersProjector:
         for env in batch:
             if isinstance(env.data, PaymentSucceeded):
                 d = env.data
-                n = await self.store.confirm(d.sale_id, d.order_id, str(_derived_id(env)),
-                                             env.occurred_at.isoformat())
+                n = await self.store.confirm(
+                    d.sale_id, d.order_id, str(_derived_id(env)), env.occurred_at.isoformat()
+                )
                 if n < 0:
                     # the hold expired before the payment landed: the order stays EXPIRED
                     # and the payment must be refunded (services/payments owns refunds)
                     self.unconfirmed_payments += 1
-                    log.warning("payment for order %s arrived after its hold ended",
-                                d.order_id)
+                    log.warning("payment for order %s arrived after its hold ended", d.order_id)
 
     async def _write_group(self, conn: asyncpg.Connection, events: list[Envelope]) -> None:
         reserved = [e for e in events if isinstance(e.data, StockReserved)]
@@ -112,17 +112,35 @@ class OrdersProjector:
             for e in reserved:
                 d = e.data
                 assert isinstance(d, StockReserved)
-                for col, v in zip(cols, (d.user_id, e.id, d.order_id, d.sale_id, d.sku,
-                                         d.quantity, d.unit_price_cents, d.currency,
-                                         d.expires_at_ms), strict=True):
+                for col, v in zip(
+                    cols,
+                    (
+                        d.user_id,
+                        e.id,
+                        d.order_id,
+                        d.sale_id,
+                        d.sku,
+                        d.quantity,
+                        d.unit_price_cents,
+                        d.currency,
+                        d.expires_at_ms,
+                    ),
+                    strict=True,
+                ):
                     col.append(v)
             row = await conn.fetchrow(INSERT_RESERVED, *cols, CONSUMER)
             self.applied += int(row["fresh"])
         if others:
             final = order_rules.collapse(others)
             await conn.execute(
-                UPDATE_STATUS, [e.data.user_id for e in others], [e.id for e in others],
-                [u for u, _ in final], [o for _, o in final], list(final.values()), CONSUMER)
+                UPDATE_STATUS,
+                [e.data.user_id for e in others],
+                [e.id for e in others],
+                [u for u, _ in final],
+                [o for _, o in final],
+                list(final.values()),
+                CONSUMER,
+            )
             self.applied += len(others)
 
 

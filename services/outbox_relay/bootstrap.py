@@ -15,8 +15,7 @@ async def main(stop: asyncio.Event) -> None:
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
     producer = kafka.producer(settings.kafka, "relay")
     await producer.start()
-    relay = OutboxRelay(client, producer,
-                        consumer=socket.gethostname())
+    relay = OutboxRelay(client, producer, consumer=socket.gethostname())
     try:
         await relay.run(stop)
     finally:

@@ -20,16 +20,23 @@ from nexuscart.adapters.flash_sales import STREAMS_INDEX
 from nexuscart.events import ORDERS_TOPIC
 
 log = logging.getLogger("nexuscart.relay")
-GROUP = b"relay"
+GROUP = "relay"
 
 
 class OutboxRelay:
-    def __init__(self, client: aioredis.Redis, producer: AIOKafkaProducer, consumer: str,
-                 topic: str = ORDERS_TOPIC, batch: int = 2000, block_ms: int = 200,
-                 claim_idle_ms: int = 30_000):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        producer: AIOKafkaProducer,
+        consumer: str,
+        topic: str = ORDERS_TOPIC,
+        batch: int = 2000,
+        block_ms: int = 200,
+        claim_idle_ms: int = 30_000,
+    ):
         self.client = client
         self.producer = producer
-        self.consumer = consumer.encode()
+        self.consumer = consumer
         self.topic = topic
         self.batch = batch
         self.block_ms = block_ms
@@ -39,7 +46,7 @@ class OutboxRelay:
         self._recovered = False
 
     async def _refresh_streams(self) -> None:
-        current = set(await self.client.smembers(STREAMS_INDEX))  # type: ignore[misc]
+        current: set[bytes] = set(await self.client.smembers(STREAMS_INDEX))  # type: ignore[arg-type]
         for stream in current - self.streams:
             try:
                 await self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -54,23 +61,28 @@ class OutboxRelay:
         if not self.streams:
             await asyncio.sleep(self.block_ms / 1000)
             return 0
+        entries: Any
         if not self._recovered:
             entries = await self._pending_and_claimed()
             self._recovered = True
         else:
             entries = await self.client.xreadgroup(
-                GROUP, self.consumer, dict.fromkeys(self.streams, ">"), count=self.batch,
-                block=self.block_ms)
+                GROUP,
+                self.consumer,
+                dict.fromkeys(self.streams, ">"),
+                count=self.batch,
+                block=self.block_ms,
+            )
         return await self._publish(entries or [])
 
     async def _pending_and_claimed(self) -> list[Any]:
         out: list[Any] = []
         for stream in self.streams:
-            mine = await self.client.xreadgroup(GROUP, self.consumer, {stream: "0"},
-                                                count=100_000)
+            mine = await self.client.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=100_000)
             out.extend(mine or [])
-            claimed = await self.client.xautoclaim(stream, GROUP, self.consumer,
-                                                   self.claim_idle_ms, "0-0", count=100_000)
+            claimed = await self.client.xautoclaim(
+                stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=100_000
+            )
             if claimed[1]:
                 out.append([stream, claimed[1]])
         return out
@@ -83,8 +95,9 @@ class OutboxRelay:
                 if not fields:  # deleted meanwhile (already relayed by another relay)
                     acks.setdefault(stream, []).append(entry_id)
                     continue
-                sends.append(await self.producer.send(self.topic, value=fields[b"e"],
-                                                      key=fields[b"k"]))
+                sends.append(
+                    await self.producer.send(self.topic, value=fields[b"e"], key=fields[b"k"])
+                )
                 acks.setdefault(stream, []).append(entry_id)
         if sends:
             await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)

@@ -89,7 +89,7 @@ class PurchaseBatcher:
             if any(isinstance(r, NoScriptError) for r in results):
                 # Redis restarted and lost its script cache: load once, redo those calls.
                 # A NOSCRIPT call did not run, so redoing it cannot apply twice.
-                await self.client.script_load(PURCHASE.source)  # type: ignore[no-untyped-call]
+                await self.client.script_load(PURCHASE.source)
                 redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
                 again = await self._execute([batch[i][0] for i in redo])
                 for i, r in zip(redo, again, strict=True):
@@ -111,7 +111,7 @@ class PurchaseBatcher:
         pipe = self.client.pipeline(transaction=False)
         for kv in calls:
             pipe.evalsha(PURCHASE.sha, 7, *kv)
-        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+        return await pipe.execute(raise_on_error=False)
 
 
 def _consume_exception(task: asyncio.Task[None]) -> None:
@@ -136,41 +136,87 @@ class FlashSaleStore:
 
     async def upsert(self, sale: Sale) -> tuple[int, int, int, int]:
         k = self.keys(sale.sale_id)
-        res = await UPSERT(self.client, [k.meta, k.stock, STREAMS_INDEX, k.outbox], [
-            sale.sale_id, sale.units, sale.starts_at_ms, sale.ends_at_ms, sale.per_user_limit,
-            sale.price_cents, sale.currency, sale.sku, sale.hold_ttl_s * 1000,
-            "1" if sale.ended else "0"])
+        res = await UPSERT(
+            self.client,
+            [k.meta, k.stock, STREAMS_INDEX, k.outbox],
+            [
+                sale.sale_id,
+                sale.units,
+                sale.starts_at_ms,
+                sale.ends_at_ms,
+                sale.per_user_limit,
+                sale.price_cents,
+                sale.currency,
+                sale.sku,
+                sale.hold_ttl_s * 1000,
+                "1" if sale.ended else "0",
+            ],
+        )
         if int(res[0]) < 0:
             raise StockConflict(f"units below held + sold ({int(res[2]) + int(res[3])})")
-        await self.client.sadd(SALES_INDEX, sale.sale_id)  # type: ignore[misc]
+        await self.client.sadd(SALES_INDEX, sale.sale_id)
         return int(res[0]), int(res[1]), int(res[2]), int(res[3])
 
-    def purchase(self, sale_id: int, user_id: int, quantity: int, idem_key: str,
-                 event_id: str, occurred_at: str) -> asyncio.Future[list[int]]:
+    def purchase(
+        self,
+        sale_id: int,
+        user_id: int,
+        quantity: int,
+        idem_key: str,
+        event_id: str,
+        occurred_at: str,
+    ) -> asyncio.Future[list[int]]:
         """Returns [code, order_id, expires_at_ms, available_after] (see fs_purchase.lua)."""
         k = self.keys(sale_id)
-        return self.batcher.submit([
-            k.meta, k.stock, k.buyers, k.holds, k.expiry, k.outbox, k.idem(user_id, idem_key),
-            user_id, quantity, event_id, occurred_at, self.idem_ttl])
+        return self.batcher.submit(
+            [
+                k.meta,
+                k.stock,
+                k.buyers,
+                k.holds,
+                k.expiry,
+                k.outbox,
+                k.idem(user_id, idem_key),
+                user_id,
+                quantity,
+                event_id,
+                occurred_at,
+                self.idem_ttl,
+            ]
+        )
 
-    async def release(self, sale_id: int, order_id: int, reason: str, event_id: str,
-                      occurred_at: str, only_if_due: bool) -> int:
+    async def release(
+        self,
+        sale_id: int,
+        order_id: int,
+        reason: str,
+        event_id: str,
+        occurred_at: str,
+        only_if_due: bool,
+    ) -> int:
         k = self.keys(sale_id)
-        return int(await RELEASE(self.client, k.base(), [
-            order_id, reason, event_id, occurred_at, "1" if only_if_due else "0"]))
+        return int(
+            await RELEASE(
+                self.client,
+                k.base(),
+                [order_id, reason, event_id, occurred_at, "1" if only_if_due else "0"],
+            )
+        )
 
-    async def confirm(self, sale_id: int, order_id: int, event_id: str,
-                      occurred_at: str) -> int:
+    async def confirm(self, sale_id: int, order_id: int, event_id: str, occurred_at: str) -> int:
         k = self.keys(sale_id)
-        return int(await CONFIRM(self.client, [*k.base(), k.sold],
-                                 [order_id, event_id, occurred_at]))
+        return int(
+            await CONFIRM(self.client, [*k.base(), k.sold], [order_id, event_id, occurred_at])
+        )
 
     async def stock(self, sale_id: int) -> tuple[int, int, int] | None:
-        vals = await self.client.hmget(self.keys(sale_id).stock,  # type: ignore[misc]
-                                       ["available", "held", "sold"])
+        vals = await self.client.hmget(
+            self.keys(sale_id).stock,
+            ["available", "held", "sold"],
+        )
         if vals[0] is None:
             return None
-        return int(vals[0]), int(vals[1]), int(vals[2])
+        return int(vals[0]), int(vals[1] or 0), int(vals[2] or 0)
 
     async def available_many(self, sale_ids: Sequence[int]) -> list[int | None]:
         """Available units of many sales in one round trip (sold-out refresh)."""
@@ -181,16 +227,17 @@ class FlashSaleStore:
         return [None if v is None else int(v) for v in out]
 
     async def buyers(self, sale_id: int) -> set[int]:
-        raw = await self.client.hkeys(self.keys(sale_id).buyers)  # type: ignore[misc]
+        raw = await self.client.hkeys(self.keys(sale_id).buyers)
         return {int(x) for x in raw}
 
     async def sale_ids(self) -> list[int]:
-        raw = await self.client.smembers(SALES_INDEX)  # type: ignore[misc]
+        raw = await self.client.smembers(SALES_INDEX)
         return sorted(int(x) for x in raw)
 
     async def due_holds(self, sale_id: int, now_ms: int, limit: int = 500) -> list[int]:
-        raw = await self.client.zrangebyscore(self.keys(sale_id).expiry, "-inf", now_ms,
-                                              start=0, num=limit)
+        raw: list[bytes] = await self.client.zrangebyscore(  # type: ignore[assignment]
+            self.keys(sale_id).expiry, "-inf", now_ms, start=0, num=limit
+        )
         return [int(x) for x in raw]
 
     async def totals(self, sale_id: int) -> dict[str, int]:
@@ -203,7 +250,9 @@ class FlashSaleStore:
         pipe.hvals(k.sold)
         units, (avail, held, sold), holds, solds = await pipe.execute()
         return {
-            "units": int(units or 0), "available": int(avail or 0), "held": int(held or 0),
+            "units": int(units or 0),
+            "available": int(avail or 0),
+            "held": int(held or 0),
             "sold": int(sold or 0),
             "held_entries": sum(int(v.split(b":")[1]) for v in holds),
             "sold_entries": sum(int(v.split(b":")[1]) for v in solds),
@@ -212,4 +261,5 @@ class FlashSaleStore:
 
 def is_noscript(exc: BaseException) -> bool:
     return isinstance(exc, NoScriptError) or (
-        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT"))
+        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
+    )

@@ -39,7 +39,7 @@ class Script:
 
     async def __call__(self, client: aioredis.Redis, keys: list[Any], args: list[Any]) -> Any:
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await client.script_load(self.source)  # type: ignore[no-untyped-call]
-            return await client.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)

@@ -110,8 +110,11 @@ REJECTIONS: Final[dict[Outcome, tuple[int, str, str]]] = {
     Outcome.NOT_STARTED: (409, "not-started", "Sale has not started"),
     Outcome.ENDED: (409, "ended", "Sale has ended"),
     Outcome.NOT_FOUND: (404, "not-found", "No such flash sale"),
-    Outcome.KEY_REUSED: (422, "idempotency-key-reused",
-                         "Idempotency-Key was used with a different request"),
+    Outcome.KEY_REUSED: (
+        422,
+        "idempotency-key-reused",
+        "Idempotency-Key was used with a different request",
+    ),
     Outcome.INSUFFICIENT: (409, "insufficient-stock", "Fewer units left than requested"),
 }
 

@@ -19,8 +19,7 @@ CONFIRMED: Final = "CONFIRMED"
 EXPIRED: Final = "EXPIRED"
 CANCELLED: Final = "CANCELLED"
 
-RANK: Final[dict[str, int]] = {PENDING_PAYMENT: 0, PAID: 1, CONFIRMED: 2, EXPIRED: 2,
-                               CANCELLED: 2}
+RANK: Final[dict[str, int]] = {PENDING_PAYMENT: 0, PAID: 1, CONFIRMED: 2, EXPIRED: 2, CANCELLED: 2}
 
 
 def target_status(env: Envelope) -> str | None:
