@@ -4,14 +4,9 @@ session, and the edge under Granian as a real server process."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import IO
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 
@@ -70,69 +65,8 @@ async def redis_client(settings: config.Settings) -> AsyncIterator[aioredis.Redi
     await client.aclose()
 
 
-class EdgeServer:
-    """The edge under Granian, as a separate process (what production runs)."""
-
-    def __init__(self, env: dict[str, str], workers: int = 1):
-        self.port = devstack.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"nexuscart-edge-{self.port}.log"
-        with self.log.open("wb") as logf:
-            self.proc = self._spawn(env, workers, logf)
-        self._wait_ready()
-
-    def _spawn(self, env: dict[str, str], workers: int, logf: IO[bytes]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "granian",
-                "--interface",
-                "rsgi",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-                "--loop",
-                "uvloop",
-                "--no-ws",
-                "edge.app:app",
-            ],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                **env,
-                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            },
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"edge exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"edge not ready: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+# The edge under Granian as a real server process (shared with loadtest/).
+EdgeServer = devstack.GranianServer
 
 
 # Tests send everything from 127.0.0.1: the per-IP bucket is opened wide, the per-user one
@@ -148,6 +82,6 @@ EDGE_TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def edge(stack: devstack.Stack, migrated: None) -> Iterator[EdgeServer]:
-    server = EdgeServer(EDGE_TEST_ENV, workers=2)
+    server = EdgeServer("edge.app:app", EDGE_TEST_ENV, workers=2, cwd=ROOT)
     yield server
     server.stop()

@@ -75,7 +75,9 @@ def services(stack: devstack.Stack, migrated: None) -> Iterator[dict[str, Servic
 @pytest.fixture
 async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
     client = aioredis.Redis.from_url(settings.redis.url)
-    yield FlashSaleStore(client)
+    store = FlashSaleStore(client)
+    yield store
+    store.close()
     await client.aclose()
 
 

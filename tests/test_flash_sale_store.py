@@ -44,7 +44,9 @@ def new_sale(
 @pytest.fixture
 async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
     client = aioredis.Redis.from_url(settings.redis.url)
-    yield FlashSaleStore(client)
+    store = FlashSaleStore(client)
+    yield store
+    store.close()
     await client.aclose()
 
 
@@ -228,6 +230,7 @@ def test_stock_is_conserved_under_any_operation_sequence(
                 assert t["sold"] == t["sold_entries"]
                 assert min(t["available"], t["held"], t["sold"]) >= 0
         finally:
+            store.close()
             await client.aclose()
 
     asyncio.run(run())

@@ -415,6 +415,73 @@ def stripe_mock_server(workdir: Path, port: int | None = None) -> Server:
     return Server("stripe-mock", port, workdir, [exe, "-http-port", str(port)], probe, timeout=30)
 
 
+class GranianServer:
+    """An RSGI app under Granian as a separate process on a free port (what production runs)."""
+
+    def __init__(
+        self,
+        target: str,
+        env: dict[str, str],
+        workers: int = 1,
+        cwd: Path | None = None,
+        ready_path: str = "/healthz",
+    ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(tempfile.gettempdir()) / f"nexuscart-granian-{self.port}.log"
+        cwd = cwd or Path.cwd()
+        argv = [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "rsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--no-ws",
+            target,
+        ]
+        pythonpath = os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])
+        with self.log.open("wb") as logf:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env={**os.environ, **env, "PYTHONPATH": pythonpath},
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready(ready_path)
+
+    def _wait_ready(self, path: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StackError(f"granian exited: {_tail(self.log)}")
+            try:
+                with urllib.request.urlopen(f"{self.url}{path}", timeout=0.5) as resp:
+                    if int(resp.status) == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.1)
+        raise StackError(f"granian not ready: {_tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
 # --- the stack --------------------------------------------------------------------------------
 
 

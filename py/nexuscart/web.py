@@ -275,6 +275,10 @@ class Router:
         self.static: dict[tuple[str, str], Route] = {}
         self.dynamic: list[tuple[str, list[str], Route]] = []
         self.paths: dict[str, set[str]] = {}
+        # (method, path) -> match of a parameterised route: hot paths (one sale's purchase)
+        # repeat, so the segment walk runs once per distinct path. Handlers must not mutate
+        # the shared params dict.
+        self._hits: dict[tuple[str, str], tuple[Route, dict[str, str]]] = {}
         for r in self.routes:
             self.paths.setdefault(r.path, set()).add(r.method)
             if "{" in r.path:
@@ -287,6 +291,9 @@ class Router:
         route = self.static.get((method, path))
         if route is not None:
             return route, {}, False
+        hit = self._hits.get((method, path))
+        if hit is not None:
+            return hit[0], hit[1], False
         segs = path.strip("/").split("/")
         other = path in self.paths
         for m, pattern, r in self.dynamic:
@@ -302,6 +309,9 @@ class Router:
                     break
             else:
                 if m == method:
+                    if len(self._hits) >= 4096:
+                        self._hits.clear()
+                    self._hits[(method, path)] = (r, params)
                     return r, params, False
                 other = True
         return None, {}, other

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
 from nexuscart.adapters.redis_conn import Script
+from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError
 from nexuscart.domain.flash_sale import Sale
 
 STREAMS_INDEX: Final = b"fs:streams"  # set of every sale's outbox stream key
@@ -54,10 +54,10 @@ class StockConflict(Exception):
 
 
 class PurchaseBatcher:
-    """Coalesces purchase calls made in one loop tick into one pipelined round trip."""
+    """Coalesces purchase calls made in one loop tick into one pipelined write."""
 
-    def __init__(self, client: aioredis.Redis, max_batch: int = 512):
-        self.client = client
+    def __init__(self, pipe: RedisPipe, max_batch: int = 512):
+        self.pipe = pipe
         self.max_batch = max_batch
         self._pending: list[tuple[list[Any], asyncio.Future[list[int]]]] = []
         self._scheduled = False
@@ -86,11 +86,11 @@ class PurchaseBatcher:
         self.round_trips += 1
         try:
             results = await self._execute([kv for kv, _ in batch])
-            if any(isinstance(r, NoScriptError) for r in results):
+            redo = [i for i, r in enumerate(results) if _is_noscript(r)]
+            if redo:
                 # Redis restarted and lost its script cache: load once, redo those calls.
                 # A NOSCRIPT call did not run, so redoing it cannot apply twice.
-                await self.client.script_load(PURCHASE.source)
-                redo = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+                await self.pipe.execute([("SCRIPT", "LOAD", PURCHASE.source)])
                 again = await self._execute([batch[i][0] for i in redo])
                 for i, r in zip(redo, again, strict=True):
                     results[i] = r
@@ -108,10 +108,11 @@ class PurchaseBatcher:
                 fut.set_result(res)
 
     async def _execute(self, calls: list[list[Any]]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for kv in calls:
-            pipe.evalsha(PURCHASE.sha, 7, *kv)
-        return await pipe.execute(raise_on_error=False)
+        return await self.pipe.execute([("EVALSHA", PURCHASE.sha, 7, *kv) for kv in calls])
+
+
+def _is_noscript(reply: object) -> bool:
+    return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 def _consume_exception(task: asyncio.Task[None]) -> None:
@@ -120,11 +121,21 @@ def _consume_exception(task: asyncio.Task[None]) -> None:
 
 
 class FlashSaleStore:
-    def __init__(self, client: aioredis.Redis, idem_ttl_s: int = 86_400):
+    def __init__(
+        self, client: aioredis.Redis, pipe: RedisPipe | None = None, idem_ttl_s: int = 86_400
+    ):
         self.client = client
         self.idem_ttl = str(idem_ttl_s).encode()
-        self.batcher = PurchaseBatcher(client)
+        if pipe is None:
+            kw = client.connection_pool.connection_kwargs
+            pipe = RedisPipe(
+                f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+            )
+        self.batcher = PurchaseBatcher(pipe)
         self._keys: dict[int, SaleKeys] = {}
+
+    def close(self) -> None:
+        self.batcher.pipe.close()
 
     def keys(self, sale_id: int) -> SaleKeys:
         k = self._keys.get(sale_id)
@@ -257,9 +268,3 @@ class FlashSaleStore:
             "held_entries": sum(int(v.split(b":")[1]) for v in holds),
             "sold_entries": sum(int(v.split(b":")[1]) for v in solds),
         }
-
-
-def is_noscript(exc: BaseException) -> bool:
-    return isinstance(exc, NoScriptError) or (
-        isinstance(exc, ResponseError) and str(exc).startswith("NOSCRIPT")
-    )

@@ -1,0 +1,288 @@
+"""Flash-sale load runs on loopback, with the bare-Granian ceiling measured in the same run.
+
+Phases (each bounded in time, 127.0.0.1 only):
+  1. ceiling      wrk on a bare Granian RSGI JSON endpoint (loadtest/bare_app.py)
+  2. view         wrk on GET /flash-sales/{id} (one Redis round trip, pipelined reads)
+  3. stock-rich   every request admitted: successful holds/s
+  4. sell-out     N units, many distinct buyers: requests/s, p99, exactly N holds, and
+                  Redis EVALSHA calls per rejected request after the sell-out
+
+Usage: scripts/bench [--workers 2] [--seconds 30] [--units 10000] [--buyers 250000]
+Writes loadtest/reports/storm-<time>.md and .json, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from nexuscart import auth, config, devstack
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "loadtest"
+ADMIN = config.dev_defaults()["ADMIN_TOKEN"]
+# One client IP (loopback) sends everything: the per-IP bucket is opened wide.
+EDGE_ENV = {
+    "GATE_IP_RATE": "100000000",
+    "GATE_IP_BURST": "100000000",
+    "GATE_MAX_IN_FLIGHT": "4096",
+    "REDIS_MAX_CONNECTIONS": "64",
+}
+
+
+def wrk(
+    url: str, script: Path, seconds: int, connections: int, env: dict[str, str], threads: int = 1
+) -> dict[str, Any]:
+    exe = shutil.which("wrk")
+    if exe is None:
+        sys.exit("wrk not found: run scripts/bootstrap")
+    out = subprocess.run(
+        [
+            exe,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "WRK_THREADS": str(threads)},
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx_m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M))
+    return {
+        "rps": rps,
+        "total": total,
+        "non2xx": int(non2xx_m.group(1)) if non2xx_m else 0,
+        "p50": lat.get("50"),
+        "p99": lat.get("99"),
+        "raw": out,
+    }
+
+
+def http(
+    method: str, url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        out: dict[str, Any] = json.loads(resp.read())
+        return out
+
+
+def create_sale(base: str, units: int, limit: int) -> int:
+    now = int(time.time() * 1000)
+    sale = http(
+        "POST",
+        f"{base}/admin/flash-sales",
+        {
+            "sku": "BENCH-1",
+            "units": units,
+            "price_cents": 4999,
+            "per_user_limit": limit,
+            "starts_at_ms": now - 1000,
+            "ends_at_ms": now + 3_600_000,
+        },
+        {"authorization": f"Bearer {ADMIN}", "idempotency-key": f"bench-{now}-{units}"},
+    )
+    return int(sale["sale_id"])
+
+
+def write_tokens(path: Path, first_user: int, n: int) -> None:
+    secret = config.dev_defaults()["JWT_SECRET"]
+    now = time.time()
+    with path.open("w") as f:
+        for u in range(first_user, first_user + n):
+            f.write(auth.issue(secret, u, ttl_s=7200, now=now) + "\n")
+
+
+def evalsha_calls(r: redis.Redis) -> int:
+    stats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--ceiling-seconds", type=int, default=10)
+    ap.add_argument("--units", type=int, default=10_000)
+    ap.add_argument("--buyers", type=int, default=250_000)
+    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--wrk-threads", type=int, default=1)
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+    stack = devstack.start_stack(
+        parts=("redis", "postgres", "kafka"), log=lambda m: print(m, file=sys.stderr)
+    )
+    os.environ.update({**config.dev_defaults(), **stack.env})
+    servers: list[devstack.GranianServer] = []
+    try:
+        from nexuscart.adapters.postgres import migrate
+
+        async def _mig() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(stack.env["PG_DSN"])
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
+
+        asyncio.run(_mig())
+        results: dict[str, Any] = {"workers": args.workers, "connections": args.connections}
+        bare = devstack.GranianServer(
+            "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
+        )
+        servers.append(bare)
+        results["ceiling"] = wrk(
+            f"{bare.url}/",
+            HERE / "wrk/get.lua",
+            args.ceiling_seconds,
+            args.connections,
+            {"PATH_TO_GET": "/"},
+            args.wrk_threads,
+        )
+        bare.stop()
+        print(f"ceiling: {results['ceiling']['rps']:.0f} req/s", file=sys.stderr)
+
+        edge = devstack.GranianServer("edge.app:app", EDGE_ENV, workers=args.workers, cwd=ROOT)
+        servers.append(edge)
+        r = redis.Redis.from_url(stack.env["REDIS_URL"])
+        tokens = work / "tokens.txt"
+        write_tokens(tokens, 1, args.buyers)
+
+        rich = create_sale(edge.url, units=(1 << 24) - 1, limit=100)
+        results["view"] = wrk(
+            edge.url,
+            HERE / "wrk/get.lua",
+            args.ceiling_seconds,
+            args.connections,
+            {"PATH_TO_GET": f"/flash-sales/{rich}"},
+            args.wrk_threads,
+        )
+        print(f"view: {results['view']['rps']:.0f} req/s", file=sys.stderr)
+        rich_secs = min(args.seconds, 15)
+        results["stock_rich"] = wrk(
+            edge.url,
+            HERE / "wrk/purchase.lua",
+            rich_secs,
+            args.connections,
+            {"TOKENS": str(tokens), "SALE": str(rich)},
+            args.wrk_threads,
+        )
+        held_rich = int(r.hget(f"{{fs:{rich}}}:stock", "held") or 0)  # type: ignore[arg-type]
+        results["stock_rich"]["holds"] = held_rich
+        results["stock_rich"]["holds_per_s"] = held_rich / rich_secs
+        print(f"stock-rich: {held_rich / rich_secs:.0f} holds/s", file=sys.stderr)
+
+        # Sell-out storm on fresh buyers (a second token range).
+        write_tokens(tokens, 10_000_000, args.buyers)
+        sale = create_sale(edge.url, units=args.units, limit=1)
+        calls_before = evalsha_calls(r)
+        storm = wrk(
+            edge.url,
+            HERE / "wrk/purchase.lua",
+            args.seconds,
+            args.connections,
+            {"TOKENS": str(tokens), "SALE": str(sale)},
+            args.wrk_threads,
+        )
+        calls_after = evalsha_calls(r)
+        stock = r.hmget(f"{{fs:{sale}}}:stock", ["available", "held", "sold"])
+        held = int(stock[1] or 0)  # type: ignore[index]
+        rejected = storm["total"] - held
+        storm.update(
+            {
+                "units": args.units,
+                "holds": held,
+                "available_after": int(stock[0] or 0),  # type: ignore[index]
+                "rejected": rejected,
+                "evalsha_calls": calls_after - calls_before,
+                # purchases that reached Redis beyond the successful ones, per rejected request
+                "redis_calls_per_rejection": (calls_after - calls_before - held) / max(rejected, 1),
+                "oversold": held > args.units,
+            }
+        )
+        results["sell_out"] = storm
+        report(results)
+        return 0 if held == args.units else 1
+    finally:
+        for s in servers:
+            s.stop()
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(res: dict[str, Any]) -> None:
+    ceiling = res["ceiling"]["rps"]
+    rows = [
+        ("bare Granian RSGI JSON (ceiling)", res["ceiling"], ""),
+        ("GET /flash-sales/{id}", res["view"], ""),
+        (
+            "purchase, stock-rich (all admitted)",
+            res["stock_rich"],
+            f"{res['stock_rich']['holds_per_s']:.0f} holds/s",
+        ),
+        (
+            "purchase, sell-out storm",
+            res["sell_out"],
+            f"holds {res['sell_out']['holds']}/{res['sell_out']['units']}, "
+            f"Redis calls per rejection {res['sell_out']['redis_calls_per_rejection']:.4f}",
+        ),
+    ]
+    lines = [
+        f"Workers: {res['workers']}, connections: {res['connections']}, wrk on the same 2 cores",
+        "",
+        "| scenario | requests/s | vs ceiling | p50 | p99 | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r, note in rows:
+        lines.append(
+            f"| {name} | {r['rps']:,.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | "
+            f"{r['p99']} | {note} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = HERE / "reports"
+    out.mkdir(exist_ok=True)
+    (out / f"storm-{stamp}.md").write_text(text + "\n")
+    (out / f"storm-{stamp}.json").write_text(
+        json.dumps(
+            {
+                k: ({kk: vv for kk, vv in v.items() if kk != "raw"} if isinstance(v, dict) else v)
+                for k, v in res.items()
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The lean pipelined Redis connection: order, errors, deadlines, reconnects (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from nexuscart import config, devstack
+from nexuscart.adapters.redis_pipe import RedisPipe, RedisPipeError, ReplyError
+from tests.conftest import EdgeServer
+from tests.test_flash_sale_http import buyer_headers, create_sale
+
+
+async def test_replies_come_back_in_order_with_errors_in_place(settings: config.Settings) -> None:
+    pipe = RedisPipe(settings.redis.url)
+    try:
+        out = await pipe.execute(
+            [("SET", "pipe:a", "1"), ("INCR", "pipe:a"), ("HGET", "pipe:a", "x"), ("GET", "pipe:a")]
+        )
+        assert out[:2] == [b"OK", 2]
+        assert isinstance(out[2], ReplyError)  # WRONGTYPE, answered in its place
+        assert out[3] == b"2"
+        many = await asyncio.gather(*(pipe.execute([("ECHO", str(i))]) for i in range(500)))
+        assert [m[0] for m in many] == [str(i).encode() for i in range(500)]
+    finally:
+        pipe.close()
+
+
+async def test_a_redis_that_stops_answering_fails_within_the_deadline_then_recovers(
+    stack: devstack.Stack, settings: config.Settings
+) -> None:
+    pipe = RedisPipe(settings.redis.url, timeout_s=0.5)
+    proc = stack.servers["redis"].proc
+    assert proc is not None
+    try:
+        assert await pipe.execute([("PING",)]) == [b"PONG"]
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(RedisPipeError):
+                await pipe.execute([("PING",)])
+            assert time.monotonic() - t0 < 2.0
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert await pipe.execute([("PING",)]) == [b"PONG"]  # reconnected
+    finally:
+        pipe.close()
+
+
+def test_purchase_answers_503_with_retry_after_while_redis_is_down_and_works_after(
+    stack: devstack.Stack, edge: EdgeServer
+) -> None:
+    sale = create_sale(edge, units=5)
+    url = f"{edge.url}/flash-sales/{sale['sale_id']}/purchase"
+    redis_server = stack.servers["redis"]
+    redis_server.stop()
+    try:
+        r = httpx.post(url, json={"quantity": 1}, headers=buyer_headers(31337), timeout=10)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["type"] == "/problems/dependency-unavailable"
+    finally:
+        redis_server.start()
+    # Redis restarted from its AOF without the script cache: NOSCRIPT is handled.
+    r = httpx.post(url, json={"quantity": 1}, headers=buyer_headers(31338), timeout=10)
+    assert r.status_code == 202, r.text
