@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from typing import Annotated, Final
 
 import asyncpg
@@ -23,8 +24,10 @@ from redis.exceptions import RedisError
 
 from edge.deps import Deps
 from nexuscart import _core
+from nexuscart.adapters import sales_repo
 from nexuscart.adapters.flash_sales import FlashSaleStore, StockConflict
 from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.adapters.sales_repo import OrderView
 from nexuscart.auth import AuthError, TokenVerifier, admin_ok
 from nexuscart.domain.flash_sale import (
     MAX_QUANTITY,
@@ -80,26 +83,6 @@ class SaleView(msgspec.Struct, frozen=True):
     hold_ttl_s: int
 
 
-class OrderItemView(msgspec.Struct, frozen=True):
-    line_no: int
-    sku: str
-    quantity: int
-    unit_price_cents: int
-
-
-class OrderView(msgspec.Struct, frozen=True):
-    order_id: int
-    user_id: int
-    sale_id: int | None
-    status: str
-    total_cents: int
-    currency: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    expires_at: dt.datetime | None
-    items: list[OrderItemView]
-
-
 class OrderPage(msgspec.Struct, frozen=True):
     items: list[OrderView]
     next_cursor: str | None
@@ -109,6 +92,20 @@ IDEM_MAX: Final = 200
 VIEW_CACHE_S: Final = 0.1
 _EMPTY: Final[frozenset[int]] = frozenset()
 _json_headers: Final = [("content-type", "application/json")]
+
+
+@contextlib.contextmanager
+def pg_errors() -> Iterator[None]:
+    """PostgreSQL unreachable, failing over or too slow: the caller gets a 503."""
+    try:
+        yield
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+    ) as exc:
+        raise DependencyUnavailable("postgres") from exc
 
 
 def _idem_key(req: Request) -> str:
@@ -215,7 +212,7 @@ def routes(deps: Deps) -> list[Route]:
                 401,
                 "unauthorized",
                 "Valid buyer token required",
-                exc.reason,
+                str(exc),
                 headers=[("www-authenticate", "Bearer")],
             ) from None
 
@@ -337,10 +334,8 @@ def routes(deps: Deps) -> list[Route]:
         return Response(200, hit[1], _json_headers)
 
     async def pg() -> asyncpg.Pool:
-        try:
+        with pg_errors():
             return await deps.pg_pool()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise DependencyUnavailable("postgres") from exc
 
     async def create_sale(req: Request) -> Response:
         require_admin(req)
@@ -351,32 +346,9 @@ def routes(deps: Deps) -> list[Route]:
             raise HTTPError(422, "validation-error", "Request body failed validation", problem)
         ttl = spec.hold_ttl_s or s.sale.hold_ttl_s
         pool = await pg()
-        try:
-            # The Idempotency-Key is stored with the sale: a retried create finds its sale.
-            row = await pool.fetchrow(
-                "INSERT INTO flash_sales (create_key, sku, units, price_cents, currency,"
-                " hold_ttl_s, per_user_limit, starts_at, ends_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8 / 1000.0),"
-                " to_timestamp($9 / 1000.0))"
-                " ON CONFLICT (create_key) DO UPDATE SET create_key = EXCLUDED.create_key"
-                " RETURNING sale_id, (xmax <> 0) AS existed, sku, units, price_cents, currency,"
-                " hold_ttl_s, per_user_limit,"
-                " (extract(epoch from starts_at) * 1000)::bigint AS starts_at_ms,"
-                " (extract(epoch from ends_at) * 1000)::bigint AS ends_at_ms, ended",
-                key,
-                spec.sku,
-                spec.units,
-                spec.price_cents,
-                spec.currency,
-                ttl,
-                spec.per_user_limit,
-                spec.starts_at_ms,
-                spec.ends_at_ms,
-            )
-        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
-            raise DependencyUnavailable("postgres") from exc
-        sale = _sale_from_row(row)
-        if row["existed"] and (sale.sku, sale.units, sale.price_cents) != (
+        with pg_errors():
+            sale, existed = await sales_repo.insert_sale(pool, key, spec, ttl)
+        if existed and (sale.sku, sale.units, sale.price_cents) != (
             spec.sku,
             spec.units,
             spec.price_cents,
@@ -388,7 +360,7 @@ def routes(deps: Deps) -> list[Route]:
         view = await sale_view(sale.sale_id)
         return json_response(
             view,
-            status=200 if row["existed"] else 201,
+            status=200 if existed else 201,
             headers=[("location", f"/flash-sales/{sale.sale_id}")],
         )
 
@@ -403,17 +375,11 @@ def routes(deps: Deps) -> list[Route]:
             raise DependencyUnavailable("redis") from exc
         gate.reopen(sale.sale_id)
 
-    async def load_sale(pool: asyncpg.Connection, sale_id: int) -> Sale:
-        row = await pool.fetchrow(
-            "SELECT sale_id, sku, units, price_cents, currency, hold_ttl_s, per_user_limit,"
-            " (extract(epoch from starts_at) * 1000)::bigint AS starts_at_ms,"
-            " (extract(epoch from ends_at) * 1000)::bigint AS ends_at_ms, ended"
-            " FROM flash_sales WHERE sale_id = $1",
-            sale_id,
-        )
-        if row is None:
+    async def locked_sale(conn: asyncpg.Connection, sale_id: int) -> Sale:
+        sale = await sales_repo.lock_sale(conn, sale_id)
+        if sale is None:
             raise HTTPError(404, "not-found", "No such flash sale")
-        return _sale_from_row(row)
+        return sale
 
     async def update_sale(req: Request) -> Response:
         require_admin(req)
@@ -421,10 +387,9 @@ def routes(deps: Deps) -> list[Route]:
         sale_id = path_int(req, "sale_id")
         upd = decode_body(req, SaleUpdate)
         pool = await pg()
-        try:
+        with pg_errors():
             async with pool.acquire() as conn, conn.transaction():
-                old = await load_sale(conn, sale_id)
-                new = apply_update(old, upd)
+                new = apply_update(await locked_sale(conn, sale_id), upd)
                 problem = validate_window(new.starts_at_ms, new.ends_at_ms)
                 if problem:
                     raise HTTPError(
@@ -433,19 +398,7 @@ def routes(deps: Deps) -> list[Route]:
                 # Redis first, inside the PG transaction: if Redis refuses (units below
                 # held + sold) or is down, the durable row is not changed either.
                 await _to_redis(new)
-                await conn.execute(
-                    "UPDATE flash_sales SET units = $2, price_cents = $3,"
-                    " starts_at = to_timestamp($4 / 1000.0), ends_at = to_timestamp($5 / 1000.0),"
-                    " per_user_limit = $6, updated_at = now() WHERE sale_id = $1",
-                    sale_id,
-                    new.units,
-                    new.price_cents,
-                    new.starts_at_ms,
-                    new.ends_at_ms,
-                    new.per_user_limit,
-                )
-        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
-            raise DependencyUnavailable("postgres") from exc
+                await sales_repo.save_sale(conn, new)
         return json_response(await sale_view(sale_id))
 
     async def end_sale(req: Request) -> Response:
@@ -453,26 +406,19 @@ def routes(deps: Deps) -> list[Route]:
         _idem_key(req)  # ending twice is the same as ending once
         sale_id = path_int(req, "sale_id")
         pool = await pg()
-        try:
+        with pg_errors():
             async with pool.acquire() as conn, conn.transaction():
-                sale = msgspec.structs.replace(await load_sale(conn, sale_id), ended=True)
+                sale = msgspec.structs.replace(await locked_sale(conn, sale_id), ended=True)
                 await _to_redis(sale)
-                await conn.execute(
-                    "UPDATE flash_sales SET ended = true, updated_at = now() WHERE sale_id = $1",
-                    sale_id,
-                )
-        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
-            raise DependencyUnavailable("postgres") from exc
+                await sales_repo.save_sale(conn, sale)
         return json_response(await sale_view(sale_id))
 
     async def get_order(req: Request) -> Response:
         user_id = buyer(req)
         order_id = path_int(req, "order_id")
         pool = await pg()
-        try:
-            orders = await _fetch_orders(pool, user_id, order_id=order_id)
-        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
-            raise DependencyUnavailable("postgres") from exc
+        with pg_errors():
+            orders = await sales_repo.orders_of_user(pool, user_id, order_id=order_id)
         if not orders:
             raise HTTPError(404, "not-found", "No such order")
         return json_response(orders[0])
@@ -488,10 +434,8 @@ def routes(deps: Deps) -> list[Route]:
         if not 1 <= limit <= 100:
             raise HTTPError(400, "bad-query", "limit must be between 1 and 100")
         pool = await pg()
-        try:
-            orders = await _fetch_orders(pool, user_id, before=cursor, limit=limit + 1)
-        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
-            raise DependencyUnavailable("postgres") from exc
+        with pg_errors():
+            orders = await sales_repo.orders_of_user(pool, user_id, before=cursor, limit=limit + 1)
         nxt = str(orders[limit - 1].order_id) if len(orders) > limit else None
         return json_response(OrderPage(items=orders[:limit], next_cursor=nxt))
 
@@ -591,61 +535,3 @@ def _sale_from_meta(meta: dict[bytes, bytes]) -> Sale:
         hold_ttl_s=int(meta[b"hold_ttl_ms"]) // 1000,
         ended=meta[b"ended"] == b"1",
     )
-
-
-def _sale_from_row(row: asyncpg.Record) -> Sale:
-    return Sale(
-        sale_id=row["sale_id"],
-        sku=row["sku"],
-        units=row["units"],
-        price_cents=row["price_cents"],
-        currency=row["currency"],
-        per_user_limit=row["per_user_limit"],
-        starts_at_ms=row["starts_at_ms"],
-        ends_at_ms=row["ends_at_ms"],
-        hold_ttl_s=row["hold_ttl_s"],
-        ended=row["ended"],
-    )
-
-
-async def _fetch_orders(
-    pool: asyncpg.Pool,
-    user_id: int,
-    *,
-    order_id: int | None = None,
-    before: int | None = None,
-    limit: int = 1,
-) -> list[OrderView]:
-    # Every query carries user_id, the distribution key: single-shard on Citus.
-    rows = await pool.fetch(
-        "SELECT o.order_id, o.user_id, o.sale_id, o.status, o.total_cents, o.currency,"
-        " o.created_at, o.updated_at, o.expires_at,"
-        " coalesce(json_agg(json_build_object('line_no', i.line_no, 'sku', i.sku,"
-        "   'quantity', i.quantity, 'unit_price_cents', i.unit_price_cents)"
-        "   ORDER BY i.line_no) FILTER (WHERE i.line_no IS NOT NULL), '[]') AS items"
-        " FROM orders o LEFT JOIN order_items i"
-        "   ON i.user_id = o.user_id AND i.order_id = o.order_id"
-        " WHERE o.user_id = $1 AND ($2::bigint IS NULL OR o.order_id = $2)"
-        "   AND ($3::bigint IS NULL OR o.order_id < $3)"
-        " GROUP BY o.user_id, o.order_id ORDER BY o.order_id DESC LIMIT $4",
-        user_id,
-        order_id,
-        before,
-        limit,
-    )
-    item_dec = msgspec.json.Decoder(list[OrderItemView])
-    return [
-        OrderView(
-            order_id=r["order_id"],
-            user_id=r["user_id"],
-            sale_id=r["sale_id"],
-            status=r["status"],
-            total_cents=r["total_cents"],
-            currency=r["currency"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            expires_at=r["expires_at"],
-            items=item_dec.decode(r["items"]),
-        )
-        for r in rows
-    ]

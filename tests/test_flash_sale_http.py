@@ -302,3 +302,51 @@ def test_openapi_describes_every_route(edge: EdgeServer) -> None:
         ("/readyz", "get"),
     ]:
         assert method in paths[path]
+
+
+async def test_buyer_reads_own_orders_with_pagination_and_not_others(
+    edge: EdgeServer, settings: config.Settings
+) -> None:
+    import asyncpg
+
+    # Orders are written by services/orders; here they are inserted directly, as it would.
+    user, other = next(_users), next(_users)
+    conn = await asyncpg.connect(settings.postgres.dsn)
+    try:
+        for oid in (101, 102, 103):
+            await conn.execute(
+                "INSERT INTO orders (user_id, order_id, sale_id, status, total_cents)"
+                " VALUES ($1, $2, NULL, 'PENDING_PAYMENT', 500)",
+                user,
+                oid,
+            )
+            await conn.execute(
+                "INSERT INTO order_items (user_id, order_id, line_no, sku, quantity,"
+                " unit_price_cents) VALUES ($1, $2, 1, 'X', 1, 500)",
+                user,
+                oid,
+            )
+    finally:
+        await conn.close()
+    auth_h = {"authorization": f"Bearer {token(user)}"}
+    async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+        page1 = (await client.get("/users/me/orders?limit=2", headers=auth_h)).json()
+        assert [o["order_id"] for o in page1["items"]] == [103, 102]
+        page2 = (
+            await client.get(
+                f"/users/me/orders?limit=2&cursor={page1['next_cursor']}", headers=auth_h
+            )
+        ).json()
+        assert [o["order_id"] for o in page2["items"]] == [101]
+        assert page2["next_cursor"] is None
+        one = await client.get("/orders/102", headers=auth_h)
+        assert one.json()["items"] == [
+            {"line_no": 1, "sku": "X", "quantity": 1, "unit_price_cents": 500}
+        ]
+        theirs = await client.get(
+            "/orders/102", headers={"authorization": f"Bearer {token(other)}"}
+        )
+        assert theirs.status_code == 404
+        bad = await client.get("/users/me/orders?limit=0", headers=auth_h)
+        assert bad.status_code == 400
+        assert (await client.get("/users/me/orders")).status_code == 401

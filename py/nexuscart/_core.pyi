@@ -13,11 +13,13 @@ __all__ = [
     "RATE_LIMITED",
     "REDIS_SLOT_COUNT",
     "SOLD_OUT",
+    "AuthError",
     "Gate",
     "InvalidArgument",
     "NexusCartError",
     "OutOfRange",
     "ShardRouter",
+    "TokenVerifier",
     "hashint4",
     "hashint8",
     "hashtext",
@@ -36,6 +38,9 @@ class InvalidArgument(NexusCartError, ValueError):
 
 class OutOfRange(InvalidArgument):
     """A number is outside the range its parameter or target type accepts."""
+
+class AuthError(NexusCartError):
+    """A buyer token was rejected; the message is the reason (e.g. 'token expired')."""
 
 # -- admission gate -------------------------------------------------------------------
 
@@ -126,3 +131,30 @@ def redis_slot(key: str | bytes) -> int:
     """Redis Cluster hash slot (``CLUSTER KEYSLOT``); str is UTF-8 encoded."""
 
 def redis_slots(keys: Sequence[bytes | str]) -> list[int]: ...
+
+# -- buyer tokens ---------------------------------------------------------------------
+
+@final
+class TokenVerifier:
+    """Verifies HS256 buyer tokens (``sub`` = user id) and caches the verified ones.
+
+    Only ``alg`` HS256 is accepted; the signature is compared in constant time; ``exp``
+    is required, ``nbf`` is checked when present, ``iss`` must equal ``issuer`` unless
+    that is None, and ``sub`` must be 1 to 18 ASCII digits. At most ``cache_size``
+    verified tokens are cached (the cache is cleared when full); a cached token is
+    still rejected once expired. Thread-safe.
+    """
+
+    def __new__(cls, secret: str, issuer: str | None, cache_size: int = 65536) -> TokenVerifier: ...
+    @property
+    def issuer(self) -> str | None: ...
+    @property
+    def cache_size(self) -> int: ...
+    def user_id(self, authorization: str | None, now: float | None = None) -> int:
+        """The user id of a valid ``Bearer`` token in an ``Authorization`` header value,
+        at ``now`` (seconds since the epoch, default the current time); otherwise
+        ``AuthError`` whose message is the reason."""
+    def cache_len(self) -> int:
+        """Number of verified tokens cached now."""
+    def clear_cache(self) -> None:
+        """Forget every cached token."""

@@ -3,6 +3,11 @@
 A lean verifier instead of a general JWT library on the hot path: it accepts exactly one
 algorithm (HS256, so no alg-confusion), checks ``exp``/``nbf``/``iss``, and caches recent
 verified tokens, since a buyer in a storm retries with the same token.
+
+``TokenVerifier`` and ``AuthError`` are the Rust ones (``nexuscart._core``, crate module
+``token``); ``str(exc)`` is the reason. ``PyTokenVerifier`` is the pure-Python reference
+implementation with the same rules, order and reasons, kept for the property tests that
+compare the two (tests/test_token_verifier.py).
 """
 
 from __future__ import annotations
@@ -15,11 +20,9 @@ from typing import Final
 
 import msgspec
 
+from nexuscart._core import AuthError, TokenVerifier
 
-class AuthError(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["AuthError", "PyTokenVerifier", "TokenVerifier", "admin_ok", "issue"]
 
 
 class _Header(msgspec.Struct):
@@ -40,14 +43,21 @@ _enc: Final = msgspec.json.Encoder()
 
 
 def _b64d(seg: str) -> bytes:
-    return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))
+    raw = base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))
+    # Canonical base64url only (RFC 7515): the decoder above skips characters outside
+    # the alphabet, accepts "+/" and "=" and ignores the unused low bits.
+    if _b64e(raw) != seg:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def _b64e(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-class TokenVerifier:
+class PyTokenVerifier:
+    """Reference implementation of ``TokenVerifier`` (tests only; not on the hot path)."""
+
     def __init__(self, secret: str, issuer: str | None, cache_size: int = 65_536):
         self._key = secret.encode()
         self._issuer = issuer
@@ -97,7 +107,7 @@ class TokenVerifier:
             raise AuthError("token not yet valid")
         if self._issuer is not None and claims.iss != self._issuer:
             raise AuthError("wrong issuer")
-        if not claims.sub.isdigit() or len(claims.sub) > 18:
+        if not (claims.sub.isascii() and claims.sub.isdigit()) or len(claims.sub) > 18:
             raise AuthError("sub must be a numeric user id")
         return int(claims.sub), float(claims.exp)
 

@@ -4,10 +4,11 @@ The classes are created in Rust (``nexuscart._core``) and re-exported here so th
 callers never import the private extension module::
 
     NexusCartError(Exception)
-    └── InvalidArgument(NexusCartError, ValueError)
-        └── OutOfRange(InvalidArgument)
+    ├── InvalidArgument(NexusCartError, ValueError)
+    │   └── OutOfRange(InvalidArgument)
+    └── AuthError(NexusCartError)       # a rejected buyer token; str(exc) is the reason
 """
 
-from nexuscart._core import InvalidArgument, NexusCartError, OutOfRange
+from nexuscart._core import AuthError, InvalidArgument, NexusCartError, OutOfRange
 
-__all__ = ["InvalidArgument", "NexusCartError", "OutOfRange"]
+__all__ = ["AuthError", "InvalidArgument", "NexusCartError", "OutOfRange"]

@@ -18,57 +18,15 @@ import asyncpg
 
 from nexuscart import _core
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.postgres import query
 from nexuscart.domain import orders as order_rules
 from nexuscart.events import Envelope, PaymentSucceeded, StockReserved
 
 log = logging.getLogger("nexuscart.orders")
 CONSUMER: Final = "orders"
 
-INSERT_RESERVED: Final = """
-WITH ev AS (
-    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::bigint[], $5::text[],
-                         $6::int[], $7::bigint[], $8::text[], $9::bigint[])
-        AS e(user_id, event_id, order_id, sale_id, sku, quantity, unit_price, currency,
-             expires_ms)
-), fresh AS (
-    INSERT INTO inbox (user_id, consumer, event_id)
-    SELECT user_id, $10, event_id FROM ev
-    ON CONFLICT DO NOTHING
-    RETURNING user_id, event_id
-), new AS (
-    SELECT ev.* FROM ev JOIN fresh USING (user_id, event_id)
-), o AS (
-    INSERT INTO orders (user_id, order_id, sale_id, status, total_cents, currency, expires_at)
-    SELECT user_id, order_id, sale_id, 'PENDING_PAYMENT', quantity * unit_price, currency,
-           to_timestamp(expires_ms / 1000.0)
-    FROM new
-    ON CONFLICT DO NOTHING
-    RETURNING order_id
-), i AS (
-    INSERT INTO order_items (user_id, order_id, line_no, sku, quantity, unit_price_cents)
-    SELECT user_id, order_id, 1, sku, quantity, unit_price FROM new
-    ON CONFLICT DO NOTHING
-    RETURNING order_id
-)
-SELECT (SELECT count(*) FROM o) AS orders, (SELECT count(*) FROM fresh) AS fresh
-"""
-
-# Status moves only forward in rank (domain/orders.py), so re-applying a redelivered event
-# changes nothing; the inbox rows record that the events were seen. (A data-modifying CTE runs
-# even though the UPDATE does not read it.)
-UPDATE_STATUS: Final = """
-WITH seen AS (
-    INSERT INTO inbox (user_id, consumer, event_id)
-    SELECT * FROM unnest($1::bigint[], array_fill($6::text, ARRAY[cardinality($1)]),
-                         $2::uuid[])
-    ON CONFLICT DO NOTHING
-)
-UPDATE orders o SET status = t.status, updated_at = now()
-FROM unnest($3::bigint[], $4::bigint[], $5::text[]) AS t(user_id, order_id, status)
-WHERE o.user_id = t.user_id AND o.order_id = t.order_id
-  AND (CASE t.status WHEN 'PAID' THEN 1 ELSE 2 END)
-      > (CASE o.status WHEN 'PENDING_PAYMENT' THEN 0 WHEN 'PAID' THEN 1 ELSE 2 END)
-"""
+INSERT_RESERVED: Final = query("orders_insert_reserved")
+UPDATE_STATUS: Final = query("orders_update_status")
 
 
 class OrdersProjector:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 import asyncpg
@@ -22,6 +23,14 @@ async def create_pool(settings: PostgresSettings, timeout_s: float = 2.0) -> asy
     )
 
 
+@functools.cache
+def query(name: str) -> str:
+    """The named query sql/queries/<name>.sql (read once)."""
+    return (
+        resources.files("nexuscart.adapters").joinpath("sql", "queries", f"{name}.sql").read_text()
+    )
+
+
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) for every sql/migrations/NNNN_name.sql, in order."""
     folder = resources.files("nexuscart.adapters").joinpath("sql", "migrations")
@@ -35,14 +44,15 @@ def migration_files() -> list[tuple[int, str, str]]:
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply pending migrations, each in its own transaction; return the names applied."""
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version int PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
     applied: list[str] = []
+    # Lock first: even CREATE TABLE IF NOT EXISTS collides when two migrators race.
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
             if version in done:

@@ -1,0 +1,37 @@
+"""Demo data for scripts/server: one running flash sale, created once (idempotent)."""
+
+from __future__ import annotations
+
+import time
+
+import asyncpg
+
+from nexuscart import config
+from nexuscart.adapters import redis_conn, sales_repo
+from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.domain.flash_sale import SaleSpec
+
+DEMO_KEY = "demo-seed-flash-sale-v1"
+
+
+async def seed(settings: config.Settings) -> None:
+    now = int(time.time() * 1000)
+    spec = SaleSpec(
+        sku="DEMO-SNEAKER-42",
+        units=1000,
+        price_cents=12_900,
+        starts_at_ms=now,
+        ends_at_ms=now + 7 * 86_400_000,
+        per_user_limit=2,
+    )
+    pool = await asyncpg.create_pool(settings.postgres.dsn, min_size=1, max_size=1)
+    client = redis_conn.connect(settings.redis)
+    try:
+        # The same key every run: the second run finds the first sale instead of adding one.
+        sale, _ = await sales_repo.insert_sale(pool, DEMO_KEY, spec, settings.sale.hold_ttl_s)
+        store = FlashSaleStore(client)
+        if await store.stock(sale.sale_id) is None:
+            await store.upsert(sale)
+    finally:
+        await pool.close()
+        await client.aclose()
