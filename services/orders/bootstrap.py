@@ -7,6 +7,7 @@ import logging
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres, redis_conn
@@ -50,6 +51,9 @@ async def main(stop: asyncio.Event) -> None:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        # range assignment gives a consumer the same partition numbers of both topics, and
+        # with ShardPartitioner the same partition number means the same shards (ADR 0004)
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
     await consumer.start()
     try:

@@ -8,6 +8,7 @@ inbox guard. The Kafka offset is committed only after the database committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -40,12 +41,18 @@ class OrdersProjector:
     async def handle(self, batch: Sequence[Envelope]) -> None:
         await self._confirm_paid_holds(batch)
         groups: dict[int, list[Envelope]] = defaultdict(list)
-        shards = self.router.shards_for_int8([int(e.key) for e in batch])
+        # user_id from the payload, not the message key: a malformed key must not stall a
+        # partition
+        shards = self.router.shards_for_int8([e.data.user_id for e in batch])
         for env, shard in zip(batch, shards, strict=True):
             groups[shard].append(env)
+        # shard groups are independent (different users): write them concurrently, one
+        # pooled connection each; a user's events stay in order inside their group
+        await asyncio.gather(*(self._write_group_pooled(events) for events in groups.values()))
+
+    async def _write_group_pooled(self, events: list[Envelope]) -> None:
         async with self.pool.acquire() as conn:
-            for events in groups.values():
-                await self._write_group(conn, events)
+            await self._write_group(conn, events)
 
     async def _confirm_paid_holds(self, batch: Sequence[Envelope]) -> None:
         # Redis first (idempotent there), the database after: a crash in between redelivers

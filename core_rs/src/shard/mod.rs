@@ -18,7 +18,7 @@ use crate::error::{CoreError, CoreResult};
 /// hash-distributed table created with `shard_count` shards.
 ///
 /// The index is the position of the shard in `pg_dist_shard` ordered by
-/// `shardminvalue` (equivalently, by shard id for a freshly created table).
+/// `shardminvalue::int` (the column is text) (equivalently, by shard id for a freshly created table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardRouter {
     intervals: ShardIntervals,

@@ -8,14 +8,18 @@ import contextlib
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from nexuscart.adapters.partitioning import ShardPartitioner
 from nexuscart.config import KafkaSettings
 
 
 def producer(settings: KafkaSettings, name: str) -> AIOKafkaProducer:
     # enable_idempotence implies acks=all and in-order retries per partition: a retried
     # send after a lost ack is written once.
+    # ShardPartitioner: a user's events go to the partition of the user's Citus shard, so a
+    # consumer writes to a fixed set of shards (ADR 0004).
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap,
+        partitioner=ShardPartitioner(),
         client_id=f"{settings.client_id}-{name}",
         enable_idempotence=True,
         acks="all",

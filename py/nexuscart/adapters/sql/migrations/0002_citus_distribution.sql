@@ -13,7 +13,8 @@ BEGIN
         END IF;
     END LOOP;
     IF NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'users'::regclass) THEN
-        PERFORM create_distributed_table('users', 'user_id');
+        -- pinned: the shard router and ShardPartitioner assume 32 (docs/scaling.md)
+        PERFORM create_distributed_table('users', 'user_id', shard_count => 32);
     END IF;
     FOREACH t IN ARRAY ARRAY['orders', 'order_items', 'payments', 'inbox'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = t::regclass) THEN

@@ -1,0 +1,1 @@
+"""Benchmarks (pytest-benchmark), opt-in: see ``tests/bench/conftest.py``."""

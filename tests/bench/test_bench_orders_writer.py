@@ -1,0 +1,233 @@
+"""Orders writer throughput into the real PostgreSQL of the test stack.
+
+1. ``OrdersProjector.handle`` alone: batches of synthetic ``StockReserved`` envelopes (fresh
+   users, orders and event ids every round), grouped by shard and written per group.
+2. End to end from Kafka: N events produced to a fresh topic (untimed), then the service's own
+   consumer loop ``services.orders.bootstrap.consume`` runs until all N orders are in
+   PostgreSQL. Reported both from the consumer's start (group join included) and from its
+   first batch (the sustained rate).
+
+Target (issue 4): >= 5,000 orders/s on the 2-core dev machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+import uvloop
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from nexuscart import config, events
+from nexuscart.adapters import kafka, postgres
+from nexuscart.adapters.flash_sales import FlashSaleStore
+from services.orders.bootstrap import consume
+from services.orders.projector import OrdersProjector
+from tests.bench.conftest import Figure, Figures, measure
+
+pytestmark = pytest.mark.benchmark_only
+
+E2E_EVENTS: Final = 50_000
+PARTITIONS: Final = 6  # what kafka.ensure_topics gives the real topics
+_sale_ids = itertools.count(1_000_000)  # above the sales the flash-sale tests create
+_order_seq = itertools.count(1)
+
+
+def reserved_batch(n: int, sale_id: int) -> list[events.Envelope]:
+    """n StockReserved envelopes for n distinct (user, order), as the purchase Lua writes them."""
+    expires = int(time.time() * 1000) + 600_000
+    out = []
+    for _ in range(n):
+        seq = next(_order_seq)
+        user_id = 1 + (seq * 2_654_435_761) % 50_000_000  # spread over users, hence shards
+        data = events.StockReserved(
+            order_id=(sale_id << 24) | seq,
+            sale_id=sale_id,
+            user_id=user_id,
+            sku=f"SKU-{sale_id}",
+            quantity=1,
+            unit_price_cents=1999,
+            currency="usd",
+            expires_at_ms=expires,
+        )
+        out.append(events.envelope(data, key=user_id))
+    return out
+
+
+@dataclass
+class Writer:
+    runner: asyncio.Runner
+    pool: Any
+    redis: aioredis.Redis
+    projector: OrdersProjector
+
+
+@pytest.fixture(scope="module")
+def writer(settings: config.Settings, migrated: None) -> Iterator[Writer]:
+    """A projector on its own uvloop (what services/runtime.py runs), with a real pool."""
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    pool = runner.run(postgres.create_pool(settings.postgres, timeout_s=10.0))
+    client = aioredis.Redis.from_url(settings.redis.url)
+    try:
+        yield Writer(runner, pool, client, OrdersProjector(pool, FlashSaleStore(client)))
+    finally:
+        runner.run(pool.close())
+        runner.run(client.aclose())
+        runner.close()
+
+
+async def _count_orders(dsn: str, sale_id: int) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        n: int = await conn.fetchval("SELECT count(*) FROM orders WHERE sale_id = $1", sale_id)
+        return n
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("batch_size", [500, 2000])
+@pytest.mark.benchmark(group="orders writer: OrdersProjector.handle")
+def test_bench_projector_handle(
+    benchmark: Any,
+    figures: Figures,
+    writer: Writer,
+    settings: config.Settings,
+    batch_size: int,
+) -> None:
+    sale_id = next(_sale_ids)
+    rounds = 20
+    before = writer.projector.applied
+
+    def run(batch: Sequence[events.Envelope]) -> None:
+        writer.runner.run(writer.projector.handle(batch))
+
+    secs = measure(
+        benchmark, run, rounds=rounds, setup=lambda: ((reserved_batch(batch_size, sale_id),), {})
+    )
+    written = writer.runner.run(_count_orders(settings.postgres.dsn, sale_id))
+    assert written == writer.projector.applied - before == batch_size * (rounds + 1)
+    rate = batch_size / secs
+    benchmark.extra_info["orders_per_s"] = rate
+    figures.add(
+        f"writer.handle.{batch_size}",
+        Figure(f"orders writer: handle(), batches of {batch_size}", rate, "orders/s"),
+    )
+
+
+class TimedProjector(OrdersProjector):
+    """Records when the first batch arrived, to separate group join from sustained rate."""
+
+    first_batch_at: float | None = None
+    batches = 0
+
+    async def handle(self, batch: Sequence[events.Envelope]) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.perf_counter()
+        self.batches += 1
+        await super().handle(batch)
+
+
+async def _produce(settings: config.Settings, topic: str, envs: list[events.Envelope]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+    producer = kafka.producer(settings.kafka, "bench")
+    await producer.start()
+    try:
+        sends = [
+            await producer.send(topic, value=events.encode(e), key=e.key.encode()) for e in envs
+        ]
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+async def _consume_all(
+    settings: config.Settings, topic: str, n: int, pool: Any, client: aioredis.Redis
+) -> tuple[float, float, TimedProjector]:
+    """Run the service's consumer loop until n events are applied; (total s, sustained s)."""
+    projector = TimedProjector(pool, FlashSaleStore(client))
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=f"bench-orders-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    stop = asyncio.Event()
+    t0 = time.perf_counter()
+    await consumer.start()
+    task = asyncio.create_task(consume(projector, consumer, stop))
+    try:
+        deadline = t0 + 300
+        while projector.applied < n:
+            if task.done():
+                task.result()  # raises what killed the loop
+                raise AssertionError("consumer loop ended early")
+            if time.perf_counter() > deadline:
+                raise AssertionError(f"only {projector.applied} of {n} applied in 300 s")
+            await asyncio.sleep(0.005)
+        done = time.perf_counter()
+    finally:
+        stop.set()
+        await task
+        await consumer.stop()
+    assert projector.first_batch_at is not None
+    return done - t0, done - projector.first_batch_at, projector
+
+
+@pytest.mark.benchmark(group="orders writer: Kafka -> PostgreSQL")
+def test_bench_orders_from_kafka_end_to_end(
+    benchmark: Any, figures: Figures, writer: Writer, settings: config.Settings
+) -> None:
+    sale_id = next(_sale_ids)
+    topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
+    envs = reserved_batch(E2E_EVENTS, sale_id)
+    t0 = time.perf_counter()
+    writer.runner.run(_produce(settings, topic, envs))
+    produce_s = time.perf_counter() - t0
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        total, sustained, projector = writer.runner.run(
+            _consume_all(settings, topic, E2E_EVENTS, writer.pool, writer.redis)
+        )
+        result.update(total=total, sustained=sustained, batches=projector.batches)
+
+    measure(benchmark, run, rounds=1, warmup_rounds=0)
+    assert writer.runner.run(_count_orders(settings.postgres.dsn, sale_id)) == E2E_EVENTS
+    total_rate = E2E_EVENTS / result["total"]
+    sustained_rate = E2E_EVENTS / result["sustained"]
+    benchmark.extra_info.update(
+        orders_per_s=total_rate,
+        sustained_orders_per_s=sustained_rate,
+        batches=result["batches"],
+        produce_s=produce_s,
+    )
+    note = f"{E2E_EVENTS:,} events, {PARTITIONS} partitions, {result['batches']} batches"
+    figures.add(
+        "writer.e2e.total",
+        Figure("orders writer: Kafka -> PG, from consumer start", total_rate, "orders/s",
+               note=note),
+    )  # fmt: skip
+    figures.add(
+        "writer.e2e.sustained",
+        Figure("orders writer: Kafka -> PG, from first batch", sustained_rate, "orders/s"),
+    )
+    figures.add(
+        "kafka.produce",
+        Figure("(setup) idempotent producer, acks=all", E2E_EVENTS / produce_s, "events/s"),
+    )
