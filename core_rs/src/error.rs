@@ -5,14 +5,18 @@
 //!
 //! ```text
 //! NexusCartError(Exception)
-//! └── InvalidArgument(NexusCartError, ValueError)   <- CoreError::InvalidArgument
-//!     └── OutOfRange(InvalidArgument)                <- CoreError::OutOfRange
+//! ├── InvalidArgument(NexusCartError, ValueError)   <- CoreError::InvalidArgument
+//! │   └── OutOfRange(InvalidArgument)                <- CoreError::OutOfRange
+//! └── AuthError(NexusCartError)                      <- CoreError::Auth
 //! ```
 
 use thiserror::Error;
 
+use crate::token::TokenError;
+
 /// Everything that can go wrong in the core. All variants describe bad input: the core
-/// itself has no I/O and no failure modes of its own.
+/// itself has no I/O and no failure modes of its own. [`CoreError::Auth`] is a rejected
+/// credential rather than a programming error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CoreError {
     /// An argument has an acceptable type but a value that makes no sense
@@ -37,6 +41,10 @@ pub enum CoreError {
         /// Largest accepted value.
         max: i128,
     },
+    /// A buyer token was rejected; the message is exactly the reason
+    /// (e.g. `token expired`).
+    #[error(transparent)]
+    Auth(#[from] TokenError),
 }
 
 impl CoreError {

@@ -2,6 +2,7 @@
 //!
 //! - [`gate`]: flash-sale admission (GCRA token buckets, sold-out flags, in-flight caps).
 //! - [`shard`]: Citus-compatible hashing and shard intervals, Redis Cluster slots.
+//! - [`token`]: buyer-token (HS256 JWT) verification with a cache of verified tokens.
 //! - [`error`]: the one error type, mapped to `nexuscart.errors` in Python.
 //!
 //! Everything above is plain Rust, tested with `cargo test` without Python. The PyO3
@@ -11,6 +12,7 @@
 pub mod error;
 pub mod gate;
 pub mod shard;
+pub mod token;
 
 pub use error::{CoreError, CoreResult};
 
@@ -27,5 +29,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     bindings::errors::init_module(m)?;
     bindings::gate::init_module(m)?;
     bindings::shard::init_module(m)?;
+    bindings::token::init_module(m)?;
     Ok(())
 }

@@ -100,7 +100,7 @@ REDIS_SLOT_COUNT: Final = 16384
 @final
 class ShardRouter:
     """Citus-compatible routing for a hash-distributed table with ``shard_count``
-    shards: returns the shard's index in ``pg_dist_shard`` ordered by shardminvalue."""
+    shards: returns the shard's index in ``pg_dist_shard`` ordered by shardminvalue::int."""
 
     def __new__(cls, shard_count: int) -> ShardRouter: ...
     @property

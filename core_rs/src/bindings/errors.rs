@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! NexusCartError(Exception)
-//! └── InvalidArgument(NexusCartError, ValueError)
-//!     └── OutOfRange(InvalidArgument)
+//! ├── InvalidArgument(NexusCartError, ValueError)
+//! │   └── OutOfRange(InvalidArgument)
+//! └── AuthError(NexusCartError)
 //! ```
 //!
-//! `NexusCartError` comes from `create_exception!`. The subclasses have two bases (so
+//! `NexusCartError` and `AuthError` come from `create_exception!`. The subclasses have two bases (so
 //! that callers catching `ValueError` still catch them), which `create_exception!`
 //! cannot express, so they are built once with `type(name, bases, namespace)` and kept
 //! in a `PyOnceLock`.
@@ -27,6 +28,13 @@ create_exception!(
     NexusCartError,
     PyException,
     "Base class of every error raised by NexusCart's core."
+);
+
+create_exception!(
+    nexuscart._core,
+    AuthError,
+    NexusCartError,
+    "A buyer token was rejected; the message is the reason (e.g. 'token expired')."
 );
 
 static INVALID_ARGUMENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -86,6 +94,7 @@ pub fn to_pyerr(py: Python<'_>, err: &CoreError) -> PyErr {
     let ty = match err {
         CoreError::InvalidArgument { .. } => invalid_argument(py),
         CoreError::OutOfRange { .. } => out_of_range(py),
+        CoreError::Auth(reason) => return AuthError::new_err(reason.reason()),
     };
     match ty {
         Ok(ty) => PyErr::from_type(ty.clone(), err.to_string()),
@@ -106,5 +115,6 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NexusCartError", py.get_type::<NexusCartError>())?;
     m.add("InvalidArgument", invalid_argument(py)?)?;
     m.add("OutOfRange", out_of_range(py)?)?;
+    m.add("AuthError", py.get_type::<AuthError>())?;
     Ok(())
 }

@@ -1,0 +1,110 @@
+//! Python class `TokenVerifier` (buyer tokens, HS256 JWT).
+//!
+//! A verification is about a microsecond (one HMAC-SHA256 and two small JSON documents),
+//! and a cache hit a fraction of that, so calls keep the GIL
+//! (docs/adr/0002-gate-keeps-gil-for-single-decisions.md). Rejections raise `AuthError`
+//! whose message is the reason.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyString};
+
+use super::convert::{int_arg, utf8};
+use crate::error::CoreError;
+use crate::token::{DEFAULT_CACHE_SIZE, TokenError, TokenVerifier, now_or};
+
+/// Verifies HS256 buyer tokens (`sub` = user id) and caches the verified ones.
+#[pyclass(name = "TokenVerifier", module = "nexuscart._core", frozen)]
+#[derive(Debug)]
+pub struct PyTokenVerifier {
+    inner: TokenVerifier,
+}
+
+#[pymethods]
+impl PyTokenVerifier {
+    #[new]
+    #[pyo3(
+        signature = (secret, issuer, cache_size = None),
+        text_signature = "(secret, issuer, cache_size=65536)"
+    )]
+    fn new(
+        secret: &Bound<'_, PyString>,
+        issuer: Option<&Bound<'_, PyString>>,
+        cache_size: Option<&Bound<'_, PyInt>>,
+    ) -> PyResult<Self> {
+        let cache_size = match cache_size {
+            Some(n) => usize::try_from(int_arg::<u64>(n, "cache_size")?).unwrap_or(usize::MAX),
+            None => DEFAULT_CACHE_SIZE,
+        };
+        let issuer = issuer.map(|i| utf8(i, "issuer")).transpose()?;
+        Ok(Self {
+            inner: TokenVerifier::new(utf8(secret, "secret")?.as_bytes(), issuer, cache_size)?,
+        })
+    }
+
+    /// The user id of a valid `Bearer` token in an `Authorization` header value, at
+    /// `now` (seconds since the epoch, default the current time); else `AuthError`.
+    #[pyo3(signature = (authorization, now = None))]
+    fn user_id(
+        &self,
+        authorization: Option<&Bound<'_, PyString>>,
+        now: Option<f64>,
+    ) -> PyResult<u64> {
+        let authorization = match authorization {
+            None => None,
+            Some(a) => match a.to_str() {
+                Ok(a) => Some(a),
+                // Not UTF-8 encodable (a lone surrogate): never part of a valid token.
+                Err(_) => {
+                    let reason = if a.to_string_lossy().starts_with("Bearer ") {
+                        TokenError::Malformed
+                    } else {
+                        TokenError::MissingBearer
+                    };
+                    return Err(CoreError::from(reason).into());
+                }
+            },
+        };
+        self.inner
+            .user_id(authorization, now_or(now))
+            .map_err(|e| CoreError::from(e).into())
+    }
+
+    /// The configured issuer.
+    #[getter]
+    fn issuer(&self) -> Option<&str> {
+        self.inner.issuer()
+    }
+
+    /// The bound on cached tokens.
+    #[getter]
+    fn cache_size(&self) -> usize {
+        self.inner.cache_size()
+    }
+
+    /// Number of verified tokens cached now.
+    fn cache_len(&self) -> usize {
+        self.inner.cache_len()
+    }
+
+    /// Forget every cached token.
+    fn clear_cache(&self) {
+        self.inner.clear_cache();
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let issuer = match self.inner.issuer() {
+            Some(issuer) => PyString::new(py, issuer).repr()?.to_string(),
+            None => String::from("None"),
+        };
+        Ok(format!(
+            "<TokenVerifier issuer={issuer} cache_size={}>",
+            self.inner.cache_size()
+        ))
+    }
+}
+
+/// Registers `TokenVerifier`.
+pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTokenVerifier>()?;
+    Ok(())
+}
