@@ -244,7 +244,8 @@ def routes(deps: Deps) -> list[Route]:
         user_id = buyer(req)
         sale_id = path_int(req, "sale_id")
         key = _idem_key(req)
-        qty = decode_body(req, PurchaseRequest).quantity
+        # The gate answers before the body is read: a rejection in a storm costs no body
+        # read and no Redis call. Bad bodies still get 400/422 whenever the gate admits.
         code, retry_ms = admit(sale_id, user_id, req.client_ip)
         acquired = code == admit_ok
         if not acquired:
@@ -264,6 +265,8 @@ def routes(deps: Deps) -> list[Route]:
                     503, "busy", "Too many purchases in flight", headers=[("retry-after", "1")]
                 )
         try:
+            await req.read_body()
+            qty = decode_body(req, PurchaseRequest).quantity
             res = await store.purchase(sale_id, user_id, qty, key, event_id(), now_iso())
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("redis") from exc
@@ -493,6 +496,7 @@ def routes(deps: Deps) -> list[Route]:
             responses={202: PurchaseAccepted},
             auth=buyer_auth,
             idempotent_key=True,
+            defer_body=True,
             tags=("flash-sales",),
             params=("sale_id",),
         ),

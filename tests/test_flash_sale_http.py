@@ -223,6 +223,68 @@ def test_bad_purchase_input_gets_a_clear_4xx_and_changes_nothing(
     assert sale_state(edge, sid)["available"] == 5
 
 
+async def test_bad_bodies_release_their_in_flight_slot(edge: EdgeServer) -> None:
+    # More bad requests than one worker's in-flight cap (512): a leaked slot would turn the
+    # good purchase at the end into 503 busy.
+    sid = create_sale(edge, units=1)["sale_id"]
+    bad = [
+        rawhttp.Call.post_json(
+            f"/flash-sales/{sid}/purchase", {"quantity": "x"}, buyer_headers(next(_users))
+        )
+        for _ in range(1_200)
+    ]
+    replies = await rawhttp.run(edge.url, bad, concurrency=32)
+    assert {r.status for r in replies} == {422}
+    good = await _storm(edge, sid, [next(_users) for _ in range(4)])
+    assert sorted(r.status for r in good) == [202, 409, 409, 409]
+
+
+def test_sold_out_sale_answers_409_without_reading_the_body(edge: EdgeServer) -> None:
+    # Documented order (docs/api.md): auth, sale id, Idempotency-Key, admission, then body.
+    sid = create_sale(edge, units=1)["sale_id"]
+    r = httpx.post(
+        f"{edge.url}/flash-sales/{sid}/purchase",
+        json={"quantity": 1},
+        headers=buyer_headers(next(_users)),
+        timeout=10,
+    )
+    assert r.status_code == 202
+    deadline = time.monotonic() + 5
+    statuses = set()
+    while time.monotonic() < deadline and statuses != {409}:
+        statuses = set()
+        for _ in range(4):  # both workers
+            r = httpx.post(
+                f"{edge.url}/flash-sales/{sid}/purchase",
+                content=b"{not json",
+                headers=buyer_headers(next(_users)),
+                timeout=10,
+            )
+            statuses.add(r.status_code)
+            assert r.json()["type"] in ("/problems/sold-out", "/problems/malformed-body")
+    assert statuses == {409}
+
+
+def test_chunked_body_over_the_limit_is_413(edge: EdgeServer) -> None:
+    sid = create_sale(edge, units=5)["sale_id"]
+
+    def chunks() -> Any:
+        yield b'{"quantity": 1, "pad": "'
+        for _ in range(10):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    r = httpx.post(
+        f"{edge.url}/flash-sales/{sid}/purchase",
+        content=chunks(),
+        headers=buyer_headers(next(_users)),
+        timeout=10,
+    )
+    assert r.status_code == 413, r.text
+    assert r.json()["type"] == "/problems/body-too-large"
+    assert sale_state(edge, sid)["available"] == 5
+
+
 @pytest.mark.parametrize(
     "path",
     ["/flash-sales/999999/purchase", "/flash-sales/abc/purchase", "/flash-sales/-1/purchase"],

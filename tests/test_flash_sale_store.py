@@ -234,3 +234,78 @@ def test_stock_is_conserved_under_any_operation_sequence(
             await client.aclose()
 
     asyncio.run(run())
+
+
+purchases = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(1, 3), st.integers(0, 3)),  # user, qty, key
+    min_size=1,
+    max_size=30,
+)
+
+
+def _sequential_model(
+    batch: list[tuple[int, int, int]], units: int, limit: int
+) -> list[tuple[int, int, int]]:
+    """fs_purchase.lua's rules, one purchase at a time: (code, order sequence, units left)."""
+    avail, seq = units, 0
+    bought: dict[int, int] = {}
+    answers: dict[tuple[int, int], tuple[int, int]] = {}  # (user, key) -> (qty, seq)
+    out = []
+    for user, qty, key in batch:
+        prior = answers.get((user, key))
+        if prior is not None:
+            out.append(
+                (Outcome.REPLAY, prior[1], -1) if prior[0] == qty else (Outcome.KEY_REUSED, 0, 0)
+            )
+        elif avail <= 0:
+            out.append((Outcome.SOLD_OUT, 0, 0))
+        elif avail < qty:
+            out.append((Outcome.INSUFFICIENT, 0, avail))
+        elif bought.get(user, 0) + qty > limit:
+            out.append((Outcome.LIMIT_REACHED, 0, avail))
+        else:
+            seq += 1
+            avail -= qty
+            bought[user] = bought.get(user, 0) + qty
+            answers[(user, key)] = (qty, seq)
+            out.append((Outcome.OK, seq, avail))
+    return out
+
+
+@hsettings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=purchases, units=st.integers(0, 8))
+def test_a_batch_in_one_script_call_decides_as_one_purchase_at_a_time(
+    settings: config.Settings, batch: list[tuple[int, int, int]], units: int
+) -> None:
+    # Repeated users and reused keys inside one batch must see each other's effects:
+    # replays, per-user limits and running out, exactly as in sequence.
+    async def run() -> None:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        store = FlashSaleStore(client)
+        try:
+            answers = []
+            for together in (True, False):
+                sale = new_sale(units=units, limit=3)
+                await store.upsert(sale)
+                calls = [buy(store, sale, user=u, qty=q, key=f"k{k}") for u, q, k in batch]
+                if together:
+                    before = store.batcher.round_trips
+                    got = await asyncio.gather(*calls)
+                    assert store.batcher.round_trips == before + 1
+                else:
+                    got = [await c for c in calls]
+                t = await store.totals(sale.sale_id)
+                assert t["units"] == t["available"] + t["held"] == units
+                assert t["held"] == t["held_entries"]
+                outbox = await client.xlen(store.keys(sale.sale_id).outbox)
+                assert outbox == sum(1 for r in got if r[0] == Outcome.OK)
+                # order ids differ by sale; compare their sequence numbers and drop expiry
+                answers.append([(r[0], r[1] & 0xFFFFFF, r[3]) for r in got])
+            assert answers[0] == answers[1] == _sequential_model(batch, units, limit=3)
+        finally:
+            store.close()
+            await client.aclose()
+
+    asyncio.run(run())

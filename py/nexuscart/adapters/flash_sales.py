@@ -1,8 +1,10 @@
 """Flash-sale state in Redis: stock, holds, buyers, outbox streams, via the lua/fs_*.lua scripts.
 
 Every key of one sale shares the hash tag ``{fs:<id>}``, so each script touches one Redis
-Cluster slot. Purchases from one event-loop tick are coalesced into one pipeline (one round
-trip for many EVALSHA calls): one round trip per request is what caps a worker (DESIGN §6).
+Cluster slot. Purchases from one event-loop tick are coalesced: one EVALSHA per sale decides
+the whole batch, and the batches of all sales share one pipelined round trip. One round trip
+per request is what caps a worker (DESIGN §6); one script call per purchase is what then
+caps Redis.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class StockConflict(Exception):
 
 
 class PurchaseBatcher:
-    """Coalesces purchase calls made in one loop tick into one pipelined write."""
+    """Coalesces purchase calls made in one loop tick: one script call per sale, one round trip."""
 
     def __init__(self, pipe: RedisPipe, max_batch: int = 512):
         self.pipe = pipe
@@ -108,7 +110,24 @@ class PurchaseBatcher:
                 fut.set_result(res)
 
     async def _execute(self, calls: list[list[Any]]) -> list[Any]:
-        return await self.pipe.execute([("EVALSHA", PURCHASE.sha, 7, *kv) for kv in calls])
+        """One EVALSHA per sale for the whole batch; a reply (or error) per call, in order."""
+        groups: dict[bytes, list[int]] = {}
+        for i, kv in enumerate(calls):
+            groups.setdefault(kv[0], []).append(i)
+        commands = []
+        for idx in groups.values():
+            first = calls[idx[0]]
+            keys = [*first[:6], *(calls[i][6] for i in idx)]
+            args = [first[11]]
+            for i in idx:
+                args.extend(calls[i][7:11])
+            commands.append(("EVALSHA", PURCHASE.sha, len(keys), *keys, *args))
+        replies = await self.pipe.execute(commands)
+        results: list[Any] = [None] * len(calls)
+        for idx, reply in zip(groups.values(), replies, strict=True):
+            for j, i in enumerate(idx):
+                results[i] = reply if isinstance(reply, Exception) else reply[j]
+        return results
 
 
 def _is_noscript(reply: object) -> bool:

@@ -1,51 +1,99 @@
--- Flash-sale purchase, atomic: idempotency, sale window, stock, per-user limit, expiring hold,
--- and the StockReserved event appended to the sale's outbox stream. All or nothing.
--- KEYS: 1 meta, 2 stock, 3 buyers, 4 holds, 5 expiry, 6 outbox, 7 idempotency key
--- ARGV: 1 user_id, 2 quantity, 3 event_id (uuid), 4 occurred_at (ISO 8601), 5 idem ttl (s)
--- Returns {code, order_id, expires_at_ms, available_after}
+-- Flash-sale purchases of one sale, a batch at a time, atomic: idempotency, sale window,
+-- stock, per-user limit, expiring holds, and each StockReserved event appended to the sale's
+-- outbox stream. The batch is decided exactly as if its purchases ran one after another.
+-- Every read and decision comes first and every write last, so a script error cannot leave
+-- half a purchase behind (Redis does not roll a script back).
+-- KEYS: 1 meta, 2 stock, 3 buyers, 4 holds, 5 expiry, 6 outbox, 7.. one idempotency key each
+-- ARGV: 1 idem ttl (s), then 4 per purchase: user_id, quantity, event_id (uuid), occurred_at
+-- Returns one {code, order_id, expires_at_ms, available_after} per purchase
 --   code: 0 ok, 1 sold-out, 2 limit-reached, 3 not-started, 4 ended, 5 not-found,
 --         6 replay of an earlier success (same answer), 7 idempotency key reused with other body,
 --         8 fewer units left than asked
-local user_id, qty = ARGV[1], tonumber(ARGV[2])
-
-local prior = redis.call('GET', KEYS[7])
-if prior then
-  local pq, order_id, expires = string.match(prior, '^(%d+):(%d+):(%d+)$')
-  if tonumber(pq) ~= qty then return {7, 0, 0, 0} end
-  return {6, tonumber(order_id), tonumber(expires), -1}
-end
+local n = #KEYS - 6
+local out = {}
 
 local m = redis.call('HMGET', KEYS[1], 'sale_id', 'starts_ms', 'ends_ms', 'ended', 'limit',
                      'price', 'currency', 'sku', 'hold_ttl_ms')
-if not m[1] then return {5, 0, 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if m[4] == '1' or now >= tonumber(m[3]) then return {4, 0, 0, 0} end
-if now < tonumber(m[2]) then return {3, 0, 0, 0} end
+local closed = nil
+if not m[1] then closed = 5
+elseif m[4] == '1' or now >= tonumber(m[3]) then closed = 4
+elseif now < tonumber(m[2]) then closed = 3 end
 
-local avail = tonumber(redis.call('HGET', KEYS[2], 'available'))
-if avail <= 0 then return {1, 0, 0, 0} end
-if avail < qty then return {8, 0, 0, avail} end
-local bought = tonumber(redis.call('HGET', KEYS[3], user_id) or '0')
-if bought + qty > tonumber(m[5]) then return {2, 0, 0, avail} end
+local s = redis.call('HMGET', KEYS[2], 'available', 'held', 'seq')
+local avail, held, seq = tonumber(s[1] or '0'), tonumber(s[2] or '0'), tonumber(s[3] or '0')
+local limit, sale_id, expires = tonumber(m[5] or '0'), tonumber(m[1] or '0'), 0
+if not closed then expires = now + tonumber(m[9]) end
 
-local sale_id = tonumber(m[1])
-local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
--- 24 bits of sequence per sale keep order ids exact in cjson's 14 significant digits
-if seq >= 16777216 then return {1, 0, 0, avail} end
--- order ids are unique across sales: sale id in the high bits, this sale's sequence below
-local order_id = sale_id * 16777216 + seq
-local expires = now + tonumber(m[9])
-redis.call('HINCRBY', KEYS[2], 'available', -qty)
-redis.call('HINCRBY', KEYS[2], 'held', qty)
-redis.call('HINCRBY', KEYS[3], user_id, qty)
-redis.call('HSET', KEYS[4], order_id, user_id .. ':' .. qty)
-redis.call('ZADD', KEYS[5], expires, order_id)
-local event = cjson.encode({
-  id = ARGV[3], type = 'StockReserved', version = 1, occurred_at = ARGV[4], key = user_id,
-  data = {type = 'StockReserved', order_id = order_id, sale_id = sale_id,
-          user_id = tonumber(user_id), sku = m[8], quantity = qty,
-          unit_price_cents = tonumber(m[6]), currency = m[7], expires_at_ms = expires}})
-redis.call('XADD', KEYS[6], '*', 'k', user_id, 'e', event)
-redis.call('SET', KEYS[7], qty .. ':' .. order_id .. ':' .. expires, 'EX', tonumber(ARGV[5]))
-return {0, order_id, expires, avail - qty}
+local idem = {}    -- idempotency key -> stored answer, including this batch's own
+local bought = {}  -- user id -> units bought, including this batch's own
+local hold_fields, expiry_args, buyer_args, events, idem_sets = {}, {}, {}, {}, {}
+
+for i = 1, n do
+  local b = 1 + (i - 1) * 4
+  local user_id, qty = ARGV[b + 1], tonumber(ARGV[b + 2])
+  local key = KEYS[6 + i]
+  local prior = idem[key]
+  if prior == nil then prior = redis.call('GET', key) or false; idem[key] = prior end
+  if prior then
+    local pq, order_id, exp = string.match(prior, '^(%d+):(%d+):(%d+)$')
+    if tonumber(pq) ~= qty then out[i] = {7, 0, 0, 0}
+    else out[i] = {6, tonumber(order_id), tonumber(exp), -1} end
+  elseif closed then
+    out[i] = {closed, 0, 0, 0}
+  elseif avail <= 0 or seq + 1 >= 16777216 then
+    -- 24 bits of sequence per sale keep order ids exact in cjson's 14 significant digits
+    out[i] = {1, 0, 0, 0}
+  elseif avail < qty then
+    out[i] = {8, 0, 0, avail}
+  else
+    local have = bought[user_id]
+    if have == nil then have = tonumber(redis.call('HGET', KEYS[3], user_id) or '0') end
+    if have + qty > limit then
+      bought[user_id] = have
+      out[i] = {2, 0, 0, avail}
+    else
+      seq = seq + 1
+      avail = avail - qty
+      held = held + qty
+      bought[user_id] = have + qty
+      -- order ids are unique across sales: sale id in the high bits, the sequence below
+      local order_id = sale_id * 16777216 + seq
+      hold_fields[#hold_fields + 1] = order_id
+      hold_fields[#hold_fields + 1] = user_id .. ':' .. qty
+      expiry_args[#expiry_args + 1] = expires
+      expiry_args[#expiry_args + 1] = order_id
+      buyer_args[#buyer_args + 1] = user_id
+      events[#events + 1] = {user_id, cjson.encode({
+        id = ARGV[b + 3], type = 'StockReserved', version = 1, occurred_at = ARGV[b + 4],
+        key = user_id,
+        data = {type = 'StockReserved', order_id = order_id, sale_id = sale_id,
+                user_id = tonumber(user_id), sku = m[8], quantity = qty,
+                unit_price_cents = tonumber(m[6]), currency = m[7], expires_at_ms = expires}})}
+      local answer = qty .. ':' .. order_id .. ':' .. expires
+      idem[key] = answer
+      idem_sets[#idem_sets + 1] = {key, answer}
+      out[i] = {0, order_id, expires, avail}
+    end
+  end
+end
+
+if #events > 0 then
+  redis.call('HSET', KEYS[2], 'available', avail, 'held', held, 'seq', seq)
+  redis.call('HSET', KEYS[4], unpack(hold_fields))
+  redis.call('ZADD', KEYS[5], unpack(expiry_args))
+  local totals, seen = {}, {}
+  for _, u in ipairs(buyer_args) do
+    if not seen[u] then
+      seen[u] = true
+      totals[#totals + 1] = u
+      totals[#totals + 1] = bought[u]
+    end
+  end
+  redis.call('HSET', KEYS[3], unpack(totals))
+  for _, e in ipairs(events) do redis.call('XADD', KEYS[6], '*', 'k', e[1], 'e', e[2]) end
+  local ttl = tonumber(ARGV[1])
+  for _, kv in ipairs(idem_sets) do redis.call('SET', kv[1], kv[2], 'EX', ttl) end
+end
+return out
