@@ -62,6 +62,9 @@ class Figures:
     def add(self, key: str, figure: Figure) -> None:
         self._store[key] = figure
 
+    def get(self, key: str) -> Figure | None:
+        return self._store.get(key)
+
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Figures:

@@ -5,8 +5,11 @@ Python loop over the same 100k requests, first checked to make the same decision
 from __future__ import annotations
 
 import collections
+import json
 import math
 import random
+import subprocess
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 import pytest
@@ -207,3 +210,44 @@ def test_bench_gate_loop_overhead(
 ) -> None:
     label = "gate: the driver loop alone (admit-all stub)"
     _bench(benchmark, figures, "gate.null", label, NullGate, requests_, None, 10)
+
+
+@pytest.mark.benchmark(group="gate: 100k admit decisions")
+def test_bench_gate_decision_alone_in_rust(
+    figures: Figures, requests_: tuple[list[Request], list[bool]], tmp_path: Path
+) -> None:
+    """The same requests replayed by a Rust loop (core_rs/examples/gate_decision.rs): the
+    decision without the Python call around it, which is what a Python caller pays on top."""
+    reqs, rel = requests_
+    path = tmp_path / "requests.txt"
+    with path.open("w") as f:
+        f.write(f"{USER_RATE} {USER_BURST} {IP_RATE} {IP_BURST} {MAX_IN_FLIGHT} {SOLD_OUT_SALE}\n")
+        for (sale, user, ip, now), r in zip(reqs, rel, strict=True):
+            f.write(f"{sale} {user} {ip} {now} {int(r)}\n")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        ["cargo", "run", "-q", "--release", "--example", "gate_decision", "--", str(path), "10"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    res = json.loads(out)
+    ours = drive(py_gate(), reqs, rel)
+    tally = collections.Counter(code for code, _ in ours)
+    assert res["tally"] == [tally[c] for c in (ADMIT, SOLD_OUT, RATE_LIMITED, BUSY)]
+    assert res["retry_ms_sum"] == sum(ms for _, ms in ours)
+    python, loop = figures.get("gate.python"), figures.get("gate.null")
+    note = ""
+    if python is not None and loop is not None:
+        note = f"{(python.value - loop.value) / res['ns_per_decision']:,.0f}x the Python gate net"
+    figures.add(
+        "gate.rust.alone",
+        Figure(
+            "gate: decision alone, Rust loop, same requests",
+            res["ns_per_decision"],
+            "ns/decision",
+            higher_is_better=False,
+            note=note,
+        ),
+    )
