@@ -7,14 +7,13 @@ Writes loadtest/reports/locust-<time>.html and _stats.csv, prints the summary.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from loadtest.storm import EDGE_ENV, create_sale
+from loadtest.storm import EDGE_ENV, create_sale, migrate
 from nexuscart import config, devstack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,18 +31,7 @@ def main() -> int:
     children: list[subprocess.Popen[bytes]] = []
     edge = None
     try:
-        from nexuscart.adapters.postgres import migrate
-
-        async def _mig() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(stack.env["PG_DSN"])
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(_mig())
+        migrate(stack.env["PG_DSN"])
         edge = devstack.GranianServer("edge.app:app", EDGE_ENV, workers=args.workers, cwd=ROOT)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for svc in ("outbox_relay", "orders", "inventory"):

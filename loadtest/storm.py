@@ -122,6 +122,21 @@ def write_tokens(path: Path, first_user: int, n: int) -> None:
             f.write(auth.issue(secret, u, ttl_s=7200, now=now) + "\n")
 
 
+def migrate(dsn: str) -> None:
+    from nexuscart.adapters.postgres import migrate as apply
+
+    async def run() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def redis_commands(r: redis.Redis) -> int:
     """Every command Redis executed so far, those run inside scripts included."""
     stats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
@@ -146,18 +161,7 @@ def main() -> int:
     os.environ.update({**config.dev_defaults(), **stack.env})
     servers: list[devstack.GranianServer] = []
     try:
-        from nexuscart.adapters.postgres import migrate
-
-        async def _mig() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(stack.env["PG_DSN"])
-            try:
-                await migrate(conn)
-            finally:
-                await conn.close()
-
-        asyncio.run(_mig())
+        migrate(stack.env["PG_DSN"])
         results: dict[str, Any] = {"workers": args.workers, "connections": args.connections}
         bare = devstack.GranianServer(
             "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
@@ -190,15 +194,14 @@ def main() -> int:
             args.wrk_threads,
         )
         print(f"view: {results['view']['rps']:.0f} req/s", file=sys.stderr)
+
+        def purchases(sale_id: int, seconds: int) -> dict[str, Any]:
+            env = {"TOKENS": str(tokens), "SALE": str(sale_id)}
+            script = HERE / "wrk/purchase.lua"
+            return wrk(edge.url, script, seconds, args.connections, env, args.wrk_threads)
+
         rich_secs = min(args.seconds, 15)
-        results["stock_rich"] = wrk(
-            edge.url,
-            HERE / "wrk/purchase.lua",
-            rich_secs,
-            args.connections,
-            {"TOKENS": str(tokens), "SALE": str(rich)},
-            args.wrk_threads,
-        )
+        results["stock_rich"] = purchases(rich, rich_secs)
         held_rich = int(r.hget(f"{{fs:{rich}}}:stock", "held") or 0)  # type: ignore[arg-type]
         results["stock_rich"]["holds"] = held_rich
         results["stock_rich"]["holds_per_s"] = held_rich / rich_secs
@@ -207,14 +210,7 @@ def main() -> int:
         # Sell-out storm on fresh buyers (a second token range).
         write_tokens(tokens, 10_000_000, args.buyers)
         sale = create_sale(edge.url, units=args.units, limit=1)
-        storm = wrk(
-            edge.url,
-            HERE / "wrk/purchase.lua",
-            args.seconds,
-            args.connections,
-            {"TOKENS": str(tokens), "SALE": str(sale)},
-            args.wrk_threads,
-        )
+        storm = purchases(sale, args.seconds)
         stock = r.hmget(f"{{fs:{sale}}}:stock", ["available", "held", "sold"])
         held = int(stock[1] or 0)  # type: ignore[index]
         rejected = storm["total"] - held
@@ -232,14 +228,7 @@ def main() -> int:
         # commandstats, background polling included) per rejected request.
         write_tokens(tokens, 20_000_000, args.buyers // 2)
         before = redis_commands(r)
-        after_sell_out = wrk(
-            edge.url,
-            HERE / "wrk/purchase.lua",
-            args.ceiling_seconds,
-            args.connections,
-            {"TOKENS": str(tokens), "SALE": str(sale)},
-            args.wrk_threads,
-        )
+        after_sell_out = purchases(sale, args.ceiling_seconds)
         commands = redis_commands(r) - before
         after_sell_out["redis_commands"] = commands
         after_sell_out["redis_commands_per_rejection"] = commands / max(after_sell_out["total"], 1)
