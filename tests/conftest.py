@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from nexuscart import config, devstack
+from nexuscart.adapters.flash_sales import FlashSaleStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,15 @@ def migrated(settings: config.Settings) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+@pytest.fixture
+async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
+    client = aioredis.Redis.from_url(settings.redis.url)
+    store = FlashSaleStore(client)
+    yield store
+    store.close()
+    await client.aclose()
 
 
 @pytest.fixture

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from nexuscart import config, devstack, events
 from nexuscart.adapters import kafka
@@ -70,15 +69,6 @@ def services(stack: devstack.Stack, migrated: None) -> Iterator[dict[str, Servic
     yield svcs
     for s in svcs.values():
         s.stop()
-
-
-@pytest.fixture
-async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
-    client = aioredis.Redis.from_url(settings.redis.url)
-    store = FlashSaleStore(client)
-    yield store
-    store.close()
-    await client.aclose()
 
 
 async def _orders_of(dsn: str, sale_id: int) -> dict[int, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -39,15 +38,6 @@ def new_sale(
         ends_at_ms=now + ends_in_ms,
         hold_ttl_s=ttl_s,
     )
-
-
-@pytest.fixture
-async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
-    client = aioredis.Redis.from_url(settings.redis.url)
-    store = FlashSaleStore(client)
-    yield store
-    store.close()
-    await client.aclose()
 
 
 async def buy(
