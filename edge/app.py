@@ -9,7 +9,16 @@ import msgspec
 from edge import flash_sales
 from edge.deps import Deps, build
 from nexuscart import __version__
-from nexuscart.web import App, Request, Response, Route, json_response, openapi, raw_json
+from nexuscart.web import (
+    App,
+    ClientAddress,
+    Request,
+    Response,
+    Route,
+    json_response,
+    openapi,
+    raw_json,
+)
 
 
 class Health(msgspec.Struct):
@@ -93,6 +102,7 @@ def make_app(deps: Deps) -> App:
     app = App(
         routes,
         max_body_bytes=deps.settings.edge.max_body_bytes,
+        client_address=ClientAddress(deps.settings.edge.trusted_networks()),
         on_startup=deps.start,
         on_shutdown=deps.close,
     )

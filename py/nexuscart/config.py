@@ -6,6 +6,7 @@ docker-compose check are derived from ``ENV_VARS``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Final
@@ -51,6 +52,10 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     workers: int = 1
     dependency_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For is believed
+
+    def trusted_networks(self) -> list[str]:
+        return [n.strip() for n in self.trusted_proxies.split(",") if n.strip()]
 
 
 class GateSettings(msgspec.Struct, frozen=True):
@@ -109,6 +114,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "timeout for one dependency call before 503",
     ),
     ("MAX_BODY_BYTES", "edge", "max_body_bytes", False, "largest accepted request body"),
+    (
+        "TRUSTED_PROXIES",
+        "edge",
+        "trusted_proxies",
+        False,
+        "CIDRs of load balancers whose X-Forwarded-For names the client (per-IP limits)",
+    ),
     ("GATE_USER_RATE", "gate", "user_rate", False, "purchase attempts/s per user"),
     ("GATE_USER_BURST", "gate", "user_burst", False, "burst per user"),
     ("GATE_IP_RATE", "gate", "ip_rate", False, "purchase attempts/s per client IP"),
@@ -143,9 +155,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sections.setdefault(section, {})
     try:
         # strict=False lets "8000" become 8000; unknown/malformed values raise ValidationError
-        return msgspec.convert(sections, Settings, strict=False)
+        settings = msgspec.convert(sections, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid setting: {exc}") from exc
+    for net in settings.edge.trusted_networks():
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting: TRUSTED_PROXIES: {exc}") from exc
+    return settings
 
 
 def dev_defaults() -> dict[str, str]:

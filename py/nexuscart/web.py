@@ -9,6 +9,7 @@ encoders, and still derives an OpenAPI document from the same route table.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -348,6 +349,40 @@ class Router:
         return None, {}, other
 
 
+class ClientAddress:
+    """Who the client is, for per-IP limits: the TCP peer, unless the peer is a trusted proxy;
+    then the right-most X-Forwarded-For entry that is not itself a trusted proxy (entries
+    left of it are written by the client and cannot be trusted)."""
+
+    def __init__(self, trusted_proxies: Sequence[str] = ()):
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in trusted_proxies]
+        self._trusted: dict[str, bool] = {}
+
+    def is_trusted(self, addr: str) -> bool:
+        hit = self._trusted.get(addr)
+        if hit is None:
+            try:
+                ip = ipaddress.ip_address(addr.strip("[]"))
+                hit = any(ip in n for n in self.networks)
+            except ValueError:
+                hit = False
+            if len(self._trusted) >= 65_536:
+                self._trusted.clear()
+            self._trusted[addr] = hit
+        return hit
+
+    def __call__(self, peer: str, forwarded_for: str | None) -> str:
+        if not self.networks or not forwarded_for or not self.is_trusted(peer):
+            return peer
+        for hop in reversed(forwarded_for.split(",")):
+            hop = hop.strip()
+            if not hop:
+                continue
+            if not self.is_trusted(hop):
+                return hop
+        return peer
+
+
 class App:
     """The RSGI application: ``__rsgi__`` per request, ``__rsgi_init__``/``__rsgi_del__``."""
 
@@ -360,8 +395,10 @@ class App:
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
+        client_address: ClientAddress | None = None,
     ):
         self.router = Router(routes)
+        self.client_address = client_address or ClientAddress()
         self.max_body_bytes = max_body_bytes
         self.authenticate = authenticate
         self.on_startup = on_startup
@@ -414,15 +451,10 @@ class App:
                     body = await proto()
                     _check_size(len(body), self.max_body_bytes)
             client = scope.client
-            req = Request(
-                scope.method,
-                scope.path,
-                scope.query_string,
-                headers,
-                body,
-                client.rsplit(":", 1)[0] if client else "",
-                params,
-            )
+            peer = client.rsplit(":", 1)[0] if client else ""
+            if self.client_address.networks:
+                peer = self.client_address(peer, headers.get("x-forwarded-for"))
+            req = Request(scope.method, scope.path, scope.query_string, headers, body, peer, params)
             if has_body and route.defer_body:
                 req._reader = proto
                 req.max_body_bytes = self.max_body_bytes
