@@ -57,7 +57,7 @@ def make_app(deps: Deps) -> App:
     async def metrics(_: Request) -> Response:
         return Response(
             200,
-            app.metrics.render(),
+            app.metrics.render_all(),
             [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         )
 
@@ -85,7 +85,7 @@ def make_app(deps: Deps) -> App:
             "GET",
             "/metrics",
             metrics,
-            "Prometheus metrics of this worker",
+            "Prometheus metrics, summed over the server's workers",
             responses={200: str},
             tags=("ops",),
         ),
@@ -103,6 +103,7 @@ def make_app(deps: Deps) -> App:
         routes,
         max_body_bytes=deps.settings.edge.max_body_bytes,
         client_address=ClientAddress(deps.settings.edge.trusted_networks()),
+        share_metrics=deps.settings.edge.metrics_dir,
         on_startup=deps.start,
         on_shutdown=deps.close,
     )

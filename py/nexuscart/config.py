@@ -53,6 +53,7 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     dependency_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For is believed
+    metrics_dir: str = ""  # where workers share metrics; "" = one per server in the temp dir
 
     def trusted_networks(self) -> list[str]:
         return [n.strip() for n in self.trusted_proxies.split(",") if n.strip()]
@@ -120,6 +121,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "trusted_proxies",
         False,
         "CIDRs of load balancers whose X-Forwarded-For names the client (per-IP limits)",
+    ),
+    (
+        "METRICS_DIR",
+        "edge",
+        "metrics_dir",
+        False,
+        "directory where edge workers share counters for /metrics (default: per server in /tmp)",
     ),
     ("GATE_USER_RATE", "gate", "user_rate", False, "purchase attempts/s per user"),
     ("GATE_USER_BURST", "gate", "user_burst", False, "burst per user"),

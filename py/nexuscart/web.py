@@ -9,11 +9,15 @@ encoders, and still derives an OpenAPI document from the same route table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
@@ -238,8 +242,23 @@ class Route:
     defer_body: bool = False
 
 
+class MetricsSnapshot(msgspec.Struct, array_like=True):
+    """One worker's counters, as it publishes them for the others to add up."""
+
+    requests: list[tuple[str, int, int]]
+    latency: dict[str, list[int]]
+    latency_sum: dict[str, float]
+    counters: list[tuple[str, str, int]]
+
+
 class Metrics:
-    """Per-process Prometheus counters and a latency histogram (text exposition format)."""
+    """Prometheus counters and a latency histogram (text exposition format).
+
+    Granian's workers share one port, so a scrape reaches one of them. With ``shared_dir``,
+    each worker publishes its counters there every ``publish_s`` and a scrape answers the sum
+    of every worker's (its own live, the others' as last published). A dead worker's file
+    stays, so the sum never goes down while the server runs.
+    """
 
     BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -249,6 +268,72 @@ class Metrics:
         self.latency_sum: dict[str, float] = {}
         self.counters: dict[tuple[str, str], int] = {}  # (name, rendered labels) -> n
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.shared_dir: Path | None = None
+        self.publish_s = 1.0
+
+    def snapshot(self) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            [(r, s, n) for (r, s), n in self.requests.items()],
+            {r: list(b) for r, b in self.latency.items()},
+            dict(self.latency_sum),
+            [(name, labels, n) for (name, labels), n in self.counters.items()],
+        )
+
+    def add(self, snap: MetricsSnapshot) -> None:
+        for route, status, n in snap.requests:
+            self.requests[(route, status)] = self.requests.get((route, status), 0) + n
+        for route, buckets in snap.latency.items():
+            mine = self.latency.setdefault(route, [0] * (len(self.BUCKETS) + 1))
+            for i, n in enumerate(buckets[: len(mine)]):
+                mine[i] += n
+            self.latency_sum[route] = self.latency_sum.get(route, 0.0) + snap.latency_sum.get(
+                route, 0.0
+            )
+        for name, labels, n in snap.counters:
+            self.inc(name, labels, n)
+
+    def share(self, directory: Path, publish_s: float = 1.0) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.shared_dir, self.publish_s = directory, publish_s
+
+    def _own_file(self) -> Path | None:
+        return self.shared_dir / f"{os.getpid()}.metrics" if self.shared_dir else None
+
+    def publish(self) -> None:
+        """Write this worker's counters for the others (atomically: write, then rename)."""
+        own = self._own_file()
+        if own is None:
+            return
+        tmp = own.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.msgpack.encode(self.snapshot()))
+        tmp.replace(own)
+
+    def unpublish(self) -> None:
+        own = self._own_file()
+        if own is not None and self.shared_dir is not None:
+            own.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.shared_dir.rmdir()  # the last worker out removes the directory
+
+    def render_all(self) -> bytes:
+        """This worker's live counters plus every other worker's last published ones."""
+        own = self._own_file()
+        if own is None or self.shared_dir is None:
+            return self.render()
+        total = Metrics()
+        total.add(self.snapshot())
+        decoder = msgspec.msgpack.Decoder(MetricsSnapshot)
+        workers = 1
+        for path in self.shared_dir.glob("*.metrics"):
+            if path == own:
+                continue
+            try:
+                total.add(decoder.decode(path.read_bytes()))
+                workers += 1
+            except (OSError, msgspec.DecodeError):
+                continue  # vanished or half-written by a dying worker: skip this scrape
+        total.gauges = {**self.gauges, "worker_snapshots": lambda: float(workers)}
+        return total.render()
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         key = (route, status)
@@ -396,9 +481,13 @@ class App:
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
         client_address: ClientAddress | None = None,
+        share_metrics: str | None = None,
     ):
+        """``share_metrics``: None keeps metrics per worker; a directory (or "" for one per
+        server under the temp dir) adds up every worker's on each scrape (see Metrics)."""
         self.router = Router(routes)
         self.client_address = client_address or ClientAddress()
+        self.share_metrics = share_metrics
         self.max_body_bytes = max_body_bytes
         self.authenticate = authenticate
         self.on_startup = on_startup
@@ -407,10 +496,23 @@ class App:
         self._started: asyncio.Future[None] | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.share_metrics is not None:
+            # Runs in the worker: its parent is the Granian server all the workers share.
+            default = Path(tempfile.gettempdir()) / f"nexuscart-metrics-{os.getppid()}"
+            self.metrics.share(Path(self.share_metrics) if self.share_metrics else default)
+            self._publish_metrics(loop)
         if self.on_startup is not None:
             self._started = asyncio.ensure_future(self.on_startup(), loop=loop)
 
+    def _publish_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self.metrics.publish()
+        except OSError:
+            log.warning("cannot publish metrics to %s", self.metrics.shared_dir, exc_info=True)
+        loop.call_later(self.metrics.publish_s, self._publish_metrics, loop)
+
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.metrics.unpublish()
         if self.on_shutdown is not None:
             loop.run_until_complete(self.on_shutdown())
 
