@@ -309,11 +309,13 @@ class Metrics:
         tmp.replace(own)
 
     def unpublish(self) -> None:
-        own = self._own_file()
-        if own is not None and self.shared_dir is not None:
+        """Remove this worker's file and stop publishing (a timer may still fire)."""
+        own, directory = self._own_file(), self.shared_dir
+        self.shared_dir = None
+        if own is not None and directory is not None:
             own.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
-                self.shared_dir.rmdir()  # the last worker out removes the directory
+                directory.rmdir()  # the last worker out removes the directory
 
     def render_all(self) -> bytes:
         """This worker's live counters plus every other worker's last published ones."""
@@ -505,6 +507,8 @@ class App:
             self._started = asyncio.ensure_future(self.on_startup(), loop=loop)
 
     def _publish_metrics(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.metrics.shared_dir is None:
+            return  # unpublished: shutting down
         try:
             self.metrics.publish()
         except OSError:
