@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class Service:
     """`python -m services.<name>` as a real child process that a test can kill -9."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, logdir: Path):
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"nexuscart-{name}-{os.getpid()}.log"
+        self.log = logdir / f"{name}.log"
 
     def start(self) -> None:
         with self.log.open("ab") as logf:
@@ -63,7 +63,7 @@ class Service:
 
 @pytest.fixture
 def services(stack: devstack.Stack, migrated: None) -> Iterator[dict[str, Service]]:
-    svcs = {n: Service(n) for n in ("outbox_relay", "orders")}
+    svcs = {n: Service(n, stack.workdir) for n in ("outbox_relay", "orders")}
     for s in svcs.values():
         s.start()
     yield svcs

@@ -480,6 +480,8 @@ class GranianServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        if self.proc.returncode == 0 or self.proc.returncode == -signal.SIGTERM:
+            self.log.unlink(missing_ok=True)  # a clean stop: nothing to look at later
 
 
 # --- the stack --------------------------------------------------------------------------------
