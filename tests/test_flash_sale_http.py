@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -263,6 +264,47 @@ def test_sold_out_sale_answers_409_without_reading_the_body(edge: EdgeServer) ->
             statuses.add(r.status_code)
             assert r.json()["type"] in ("/problems/sold-out", "/problems/malformed-body")
     assert statuses == {409}
+
+
+@pytest.mark.parametrize("pad", [0, 4_000, 50_000])
+def test_a_refused_purchase_keeps_the_connection_for_the_next_request(
+    edge: EdgeServer, pad: int
+) -> None:
+    # The gate refuses before the body is read; the unread body must not end the keep-alive
+    # connection nor be taken for the next request (sent pipelined, right behind it).
+    import re
+    import socket
+
+    sid = create_sale(edge, units=0)["sale_id"]
+    for _ in range(20):  # new connections: both workers learn the sale is sold out
+        r = httpx.post(
+            f"{edge.url}/flash-sales/{sid}/purchase",
+            json={"quantity": 1},
+            headers=buyer_headers(next(_users)),
+            timeout=10,
+        )
+        assert r.status_code == 409
+    # "pad" is an unknown field: a 409 (not 422) shows the body was never decoded
+    body = json.dumps({"quantity": 1, "pad": "x" * pad}).encode()
+    head = "".join(
+        f"{k}: {v}\r\n"
+        for k, v in {
+            **buyer_headers(next(_users)),
+            "content-type": "application/json",
+            "content-length": str(len(body)),
+        }.items()
+    )
+    request = f"POST /flash-sales/{sid}/purchase HTTP/1.1\r\nHost: t\r\n{head}\r\n".encode()
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as conn:
+        conn.sendall(request + body + healthz)
+        data = b""
+        while len(re.findall(rb"HTTP/1.1 \d+", data)) < 2:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"409", b"200"], data[:300]
 
 
 def test_chunked_body_over_the_limit_is_413(edge: EdgeServer) -> None:

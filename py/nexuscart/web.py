@@ -546,6 +546,7 @@ class App:
         self, route: Route, params: dict[str, str], scope: Scope, proto: HTTPProto
     ) -> Response:
         headers = scope.headers
+        req: Request | None = None
         try:
             body = b""
             has_body = route.request is not None or scope.method in ("POST", "PUT", "PATCH")
@@ -586,6 +587,22 @@ class App:
             return problem_response(
                 HTTPError(500, "internal-error", "Internal server error"), scope.path
             )
+        finally:
+            if req is not None and req._reader is not None:
+                await _drain_if_large(req, headers.get("content-length"))
+
+
+# A deferred body the handler did not read stays in the connection. Granian passes over a
+# small one (one packet, already buffered) and keeps the connection; a larger one makes it
+# close the connection after the response. Reading it (it is within MAX_BODY_BYTES, the
+# declared length was checked) keeps the connection for the client's next request.
+_DRAIN_ABOVE: Final = 1024
+
+
+async def _drain_if_large(req: Request, declared: str | None) -> None:
+    if declared is not None and declared.isdigit() and int(declared) > _DRAIN_ABOVE:
+        with contextlib.suppress(Exception):
+            await req.read_body()
 
 
 def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, Any]:
