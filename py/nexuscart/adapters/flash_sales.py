@@ -110,7 +110,11 @@ class PurchaseBatcher:
                 fut.set_result(res)
 
     async def _execute(self, calls: list[list[Any]]) -> list[Any]:
-        """One EVALSHA per sale for the whole batch; a reply (or error) per call, in order."""
+        """One EVALSHA per sale for the whole batch; a reply (or error) per call, in order.
+
+        Each call is ``purchase()``'s list: 6 sale keys, the idempotency key, then user id,
+        quantity, event id, occurred_at, and the idempotency TTL (fs_purchase.lua's layout).
+        """
         groups: dict[bytes, list[int]] = {}
         for i, kv in enumerate(calls):
             groups.setdefault(kv[0], []).append(i)
