@@ -240,7 +240,7 @@ def _sequential_model(
     avail, seq = units, 0
     bought: dict[int, int] = {}
     answers: dict[tuple[int, int], tuple[int, int]] = {}  # (user, key) -> (qty, seq)
-    out = []
+    out: list[tuple[int, int, int]] = []
     for user, qty, key in batch:
         prior = answers.get((user, key))
         if prior is not None:
