@@ -68,8 +68,8 @@ def wrk(
         timeout=seconds + 60,
         check=True,
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", out))
+    total = int(_found(r"(\d+) requests in", out))
     non2xx_m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M))
     return {
@@ -80,6 +80,13 @@ def wrk(
         "p99": lat.get("99"),
         "raw": out,
     }
+
+
+def _found(pattern: str, wrk_output: str) -> str:
+    m = re.search(pattern, wrk_output)
+    if m is None:
+        sys.exit(f"unexpected wrk output (no {pattern!r}):\n{wrk_output}")
+    return m.group(1)
 
 
 def http(
@@ -139,7 +146,7 @@ def migrate(dsn: str) -> None:
 
 def redis_commands(r: redis.Redis) -> int:
     """Every command Redis executed so far, those run inside scripts included."""
-    stats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
+    stats: dict[str, Any] = r.info("commandstats")
     return sum(int(v.get("calls", 0)) for v in stats.values())
 
 
@@ -202,7 +209,7 @@ def main() -> int:
 
         rich_secs = min(args.seconds, 15)
         results["stock_rich"] = purchases(rich, rich_secs)
-        held_rich = int(r.hget(f"{{fs:{rich}}}:stock", "held") or 0)  # type: ignore[arg-type]
+        held_rich = int(r.hget(f"{{fs:{rich}}}:stock", "held") or 0)
         results["stock_rich"]["holds"] = held_rich
         results["stock_rich"]["holds_per_s"] = held_rich / rich_secs
         print(f"stock-rich: {held_rich / rich_secs:.0f} holds/s", file=sys.stderr)
@@ -212,13 +219,13 @@ def main() -> int:
         sale = create_sale(edge.url, units=args.units, limit=1)
         storm = purchases(sale, args.seconds)
         stock = r.hmget(f"{{fs:{sale}}}:stock", ["available", "held", "sold"])
-        held = int(stock[1] or 0)  # type: ignore[index]
+        held = int(stock[1] or 0)
         rejected = storm["total"] - held
         storm.update(
             {
                 "units": args.units,
                 "holds": held,
-                "available_after": int(stock[0] or 0),  # type: ignore[index]
+                "available_after": int(stock[0] or 0),
                 "rejected": rejected,
                 "oversold": held > args.units,
             }

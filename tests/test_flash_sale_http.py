@@ -139,8 +139,8 @@ async def test_expired_hold_returns_its_unit_and_reopens_the_sale_on_every_worke
         await client.aclose()
     assert sale_state(edge, sid)["available"] == 1
     # restock so every admitted request can succeed, then give workers one refresh interval
-    async with httpx.AsyncClient() as client:
-        r = await client.patch(
+    async with httpx.AsyncClient() as http:
+        r = await http.patch(
             f"{edge.url}/admin/flash-sales/{sid}",
             json={"units": 41},
             headers={**ADMIN, "idempotency-key": uuid.uuid4().hex},

@@ -180,5 +180,5 @@ async def test_acknowledged_holds_survive_a_redis_crash(
     await store.client.connection_pool.disconnect()
     t = await store.totals(sale.sale_id)
     assert (t["available"], t["held"], t["held_entries"]) == (20, 30, 30)
-    holds = await store.client.hkeys(store.keys(sale.sale_id).holds)  # type: ignore[misc]
+    holds = await store.client.hkeys(store.keys(sale.sale_id).holds)
     assert {int(h) for h in holds} == acked

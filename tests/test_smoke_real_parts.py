@@ -19,8 +19,8 @@ from tests.conftest import EdgeServer
 async def test_redis_lua_script_round_trip_by_evalsha(redis_client: aioredis.Redis) -> None:
     sha = await redis_client.script_load("return redis.call('INCRBY', KEYS[1], ARGV[1])")
     key = f"smoke:{uuid.uuid4()}"
-    assert await redis_client.evalsha(sha, 1, key, 5) == 5  # type: ignore[misc]
-    assert await redis_client.evalsha(sha, 1, key, 2) == 7  # type: ignore[misc]
+    assert await redis_client.evalsha(sha, 1, key, 5) == 5
+    assert await redis_client.evalsha(sha, 1, key, 2) == 7
 
 
 async def test_postgres_query_over_asyncpg(settings: config.Settings) -> None:
@@ -66,9 +66,7 @@ def test_stripe_payment_intent_via_sdk_against_stripe_mock(settings: config.Sett
         base_addresses={"api": settings.stripe.api_base or ""},
         max_network_retries=0,
     )
-    intent = client.v1.payment_intents.create(
-        params={"amount": 1999, "currency": "usd", "payment_method_types": ["card"]}
-    )
+    intent = client.v1.payment_intents.create(params={"amount": 1999, "currency": "usd"})
     assert intent.object == "payment_intent"
     assert intent.amount == 1999
 

@@ -74,5 +74,5 @@ async def test_the_app_hands_handlers_the_resolved_client() -> None:
             client=peer,
             headers={"x-forwarded-for": xff},
         )
-        await app.__rsgi__(scope, proto)  # type: ignore[arg-type]
+        await app.__rsgi__(scope, proto)
     assert sent == [b"198.51.100.7", b"203.0.113.9"]
