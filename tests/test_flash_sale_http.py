@@ -391,6 +391,25 @@ def test_openapi_describes_every_route(edge: EdgeServer) -> None:
         assert method in paths[path]
 
 
+def test_every_route_documented_as_secured_refuses_anonymous_callers(edge: EdgeServer) -> None:
+    # Handlers check credentials themselves; the OpenAPI security entry must not promise
+    # more than they enforce.
+    paths = httpx.get(f"{edge.url}/openapi.json", timeout=10).json()["paths"]
+    secured = [
+        (method, path)
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if op.get("security")
+    ]
+    assert len(secured) >= 6
+    for method, path in secured:
+        url = edge.url + path.replace("{sale_id}", "1").replace("{order_id}", "1")
+        r = httpx.request(
+            method, url, json={}, headers={"idempotency-key": uuid.uuid4().hex}, timeout=10
+        )
+        assert r.status_code == 401, (method, path, r.text)
+
+
 async def test_buyer_reads_own_orders_with_pagination_and_not_others(
     edge: EdgeServer, settings: config.Settings
 ) -> None:

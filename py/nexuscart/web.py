@@ -231,7 +231,9 @@ class Route:
     summary: str
     request: type[Any] | None = None
     responses: dict[int, type[Any] | None] = field(default_factory=dict)
-    auth: str | None = None  # "buyer" (JWT) | "admin" (token) | None
+    # "buyer" (JWT) | "admin" (token) | None: documents the route's security in OpenAPI;
+    # the handler checks the credential itself (it needs the user id anyway)
+    auth: str | None = None
     idempotent_key: bool = False  # accepts Idempotency-Key
     tags: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
@@ -478,7 +480,6 @@ class App:
         routes: Sequence[Route],
         *,
         max_body_bytes: int,
-        authenticate: Callable[[Request, str], None] | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
@@ -491,7 +492,6 @@ class App:
         self.client_address = client_address or ClientAddress()
         self.share_metrics = share_metrics
         self.max_body_bytes = max_body_bytes
-        self.authenticate = authenticate
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.metrics = metrics or Metrics()
@@ -565,8 +565,6 @@ class App:
             if has_body and route.defer_body:
                 req._reader = proto
                 req.max_body_bytes = self.max_body_bytes
-            if route.auth is not None and self.authenticate is not None:
-                self.authenticate(req, route.auth)
             return await route.handler(req)
         except HTTPError as err:
             return problem_response(err, scope.path)
