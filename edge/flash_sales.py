@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from typing import Annotated, Final
@@ -41,6 +40,7 @@ from nexuscart.domain.flash_sale import (
     state_at,
     validate_window,
 )
+from nexuscart.events import EventIds
 from nexuscart.web import (
     DependencyUnavailable,
     HTTPError,
@@ -200,9 +200,9 @@ def routes(deps: Deps) -> list[Route]:
     admit = gate.admit
     admit_ok, sold_out, rate_limited = _core.ADMIT, _core.SOLD_OUT, _core.RATE_LIMITED
     encode = msgspec.json.encode
-    pid_hex = f"{os.getpid():08x}"[-8:]
-    counter = 0
-    tick_iso: list[object] = [0.0, ""]
+    event_id = EventIds()
+    iso_at, iso = 0.0, ""
+    ok, replay = int(Outcome.OK), int(Outcome.REPLAY)
 
     def buyer(req: Request) -> int:
         try:
@@ -225,20 +225,13 @@ def routes(deps: Deps) -> list[Route]:
                 headers=[("www-authenticate", "Bearer")],
             )
 
-    def event_id() -> str:
-        # uuid-shaped, unique per worker process: pid + time + counter (uuid4 costs more)
-        nonlocal counter
-        counter += 1
-        n = f"{time.time_ns() & 0xFFFFFFFFFFFF:012x}"
-        c = f"{counter & 0xFFFFFFFFFFFF:012x}"
-        return f"{pid_hex}-{n[:4]}-4{n[4:7]}-8{n[7:10]}-{n[10:12]}{c[2:]}"
-
     def now_iso() -> str:
+        # one ISO timestamp per millisecond, however many purchases share it
+        nonlocal iso_at, iso
         now = time.time()
-        if now - tick_iso[0] >= 0.001:  # type: ignore[operator]
-            tick_iso[0] = now
-            tick_iso[1] = dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
-        return tick_iso[1]  # type: ignore[return-value]
+        if now - iso_at >= 0.001:
+            iso_at, iso = now, dt.datetime.fromtimestamp(now, dt.UTC).isoformat()
+        return iso
 
     async def purchase(req: Request) -> Response:
         user_id = buyer(req)
@@ -274,7 +267,7 @@ def routes(deps: Deps) -> list[Route]:
             if acquired:
                 gate.release(sale_id)
         outcome = res[0]
-        if outcome == 0 or outcome == 6:
+        if outcome in (ok, replay):
             if res[3] == 0:
                 watch.sold_out_seen(sale_id)
             body = encode(
@@ -285,7 +278,9 @@ def routes(deps: Deps) -> list[Route]:
                 )
             )
             headers = (
-                _json_headers if outcome == 0 else [*_json_headers, ("idempotent-replayed", "true")]
+                _json_headers
+                if outcome == ok
+                else [*_json_headers, ("idempotent-replayed", "true")]
             )
             return Response(202, body, headers)
         if outcome == Outcome.SOLD_OUT:

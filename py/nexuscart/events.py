@@ -5,11 +5,13 @@ distribution key (the buyer's user id) and is also the Kafka message key, so eve
 one user lands on one partition, in order, and its writes hit one Citus shard.
 
 The flash-sale Lua scripts (adapters/lua/) build these envelopes inside Redis; the contract
-test ``tests/test_events_contract.py`` decodes what they write with the Structs below.
+tests in ``tests/test_flash_sale_store.py`` decode what they write with the Structs below.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Final
@@ -76,6 +78,23 @@ class Envelope(msgspec.Struct, frozen=True):
 
 _encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Envelope)
+
+
+class EventIds:
+    """Event ids for the purchase hot path: UUID-shaped (the inbox column is ``uuid``) and
+    cheaper than ``uuid4()``. Downstream dedup is by event id, so they must not collide
+    across workers or hosts (containers often share pids): a random prefix per generator,
+    then the time in ns and a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(4).hex()
+        self.counter = 0
+
+    def __call__(self) -> str:
+        self.counter += 1
+        n = f"{time.time_ns() & 0xFFFFFFFFFFFF:012x}"
+        c = f"{self.counter & 0xFFFFFFFFFF:010x}"
+        return f"{self.prefix}-{n[:4]}-4{n[4:7]}-8{n[7:10]}-{n[10:12]}{c}"
 
 
 def envelope(data: Event, key: int | str, event_id: uuid.UUID | None = None) -> Envelope:
