@@ -59,9 +59,9 @@ impl PyGate {
         ip: &Bound<'_, PyString>,
         now_ns: Option<Int<u64>>,
     ) -> PyResult<(u8, u64)> {
-        let ip_key = self.inner.ip_key(utf8(ip, "ip")?);
-        let now = now_ns.map_or_else(monotonic_ns, |n| n.0);
-        let decision = self.inner.admit_keys(sale_id.0, user_id.0, ip_key, now);
+        let decision = self
+            .inner
+            .admit(sale_id.0, user_id.0, utf8(ip, "ip")?, now_ns.map(|n| n.0));
         Ok((decision.code(), decision.retry_after_ms()))
     }
 

@@ -171,11 +171,8 @@ impl BucketGuard<'_> {
     /// Store the TAT computed by a successful [`Self::check`].
     #[inline]
     pub fn commit(&mut self, key: u64, new_tat: u64, now: u64) {
-        if let Some(tat) = self.shard.map.get_mut(&key) {
-            *tat = new_tat;
-            return;
-        }
-        if self.shard.map.len() >= self.shard.next_sweep {
+        // One lookup in the common case; a new key may first trigger a sweep.
+        if self.shard.map.len() >= self.shard.next_sweep && !self.shard.map.contains_key(&key) {
             self.shard.sweep(now, self.cap);
         }
         self.shard.map.insert(key, new_tat);

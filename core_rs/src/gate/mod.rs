@@ -11,7 +11,7 @@
 //! admitted request holds one in-flight slot until [`Gate::release`].
 //!
 //! All methods take `&self`; the gate is `Send + Sync` (sharded mutexes, one lock order:
-//! user shard → IP shard → sale shard).
+//! sale shard → user shard → IP shard).
 
 pub mod gcra;
 pub mod sales;
@@ -23,7 +23,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 pub use gcra::{BucketTable, GcraParams};
-pub use sales::{Acquire, SaleTable};
+pub use sales::{Acquire, SaleGuard, SaleTable};
 
 use crate::error::CoreResult;
 
@@ -149,8 +149,10 @@ impl Gate {
 
     /// [`Self::admit`] with the IP already hashed by [`Self::ip_key`].
     pub fn admit_keys(&self, sale_id: u64, user_id: u64, ip_key: u64, now: u64) -> Decision {
-        // 1. Sold out: answered without touching the buckets.
-        if self.sales.is_sold_out(sale_id) {
+        // 1. Sold out: answered without touching the buckets. The sale stays locked until
+        // the decision, so the flag cannot change between this check and step 4.
+        let mut sale = self.sales.guard(sale_id);
+        if sale.is_sold_out() {
             return Decision::SoldOut;
         }
         // 2 + 3. Check both buckets under their locks before charging either.
@@ -171,8 +173,8 @@ impl Gate {
                 };
             }
         };
-        // 4. In-flight cap (re-checks the sold-out flag under the sale lock).
-        match self.sales.try_acquire(sale_id) {
+        // 4. In-flight cap.
+        match sale.try_acquire() {
             Acquire::Acquired => {}
             Acquire::SoldOut => return Decision::SoldOut,
             Acquire::Busy => return Decision::Busy,

@@ -49,34 +49,26 @@ pub const MAX_SUB_DIGITS: usize = 18;
 
 /// Why a token was rejected. The `Display` text is the reason the Python side shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[error("{}", self.reason())]
 pub enum TokenError {
     /// No `Authorization` value, or one without the `Bearer ` scheme.
-    #[error("missing bearer token")]
     MissingBearer,
     /// Not three segments, or the header or signature is not canonical base64url, or
     /// the header is not a JSON object with a string `alg`.
-    #[error("malformed token")]
     Malformed,
     /// The header's `alg` is not `HS256`.
-    #[error("unsupported alg")]
     UnsupportedAlg,
     /// The HMAC-SHA256 signature does not match.
-    #[error("bad signature")]
     BadSignature,
     /// The (correctly signed) payload is not a valid claims object.
-    #[error("malformed claims")]
     MalformedClaims,
     /// `now >= exp`.
-    #[error("token expired")]
     Expired,
     /// `now < nbf`.
-    #[error("token not yet valid")]
     NotYetValid,
     /// `iss` differs from the configured issuer.
-    #[error("wrong issuer")]
     WrongIssuer,
     /// `sub` is not 1 to 18 ASCII digits.
-    #[error("sub must be a numeric user id")]
     BadSubject,
 }
 
