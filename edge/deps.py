@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -20,7 +19,7 @@ class Deps:
     redis: aioredis.Redis
     pg: asyncpg.Pool | None = None
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -38,6 +37,8 @@ class Deps:
     async def close(self) -> None:
         for t in self.tasks:
             t.cancel()
+        for closer in self.closers:
+            closer()
         await self.redis.aclose()
         if self.pg is not None:
             await self.pg.close()

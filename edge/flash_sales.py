@@ -195,8 +195,7 @@ def routes(deps: Deps) -> list[Route]:
     store = FlashSaleStore(deps.redis, RedisPipe(s.redis.url, s.edge.dependency_timeout_s))
     watch = SoldOutWatch(gate, store, s.gate.sold_out_refresh_ms / 1000)
     deps.background.append(watch.run)
-    deps.extras["gate"] = gate
-    deps.extras["store"] = store
+    deps.closers.append(store.close)
     admit = gate.admit
     admit_ok, sold_out, rate_limited = _core.ADMIT, _core.SOLD_OUT, _core.RATE_LIMITED
     encode = msgspec.json.encode

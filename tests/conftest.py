@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from nexuscart import config, devstack
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.redis_pipe import RedisPipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def migrated(settings: config.Settings) -> None:
 @pytest.fixture
 async def store(settings: config.Settings) -> AsyncIterator[FlashSaleStore]:
     client = aioredis.Redis.from_url(settings.redis.url)
-    store = FlashSaleStore(client)
+    store = FlashSaleStore(client, RedisPipe(settings.redis.url))
     yield store
     store.close()
     await client.aclose()

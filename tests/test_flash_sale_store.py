@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from nexuscart import config, events
 from nexuscart.adapters.flash_sales import FlashSaleStore, StockConflict
+from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.domain.flash_sale import Outcome, Sale
 
 _next_sale = iter(range(900_000, 1_000_000))
@@ -163,6 +164,7 @@ async def test_concurrent_buyers_never_oversell(store: FlashSaleStore) -> None:
     assert codes.count(Outcome.SOLD_OUT) == 900
     assert len({r[1] for r in results if r[0] == Outcome.OK}) == 100
     assert await store.stock(sale.sale_id) == (0, 100, 0)
+    assert store.batcher is not None
     assert store.batcher.round_trips < 1000  # coalesced into pipelines
 
 
@@ -185,7 +187,7 @@ def test_stock_is_conserved_under_any_operation_sequence(
 ) -> None:
     async def run() -> None:
         client = aioredis.Redis.from_url(settings.redis.url)
-        store = FlashSaleStore(client)
+        store = FlashSaleStore(client, RedisPipe(settings.redis.url))
         try:
             sale = new_sale(units=6, limit=3)
             await store.upsert(sale)
@@ -272,7 +274,7 @@ def test_a_batch_in_one_script_call_decides_as_one_purchase_at_a_time(
     # replays, per-user limits and running out, exactly as in sequence.
     async def run() -> None:
         client = aioredis.Redis.from_url(settings.redis.url)
-        store = FlashSaleStore(client)
+        store = FlashSaleStore(client, RedisPipe(settings.redis.url))
         try:
             answers = []
             for together in (True, False):
@@ -280,6 +282,7 @@ def test_a_batch_in_one_script_call_decides_as_one_purchase_at_a_time(
                 await store.upsert(sale)
                 calls = [buy(store, sale, user=u, qty=q, key=f"k{k}") for u, q, k in batch]
                 if together:
+                    assert store.batcher is not None
                     before = store.batcher.round_trips
                     got = await asyncio.gather(*calls)
                     assert store.batcher.round_trips == before + 1

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from nexuscart import config, devstack
 from nexuscart.adapters.redis_pipe import RedisPipe, RedisPipeError, ReplyError
@@ -69,3 +70,24 @@ def test_purchase_answers_503_with_retry_after_while_redis_is_down_and_works_aft
     # Redis restarted from its AOF without the script cache: NOSCRIPT is handled.
     r = httpx.post(url, json={"quantity": 1}, headers=buyer_headers(31338), timeout=10)
     assert r.status_code == 202, r.text
+
+
+async def test_the_purchase_connection_authenticates_with_the_url_credentials(
+    settings: config.Settings, redis_client: aioredis.Redis
+) -> None:
+    # Regression: the store rebuilt the pipe's URL from host/port/db and dropped the
+    # username and password, so the purchase path failed against a Redis with ACLs.
+    await redis_client.acl_setuser(
+        "buyer-edge", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"]
+    )
+    host_port = settings.redis.url.split("://", 1)[1].rsplit("/", 1)[0]
+    good = RedisPipe(f"redis://buyer-edge:s3cret@{host_port}/0")
+    bad = RedisPipe(f"redis://buyer-edge:wrong@{host_port}/0")
+    try:
+        assert await good.execute([("ACL", "WHOAMI")]) == [b"buyer-edge"]
+        with pytest.raises(ReplyError, match="WRONGPASS"):
+            await bad.execute([("PING",)])
+    finally:
+        good.close()
+        bad.close()
+        await redis_client.acl_deluser("buyer-edge")

@@ -144,21 +144,20 @@ def _consume_exception(task: asyncio.Task[None]) -> None:
 
 
 class FlashSaleStore:
+    """``pipe`` (the lean purchase connection, same Redis as ``client``) is needed only by
+    ``purchase``: the services that expire, confirm and reconcile do without it."""
+
     def __init__(
         self, client: aioredis.Redis, pipe: RedisPipe | None = None, idem_ttl_s: int = 86_400
     ):
         self.client = client
         self.idem_ttl = str(idem_ttl_s).encode()
-        if pipe is None:
-            kw = client.connection_pool.connection_kwargs
-            pipe = RedisPipe(
-                f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
-            )
-        self.batcher = PurchaseBatcher(pipe)
+        self.batcher = PurchaseBatcher(pipe) if pipe is not None else None
         self._keys: dict[int, SaleKeys] = {}
 
     def close(self) -> None:
-        self.batcher.pipe.close()
+        if self.batcher is not None:
+            self.batcher.pipe.close()
 
     def keys(self, sale_id: int) -> SaleKeys:
         k = self._keys.get(sale_id)
@@ -170,9 +169,16 @@ class FlashSaleStore:
 
     async def upsert(self, sale: Sale) -> tuple[int, int, int, int]:
         k = self.keys(sale.sale_id)
+        # The indexes first, as plain commands (they live in other cluster slots than the
+        # sale): listed but not yet written is harmless (an empty stream, a sale that is not
+        # found); written but not listed would leave its events unrelayed.
+        index = self.client.pipeline(transaction=False)
+        index.sadd(SALES_INDEX, sale.sale_id)
+        index.sadd(STREAMS_INDEX, k.outbox)
+        await index.execute()
         res = await UPSERT(
             self.client,
-            [k.meta, k.stock, STREAMS_INDEX, k.outbox],
+            [k.meta, k.stock],
             [
                 sale.sale_id,
                 sale.units,
@@ -188,7 +194,6 @@ class FlashSaleStore:
         )
         if int(res[0]) < 0:
             raise StockConflict(f"units below held + sold ({int(res[2]) + int(res[3])})")
-        await self.client.sadd(SALES_INDEX, sale.sale_id)
         return int(res[0]), int(res[1]), int(res[2]), int(res[3])
 
     def purchase(
@@ -201,6 +206,8 @@ class FlashSaleStore:
         occurred_at: str,
     ) -> asyncio.Future[list[int]]:
         """Returns [code, order_id, expires_at_ms, available_after] (see fs_purchase.lua)."""
+        if self.batcher is None:
+            raise RuntimeError("FlashSaleStore.purchase needs the store built with a RedisPipe")
         k = self.keys(sale_id)
         return self.batcher.submit(
             [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -71,6 +72,8 @@ class RedisPipe:
         self.db = int(opts.get("db", 0))
         self.password = opts.get("password")
         self.username = opts.get("username")
+        # rediss:// is TLS, verified against the system's CAs, as redis-py does by default
+        self.ssl = ssl.create_default_context() if url.startswith("rediss://") else None
         self.timeout_s = timeout_s
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
@@ -91,7 +94,8 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(_Protocol, self.host, self.port), self.timeout_s
+                loop.create_connection(_Protocol, self.host, self.port, ssl=self.ssl),
+                self.timeout_s,
             )
         except (OSError, TimeoutError) as exc:
             raise RedisPipeError(f"cannot connect to redis: {exc}") from exc
