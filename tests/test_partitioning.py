@@ -142,3 +142,19 @@ async def test_real_kafka_places_records_by_shard(settings: config.Settings) -> 
     finally:
         await producer.stop()
     assert placed == [partition_for(u, partitions) for u in users]
+
+
+def test_every_shard_count_in_the_code_agrees_with_the_migration() -> None:
+    # The router, the partitioner and the orders writer assume the shard count that
+    # migrations/0002 gives Citus; a second hard-coded 32 could silently drift.
+    import re
+    from pathlib import Path
+
+    from services.orders.projector import OrdersProjector
+
+    sql = next(
+        Path(__file__).parent.parent.glob("py/nexuscart/adapters/sql/migrations/0002*.sql")
+    ).read_text()
+    pinned = {int(n) for n in re.findall(r"shard_count\s*=>\s*(\d+)", sql)}
+    assert pinned == {DEFAULT_SHARD_COUNT}
+    assert OrdersProjector.__init__.__defaults__ == (DEFAULT_SHARD_COUNT,)

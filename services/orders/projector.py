@@ -19,6 +19,7 @@ import asyncpg
 
 from nexuscart import _core
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.partitioning import DEFAULT_SHARD_COUNT
 from nexuscart.adapters.postgres import query
 from nexuscart.domain import orders as order_rules
 from nexuscart.events import Envelope, PaymentSucceeded, StockReserved
@@ -31,7 +32,9 @@ UPDATE_STATUS: Final = query("orders_update_status")
 
 
 class OrdersProjector:
-    def __init__(self, pool: asyncpg.Pool, store: FlashSaleStore, shard_count: int = 32):
+    def __init__(
+        self, pool: asyncpg.Pool, store: FlashSaleStore, shard_count: int = DEFAULT_SHARD_COUNT
+    ):
         self.pool = pool
         self.store = store
         self.router = _core.ShardRouter(shard_count)
