@@ -130,18 +130,9 @@ def write_tokens(path: Path, first_user: int, n: int) -> None:
 
 
 def migrate(dsn: str) -> None:
-    from nexuscart.adapters.postgres import migrate as apply
+    from nexuscart.adapters.postgres import migrate_dsn
 
-    async def run() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(dsn)
-        try:
-            await apply(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    asyncio.run(migrate_dsn(dsn))
 
 
 def redis_commands(r: redis.Redis) -> int:

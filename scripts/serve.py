@@ -355,15 +355,9 @@ def missing_prerequisites(parts: Sequence[str]) -> list[str]:
 
 
 async def _migrate(dsn: str) -> list[str]:
-    import asyncpg
+    from nexuscart.adapters.postgres import migrate_dsn
 
-    from nexuscart.adapters.postgres import migrate
-
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        return await migrate(conn)
-    finally:
-        await conn.close()
+    return await migrate_dsn(dsn)
 
 
 def find_seed() -> Callable[[Settings], Awaitable[object]] | None:

@@ -46,18 +46,9 @@ def settings(stack: devstack.Stack) -> config.Settings:
 def migrated(settings: config.Settings) -> None:
     import asyncio
 
-    import asyncpg
+    from nexuscart.adapters.postgres import migrate_dsn
 
-    from nexuscart.adapters.postgres import migrate
-
-    async def run() -> None:
-        conn = await asyncpg.connect(settings.postgres.dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    asyncio.run(migrate_dsn(settings.postgres.dsn))
 
 
 @pytest.fixture

@@ -42,6 +42,15 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
+async def migrate_dsn(dsn: str, timeout_s: float = 10.0) -> list[str]:
+    """Connect, apply pending migrations (``migrate``), close; return the names applied."""
+    conn = await asyncpg.connect(dsn, timeout=timeout_s)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply pending migrations, each in its own transaction; return the names applied."""
     applied: list[str] = []
