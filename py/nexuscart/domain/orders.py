@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from nexuscart.events import Envelope, PaymentSucceeded, StockReleased, StockReserved, StockSold
+from nexuscart.events import Envelope, PaymentSucceeded, StockReleased, StockSold
 
 PENDING_PAYMENT: Final = "PENDING_PAYMENT"
 PAID: Final = "PAID"
@@ -34,16 +34,12 @@ def target_status(env: Envelope) -> str | None:
     return None
 
 
-def may_move(current: str, new: str) -> bool:
-    return RANK[new] > RANK[current]
-
-
 def collapse(events: Iterable[Envelope]) -> dict[tuple[int, int], str]:
     """Final status per (user_id, order_id) of a batch: the highest-ranked target wins."""
     out: dict[tuple[int, int], str] = {}
     for env in events:
         status = target_status(env)
-        if status is None or isinstance(env.data, StockReserved):
+        if status is None:
             continue
         key = (env.data.user_id, env.data.order_id)
         prev = out.get(key)
