@@ -82,7 +82,7 @@ impl PyShardRouter {
 
     /// Shard of a uuid value given as its 16 bytes (`uuid.UUID(...).bytes`).
     fn shard_for_uuid(&self, b: &Bound<'_, PyBytes>) -> PyResult<u32> {
-        Ok(self.inner.shard_for_uuid(&uuid_bytes(b.as_bytes())?))
+        Ok(self.inner.shard_for_uuid_slice(b.as_bytes())?)
     }
 
     /// Shards of many bigint values.
