@@ -52,6 +52,7 @@ class EdgeSettings(msgspec.Struct, frozen=True):
     workers: int = 1
     dependency_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
+    body_timeout_s: float = 5.0  # a body not received in time: 408, the connection closed
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For is believed
     metrics_dir: str = ""  # where workers share metrics; "" = one per server in the temp dir
 
@@ -115,6 +116,7 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "timeout for one dependency call before 503",
     ),
     ("MAX_BODY_BYTES", "edge", "max_body_bytes", False, "largest accepted request body"),
+    ("BODY_TIMEOUT_S", "edge", "body_timeout_s", False, "seconds to receive a request body (408)"),
     (
         "TRUSTED_PROXIES",
         "edge",
