@@ -87,14 +87,31 @@ def test_lone_surrogate_ip_is_invalid_argument() -> None:
         make_gate().admit(1, 1, "\ud800", 0)
 
 
-def test_sold_out_is_checked_first_and_charges_nothing() -> None:
-    gate = make_gate()
+def test_retries_of_a_sold_out_sale_are_rate_limited() -> None:
+    # Regression: sold out was answered before the buckets, so retries were never limited.
+    gate = make_gate(user=(1.0, 2))
     assert gate.mark_sold_out(1) is True
     assert gate.is_sold_out(1)
     assert gate.admit(1, 5, "1.1.1.1", 0) == (SOLD_OUT, 0)
-    assert gate.tracked_keys() == (0, 0)
+    assert gate.check(1, 5, "1.1.1.1", 0) == (SOLD_OUT, 0)
+    assert gate.check(1, 5, "1.1.1.1", 0) == (RATE_LIMITED, 1000)
     assert gate.in_flight(1) == 0
-    assert gate.admit(2, 5, "1.1.1.1", 0) == (ADMIT, 0)
+    assert gate.admit(2, 6, "1.1.1.1", 0) == (ADMIT, 0)
+
+
+def test_check_takes_no_slot_and_enter_takes_one() -> None:
+    # A purchase holds its in-flight slot only around the Redis call, not while its body
+    # arrives: check() before the body, enter() after it.
+    gate = make_gate(max_in_flight=1)
+    assert gate.check(1, 1, "a", 0) == (ADMIT, 0)
+    assert gate.check(1, 2, "b", 0) == (ADMIT, 0)
+    assert gate.in_flight(1) == 0
+    assert gate.enter(1) == ADMIT
+    assert gate.enter(1) == BUSY
+    assert gate.release(1) is True
+    gate.mark_sold_out(1)
+    assert gate.enter(1) == SOLD_OUT
+    assert gate.in_flight(1) == 0
 
 
 def test_user_bucket_then_ip_bucket() -> None:
@@ -134,13 +151,13 @@ def test_rejection_by_one_bucket_does_not_charge_the_other() -> None:
     assert gate.admit(1, 3, "ip-c", SEC)[0] == ADMIT
 
 
-def test_busy_charges_nothing_and_release_frees_the_slot() -> None:
-    gate = make_gate(user=(1.0, 1), ip=(1.0, 1), max_in_flight=1)
+def test_busy_is_charged_and_release_frees_the_slot() -> None:
+    gate = make_gate(user=(1.0, 2), ip=(1.0, 2), max_in_flight=1)
     assert gate.max_in_flight == 1
     assert gate.admit(1, 1, "a", 0) == (ADMIT, 0)
     assert gate.in_flight(1) == 1
     assert gate.admit(1, 2, "b", 0) == (BUSY, 0)
-    assert gate.tracked_keys() == (1, 1)
+    assert gate.tracked_keys() == (2, 2)  # a busy attempt is an attempt
     assert gate.release(1) is True
     assert gate.release(1) is False
     assert gate.in_flight(1) == 0

@@ -1,7 +1,7 @@
 """Buyer-token verification: the Rust ``TokenVerifier`` against the Python reference.
 
 ``nexuscart.auth.TokenVerifier`` is the Rust one (``nexuscart._core``);
-``nexuscart.auth.PyTokenVerifier`` is the pure-Python reference. The property tests feed
+``tests.token_reference.PyTokenVerifier`` is the pure-Python reference. The property tests feed
 both the same ``Authorization`` values (tokens minted by ``auth.issue``, by PyJWT and by
 hand, tampered ones, garbage) and require the same outcome: the same user id, or the
 same rejection reason. Time is injected (``now``) everywhere except where the default
@@ -27,8 +27,9 @@ from jwt import api_jws
 
 # isort: split
 from nexuscart import _core, auth, errors
-from nexuscart.auth import AuthError, PyTokenVerifier, TokenVerifier
+from nexuscart.auth import AuthError, TokenVerifier
 from nexuscart.errors import NexusCartError, OutOfRange
+from tests.token_reference import PyTokenVerifier
 
 SECRET = "nexuscart-test-secret-" + "k" * 42  # 64 bytes: PyJWT wants >= 48 for HS384
 OTHER_SECRET = "some-other-secret-" + "o" * 46
@@ -177,7 +178,7 @@ _noncanonical = _s[:-1] + B64URL[B64URL.index(_s[-1]) | 1]
             id="no-exp",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub=42, iss=ISSUER, exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub=42, iss=ISSUER, exp=NOW + 60))}",
             "malformed claims",
             id="sub-not-a-string",
         ),
@@ -187,37 +188,37 @@ _noncanonical = _s[:-1] + B64URL[B64URL.index(_s[-1]) | 1]
             id="expired-at-exp",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='42', iss=ISSUER, exp=2e9, nbf=NOW + 0.5))}",
+            f"Bearer {signed(HS256, claims_json(sub='42', iss=ISSUER, exp=NOW + 60, nbf=NOW + 0.5))}",
             "token not yet valid",
             id="nbf",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='42', iss='other', exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub='42', iss='other', exp=NOW + 60))}",
             "wrong issuer",
             id="other-issuer",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='42', exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub='42', exp=NOW + 60))}",
             "wrong issuer",
             id="no-issuer",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='-1', iss=ISSUER, exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub='-1', iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="negative-sub",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='1' * 19, iss=ISSUER, exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub='1' * 19, iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="19-digits",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='١٢', iss=ISSUER, exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub='١٢', iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="arabic-indic-digits",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='²', iss=ISSUER, exp=2e9))}",
+            f"Bearer {signed(HS256, claims_json(sub='²', iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="superscript-digit",
         ),
@@ -238,7 +239,7 @@ def test_pyjwt_tokens() -> None:
 
 
 def test_issuer_none_accepts_any_issuer() -> None:
-    for claims in (claims_json(sub="5", exp=2e9), claims_json(sub="5", exp=2e9, iss="x")):
+    for claims in (claims_json(sub="5", exp=NOW + 60), claims_json(sub="5", exp=NOW + 60, iss="x")):
         assert both("Bearer " + signed(HS256, claims), issuer=None) == 5
 
 
@@ -267,15 +268,15 @@ def test_json_corner_cases_agree() -> None:
     for header in cases:
         both("Bearer " + signed(header, GOOD))
     payloads = [
-        '{"sub":"1","sub":"2","iss":"nexuscart","exp":2e9}',
+        '{"sub":"1","sub":"2","iss":"nexuscart","exp":1700000060}',
         '{"sub":"1","iss":"nexuscart","exp":1e400}',
         '{"sub":"1","iss":"nexuscart","exp":123456789012345678901234567890}',
         '{"sub":"1","iss":"nexuscart","exp":-0}',
         '{"sub":"1","iss":"nexuscart","exp":true}',
-        '{"sub":"1","iss":"nexuscart","exp":2e9,"nbf":null}',
-        '{"sub":"1","iss":null,"exp":2e9}',
-        '{"sub":"1","iss":"nexuscart","exp":2e9,"x":"\\udc00"}',
-        '{"sub":"1","iss":"nexuscart","exp":2e9,}',
+        '{"sub":"1","iss":"nexuscart","exp":1700000060,"nbf":null}',
+        '{"sub":"1","iss":null,"exp":1700000060}',
+        '{"sub":"1","iss":"nexuscart","exp":1700000060,"x":"\\udc00"}',
+        '{"sub":"1","iss":"nexuscart","exp":1700000060,}',
     ]
     for payload in payloads:
         both("Bearer " + signed(HS256, payload))
@@ -315,9 +316,9 @@ def test_cached_token_is_rejected_after_exp_and_dropped() -> None:
 
 
 def test_cache_is_bounded() -> None:
-    tokens = [auth.issue(SECRET, i, now=NOW) for i in range(10)]
+    tokens = [auth.issue(SECRET, i, now=NOW) for i in range(1, 11)]
     rust, ref = pair(cache_size=4)
-    for i, t in enumerate(tokens):
+    for i, t in enumerate(tokens, start=1):
         assert rust.user_id("Bearer " + t, NOW) == ref.user_id("Bearer " + t, NOW) == i
         assert rust.cache_len() == len(ref._cache) <= 4
     zero = TokenVerifier(SECRET, ISSUER, 0)
@@ -328,13 +329,13 @@ def test_cache_is_bounded() -> None:
 
 def test_concurrent_use() -> None:
     v = TokenVerifier(SECRET, ISSUER, 8)
-    tokens = [auth.issue(SECRET, i, now=NOW) for i in range(32)]
+    tokens = [auth.issue(SECRET, i, now=NOW) for i in range(1, 33)]
     failures: list[BaseException] = []
 
     def work() -> None:
         try:
             for _ in range(20):
-                for i, t in enumerate(tokens):
+                for i, t in enumerate(tokens, start=1):
                     assert v.user_id("Bearer " + t, NOW) == i
         except BaseException as exc:  # pragma: no cover - reported below
             failures.append(exc)
@@ -469,11 +470,11 @@ def by_hand(draw: st.DrawFn) -> str:
             claim_dicts.map(json.dumps),
             st.sampled_from(
                 [
-                    '{"sub":"1","sub":"2","iss":"nexuscart","exp":2e9}',
-                    '{"sub":"7","iss":"nexuscart","exp":2e9,"x":"\\udc00"}',
+                    '{"sub":"1","sub":"2","iss":"nexuscart","exp":1700000060}',
+                    '{"sub":"7","iss":"nexuscart","exp":1700000060,"x":"\\udc00"}',
                     '{"sub":"7","iss":"nexuscart","exp":2000000000.5e0}',
-                    '{"sub":"7","iss":"nexuscart","exp":2e9} ',
-                    '{"sub":"7","iss":"nexuscart","exp":2e9} x',
+                    '{"sub":"7","iss":"nexuscart","exp":1700000060} ',
+                    '{"sub":"7","iss":"nexuscart","exp":1700000060} x',
                 ]
             ),
             text,

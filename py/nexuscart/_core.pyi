@@ -75,8 +75,16 @@ class Gate:
     def admit(
         self, sale_id: int, user_id: int, ip: str, now_ns: int | None = None
     ) -> tuple[int, int]:
-        """``(code, retry_after_ms)``; checks sold-out, user bucket, IP bucket, in-flight
-        cap, in that order, and charges nothing unless the code is ``ADMIT``."""
+        """``check`` then ``enter`` at once: ``(code, retry_after_ms)``."""
+    def check(
+        self, sale_id: int, user_id: int, ip: str, now_ns: int | None = None
+    ) -> tuple[int, int]:
+        """Step 1, before the body is read: ``(code, retry_after_ms)`` from the user's and
+        the IP's buckets (charged when both conform, whatever follows), then the sold-out
+        flag. Takes no in-flight slot: ``ADMIT`` means go on to ``enter``."""
+    def enter(self, sale_id: int) -> int:
+        """Step 2, just before the Redis call: ``ADMIT`` (then ``release``), ``BUSY`` or
+        ``SOLD_OUT``."""
     def release(self, sale_id: int) -> bool:
         """Give back an admitted request's in-flight slot; False if none was held."""
     def mark_sold_out(self, sale_id: int, epoch: int | None = None) -> bool:
@@ -139,15 +147,25 @@ class TokenVerifier:
     """Verifies HS256 buyer tokens (``sub`` = user id) and caches the verified ones.
 
     Only ``alg`` HS256 is accepted; the signature is compared in constant time; ``exp``
-    is required, ``nbf`` is checked when present, ``iss`` must equal ``issuer`` unless
-    that is None, and ``sub`` must be 1 to 18 ASCII digits. At most ``cache_size``
+    is required and at most ``max_ttl_s`` seconds ahead, ``nbf`` is checked when present,
+    ``iss`` must equal ``issuer`` unless that is None, and ``sub`` must be 1 to 18 ASCII
+    digits, not zero. At most ``cache_size``
     verified tokens are cached (the cache is cleared when full); a cached token is
     still rejected once expired. Thread-safe.
     """
 
-    def __new__(cls, secret: str, issuer: str | None, cache_size: int = 65536) -> TokenVerifier: ...
+    def __new__(
+        cls,
+        secret: str,
+        issuer: str | None,
+        cache_size: int = 65536,
+        *,
+        max_ttl_s: float = 86400.0,
+    ) -> TokenVerifier: ...
     @property
     def issuer(self) -> str | None: ...
+    @property
+    def max_ttl_s(self) -> float: ...
     @property
     def cache_size(self) -> int: ...
     def user_id(self, authorization: str | None, now: float | None = None) -> int:

@@ -52,8 +52,6 @@ class PyGate:
         self.in_flight: dict[int, int] = {}
 
     def admit(self, sale_id: int, user_id: int, ip: str, now_ns: int) -> tuple[int, int]:
-        if self.sold_out.get(sale_id):
-            return SOLD_OUT, 0
         tat = self.users.get(user_id, now_ns)
         user_tat = (tat if tat > now_ns else now_ns) + self.user_t
         user_wait = user_tat - self.user_tol - now_ns
@@ -63,12 +61,15 @@ class PyGate:
         if user_wait > 0 or ip_wait > 0:
             wait = user_wait if user_wait > ip_wait else ip_wait
             return RATE_LIMITED, -(-wait // 1_000_000)
+        # every attempt that conforms is charged, whatever follows
+        self.users[user_id] = user_tat
+        self.ips[ip] = ip_tat
+        if self.sold_out.get(sale_id):
+            return SOLD_OUT, 0
         n = self.in_flight.get(sale_id, 0)
         if n >= self.max_in_flight:
             return BUSY, 0
         self.in_flight[sale_id] = n + 1
-        self.users[user_id] = user_tat
-        self.ips[ip] = ip_tat
         return ADMIT, 0
 
     def release(self, sale_id: int) -> bool:

@@ -48,9 +48,8 @@ impl PyGate {
         })
     }
 
-    /// Decide one purchase request: `(code, retry_after_ms)`. Checks, in order, the
-    /// sold-out flag, the user's bucket, the IP's bucket and the in-flight cap; charges
-    /// nothing unless admitted. An admitted request must be `release`d.
+    /// Both admission steps at once (`check` then `enter`): `(code, retry_after_ms)`.
+    /// An admitted request must be `release`d.
     #[pyo3(signature = (sale_id, user_id, ip, now_ns = None))]
     fn admit(
         &self,
@@ -63,6 +62,29 @@ impl PyGate {
             .inner
             .admit(sale_id.0, user_id.0, utf8(ip, "ip")?, now_ns.map(|n| n.0));
         Ok((decision.code(), decision.retry_after_ms()))
+    }
+
+    /// Step 1, before the body is read: `(code, retry_after_ms)` from the user's and the
+    /// IP's buckets (charged when both conform, whatever follows), then the sold-out flag.
+    /// Takes no in-flight slot: ADMIT means "go on to `enter`".
+    #[pyo3(signature = (sale_id, user_id, ip, now_ns = None))]
+    fn check(
+        &self,
+        sale_id: Int<u64>,
+        user_id: Int<u64>,
+        ip: &Bound<'_, PyString>,
+        now_ns: Option<Int<u64>>,
+    ) -> PyResult<(u8, u64)> {
+        let decision = self
+            .inner
+            .check(sale_id.0, user_id.0, utf8(ip, "ip")?, now_ns.map(|n| n.0));
+        Ok((decision.code(), decision.retry_after_ms()))
+    }
+
+    /// Step 2, just before the Redis call: take one of the sale's in-flight slots.
+    /// Returns ADMIT (then `release` it), BUSY or SOLD_OUT.
+    fn enter(&self, sale_id: Int<u64>) -> u8 {
+        self.inner.enter(sale_id.0).code()
     }
 
     /// Give back the in-flight slot of an admitted request; False if none was held.

@@ -10,7 +10,7 @@ use pyo3::types::{PyInt, PyString};
 
 use super::convert::{int_arg, utf8};
 use crate::error::CoreError;
-use crate::token::{DEFAULT_CACHE_SIZE, TokenError, TokenVerifier, now_or};
+use crate::token::{DEFAULT_CACHE_SIZE, DEFAULT_MAX_TTL_S, TokenError, TokenVerifier, now_or};
 
 /// Verifies HS256 buyer tokens (`sub` = user id) and caches the verified ones.
 #[pyclass(name = "TokenVerifier", module = "nexuscart._core", frozen)]
@@ -23,13 +23,14 @@ pub struct PyTokenVerifier {
 impl PyTokenVerifier {
     #[new]
     #[pyo3(
-        signature = (secret, issuer, cache_size = None),
-        text_signature = "(secret, issuer, cache_size=65536)"
+        signature = (secret, issuer, cache_size = None, *, max_ttl_s = DEFAULT_MAX_TTL_S),
+        text_signature = "(secret, issuer, cache_size=65536, *, max_ttl_s=86400.0)"
     )]
     fn new(
         secret: &Bound<'_, PyString>,
         issuer: Option<&Bound<'_, PyString>>,
         cache_size: Option<&Bound<'_, PyInt>>,
+        max_ttl_s: f64,
     ) -> PyResult<Self> {
         let cache_size = match cache_size {
             Some(n) => usize::try_from(int_arg::<u64>(n, "cache_size")?).unwrap_or(usize::MAX),
@@ -37,7 +38,12 @@ impl PyTokenVerifier {
         };
         let issuer = issuer.map(|i| utf8(i, "issuer")).transpose()?;
         Ok(Self {
-            inner: TokenVerifier::new(utf8(secret, "secret")?.as_bytes(), issuer, cache_size)?,
+            inner: TokenVerifier::new(
+                utf8(secret, "secret")?.as_bytes(),
+                issuer,
+                cache_size,
+                max_ttl_s,
+            )?,
         })
     }
 
@@ -73,6 +79,12 @@ impl PyTokenVerifier {
     #[getter]
     fn issuer(&self) -> Option<&str> {
         self.inner.issuer()
+    }
+
+    /// The bound on a token's remaining lifetime, in seconds.
+    #[getter]
+    fn max_ttl_s(&self) -> f64 {
+        self.inner.max_ttl_s()
     }
 
     /// The bound on cached tokens.

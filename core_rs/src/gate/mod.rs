@@ -1,17 +1,21 @@
 //! Flash-sale admission: decides in-process, before any Redis round trip, whether a
-//! purchase request may proceed.
+//! purchase request may proceed. A purchase passes two steps:
 //!
-//! [`Gate::admit`] checks, in this order:
-//! 1. the sale's sold-out flag → [`Decision::SoldOut`];
-//! 2. the per-user GCRA bucket and 3. the per-IP GCRA bucket → [`Decision::RateLimited`];
-//! 4. the per-sale cap on requests in flight to Redis → [`Decision::Busy`].
+//! 1. [`Gate::check`], as soon as the request's headers are in: the per-user and then the
+//!    per-IP GCRA bucket → [`Decision::RateLimited`]; then the sale's sold-out flag →
+//!    [`Decision::SoldOut`]. Buckets come first so that every attempt is charged, whatever
+//!    follows: a bot retrying a sold-out sale is throttled like any other. Both buckets are
+//!    checked before either is charged (a request refused by one costs nothing in the other).
+//! 2. [`Gate::enter`], once the body is read and valid, just before the Redis call: the
+//!    per-sale cap on requests in flight to Redis → [`Decision::Busy`] (or `SoldOut` if the
+//!    flag was set meanwhile). An entered request holds one slot until [`Gate::release`].
+//!    The slot is held only around the Redis call, whose time the server bounds, so a client
+//!    that stalls its body (or a user or IP with many connections) cannot pin slots.
 //!
-//! Both buckets are checked before either is charged, and nothing at all is charged
-//! unless the request is admitted: a rejected request costs its sender no tokens. An
-//! admitted request holds one in-flight slot until [`Gate::release`].
+//! [`Gate::admit`] is both steps at once, for callers that already hold the body.
 //!
 //! All methods take `&self`; the gate is `Send + Sync` (sharded mutexes, one lock order:
-//! sale shard → user shard → IP shard).
+//! user shard → IP shard; the sale table is locked on its own).
 
 pub mod gcra;
 pub mod sales;
@@ -23,7 +27,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 pub use gcra::{BucketTable, GcraParams};
-pub use sales::{Acquire, SaleGuard, SaleTable};
+pub use sales::{Acquire, SaleTable};
 
 use crate::error::CoreResult;
 
@@ -135,11 +139,22 @@ impl Gate {
         self.ip_hasher.hash_one(ip)
     }
 
-    /// Decide one request. `now_ns` is the gate clock (`None`: [`monotonic_ns`]).
+    /// Both steps at once ([`Self::check`] then [`Self::enter`]). `now_ns` is the gate
+    /// clock (`None`: [`monotonic_ns`]).
     #[inline]
     pub fn admit(&self, sale_id: u64, user_id: u64, ip: &str, now_ns: Option<u64>) -> Decision {
+        match self.check(sale_id, user_id, ip, now_ns) {
+            Decision::Admit => self.enter(sale_id),
+            other => other,
+        }
+    }
+
+    /// Step 1: the user's and the IP's buckets (charged when both conform), then the
+    /// sold-out flag. Takes no in-flight slot: `Admit` here means "go on to [`Self::enter`]".
+    #[inline]
+    pub fn check(&self, sale_id: u64, user_id: u64, ip: &str, now_ns: Option<u64>) -> Decision {
         let ip_key = self.ip_key(ip);
-        self.admit_keys(
+        self.check_keys(
             sale_id,
             user_id,
             ip_key,
@@ -147,41 +162,45 @@ impl Gate {
         )
     }
 
-    /// [`Self::admit`] with the IP already hashed by [`Self::ip_key`].
-    pub fn admit_keys(&self, sale_id: u64, user_id: u64, ip_key: u64, now: u64) -> Decision {
-        // 1. Sold out: answered without touching the buckets. The sale stays locked until
-        // the decision, so the flag cannot change between this check and step 4.
-        let mut sale = self.sales.guard(sale_id);
-        if sale.is_sold_out() {
+    /// [`Self::check`] with the IP already hashed by [`Self::ip_key`].
+    pub fn check_keys(&self, sale_id: u64, user_id: u64, ip_key: u64, now: u64) -> Decision {
+        {
+            let mut user = self.users.lock(user_id);
+            let user_check = user.check(user_id, now);
+            let mut ip = self.ips.lock(ip_key);
+            let ip_check = ip.check(ip_key, now);
+            match (user_check, ip_check) {
+                (Ok(user_tat), Ok(ip_tat)) => {
+                    user.commit(user_id, user_tat, now);
+                    ip.commit(ip_key, ip_tat, now);
+                }
+                (Err(wait), Ok(_)) | (Ok(_), Err(wait)) => {
+                    return Decision::RateLimited {
+                        retry_after_ns: wait,
+                    };
+                }
+                (Err(a), Err(b)) => {
+                    return Decision::RateLimited {
+                        retry_after_ns: a.max(b),
+                    };
+                }
+            }
+        }
+        if self.sales.is_sold_out(sale_id) {
             return Decision::SoldOut;
         }
-        // 2 + 3. Check both buckets under their locks before charging either.
-        let mut user = self.users.lock(user_id);
-        let user_check = user.check(user_id, now);
-        let mut ip = self.ips.lock(ip_key);
-        let ip_check = ip.check(ip_key, now);
-        let (user_tat, ip_tat) = match (user_check, ip_check) {
-            (Ok(u), Ok(i)) => (u, i),
-            (Err(wait), Ok(_)) | (Ok(_), Err(wait)) => {
-                return Decision::RateLimited {
-                    retry_after_ns: wait,
-                };
-            }
-            (Err(a), Err(b)) => {
-                return Decision::RateLimited {
-                    retry_after_ns: a.max(b),
-                };
-            }
-        };
-        // 4. In-flight cap.
-        match sale.try_acquire() {
-            Acquire::Acquired => {}
-            Acquire::SoldOut => return Decision::SoldOut,
-            Acquire::Busy => return Decision::Busy,
-        }
-        user.commit(user_id, user_tat, now);
-        ip.commit(ip_key, ip_tat, now);
         Decision::Admit
+    }
+
+    /// Step 2: take one of the sale's in-flight slots (not if it is flagged sold out).
+    /// `Admit` must be followed by [`Self::release`] once the Redis call is done.
+    #[inline]
+    pub fn enter(&self, sale_id: u64) -> Decision {
+        match self.sales.try_acquire(sale_id) {
+            Acquire::Acquired => Decision::Admit,
+            Acquire::SoldOut => Decision::SoldOut,
+            Acquire::Busy => Decision::Busy,
+        }
     }
 
     /// Give back the in-flight slot of an admitted request. Returns `false` (a no-op)
@@ -314,13 +333,36 @@ mod tests {
     }
 
     #[test]
-    fn order_sold_out_first() {
-        let g = gate((1.0, 1), (1.0, 1), 10);
+    fn sold_out_attempts_are_charged_to_the_buckets() {
+        // Regression: the sold-out short-circuit used to come before the buckets, so a
+        // bot retrying a sold-out sale was never throttled.
+        let g = gate((1.0, 2), (1.0, 100), 10);
         g.mark_sold_out(1, None);
-        // Sold out wins even though buckets are full, and consumes nothing.
         assert_eq!(g.admit(1, 5, "1.2.3.4", Some(0)), Decision::SoldOut);
-        assert_eq!(g.tracked_keys(), (0, 0));
-        assert_eq!(g.admit(2, 5, "1.2.3.4", Some(0)), Decision::Admit);
+        assert_eq!(g.check(1, 5, "1.2.3.4", Some(0)), Decision::SoldOut);
+        assert_eq!(
+            g.check(1, 5, "1.2.3.4", Some(0)),
+            Decision::RateLimited {
+                retry_after_ns: SEC
+            }
+        );
+        // The sold-out answer took no slot; another sale admits a fresh user.
+        assert_eq!(g.in_flight(1), 0);
+        assert_eq!(g.admit(2, 6, "1.2.3.4", Some(0)), Decision::Admit);
+    }
+
+    #[test]
+    fn check_takes_no_slot_and_enter_does() {
+        let g = gate((100.0, 100), (100.0, 100), 1);
+        assert_eq!(g.check(1, 1, "a", Some(0)), Decision::Admit);
+        assert_eq!(g.check(1, 2, "b", Some(0)), Decision::Admit);
+        assert_eq!(g.in_flight(1), 0);
+        assert_eq!(g.enter(1), Decision::Admit);
+        assert_eq!(g.enter(1), Decision::Busy);
+        assert!(g.release(1));
+        g.mark_sold_out(1, None);
+        assert_eq!(g.enter(1), Decision::SoldOut);
+        assert_eq!(g.in_flight(1), 0);
     }
 
     #[test]
@@ -380,16 +422,12 @@ mod tests {
     }
 
     #[test]
-    fn busy_charges_nothing_and_release_frees_a_slot() {
-        let g = gate((1.0, 1), (1.0, 1), 1);
+    fn busy_is_charged_and_release_frees_a_slot() {
+        let g = gate((1.0, 2), (1.0, 2), 1);
         assert_eq!(g.admit(1, 1, "a", Some(0)), Decision::Admit);
         assert_eq!(g.in_flight(1), 1);
         assert_eq!(g.admit(1, 2, "b", Some(0)), Decision::Busy);
-        assert_eq!(
-            g.tracked_keys(),
-            (1, 1),
-            "busy request left no bucket entry"
-        );
+        assert_eq!(g.tracked_keys(), (2, 2), "a busy attempt is an attempt");
         assert!(g.release(1));
         assert_eq!(g.in_flight(1), 0);
         assert!(!g.release(1));

@@ -50,37 +50,6 @@ pub enum Acquire {
 type Map = HashMap<u64, SaleState, RandomState>;
 
 /// Sold-out flags and in-flight counters for all sales.
-/// One sale's state, locked (see [`SaleTable::guard`]).
-#[derive(Debug)]
-pub struct SaleGuard<'a> {
-    map: MutexGuard<'a, Map>,
-    sale_id: u64,
-    max_in_flight: u32,
-}
-
-impl SaleGuard<'_> {
-    /// Whether the sale is flagged sold out.
-    #[inline]
-    pub fn is_sold_out(&self) -> bool {
-        self.map.get(&self.sale_id).is_some_and(|s| s.sold_out)
-    }
-
-    /// Take one in-flight slot if the sale is not sold out and below the cap.
-    #[inline]
-    pub fn try_acquire(&mut self) -> Acquire {
-        let max_in_flight = self.max_in_flight;
-        let state = self.map.entry(self.sale_id).or_default();
-        if state.sold_out {
-            Acquire::SoldOut
-        } else if state.in_flight >= max_in_flight {
-            Acquire::Busy
-        } else {
-            state.in_flight += 1;
-            Acquire::Acquired
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct SaleTable {
     shards: Box<[Mutex<Map>]>,
@@ -165,17 +134,15 @@ impl SaleTable {
     /// Take one in-flight slot if the sale is not sold out and below the cap.
     #[inline]
     pub fn try_acquire(&self, sale_id: u64) -> Acquire {
-        self.guard(sale_id).try_acquire()
-    }
-
-    /// The sale's entry, locked: [`crate::gate::Gate::admit`] checks the sold-out flag and
-    /// takes its in-flight slot under one lock.
-    #[inline]
-    pub fn guard(&self, sale_id: u64) -> SaleGuard<'_> {
-        SaleGuard {
-            map: self.lock(sale_id),
-            sale_id,
-            max_in_flight: self.max_in_flight,
+        let mut map = self.lock(sale_id);
+        let state = map.entry(sale_id).or_default();
+        if state.sold_out {
+            Acquire::SoldOut
+        } else if state.in_flight >= self.max_in_flight {
+            Acquire::Busy
+        } else {
+            state.in_flight += 1;
+            Acquire::Acquired
         }
     }
 

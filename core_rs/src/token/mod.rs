@@ -13,9 +13,11 @@
 //!    → "unsupported alg";
 //! 5. HMAC-SHA256 of `header.payload`, compared in constant time → "bad signature";
 //! 6. the payload decodes to the claims (see [`claims`]) → "malformed claims";
-//! 7. `now < exp` → "token expired"; 8. `now >= nbf` if present → "token not yet valid";
-//! 9. `iss` equals the configured issuer, if one is configured → "wrong issuer";
-//! 10. `sub` is 1 to 18 ASCII digits → "sub must be a numeric user id".
+//! 7. `now < exp` → "token expired"; 8. `exp <= now + max_ttl_s` → "token lifetime too
+//!    long" (a leaked token must not live forever, whatever its issuer wrote);
+//! 9. `now >= nbf` if present → "token not yet valid";
+//! 10. `iss` equals the configured issuer, if one is configured → "wrong issuer";
+//! 11. `sub` is 1 to 18 ASCII digits and not zero → "sub must be a numeric user id".
 //!
 //! Verified tokens are cached (token → user id, expiry) in a map that is cleared when it
 //! reaches its size bound: a buyer in a storm retries with the same token, and a cold
@@ -47,6 +49,9 @@ const STACK_BUF: usize = 1024;
 /// The longest `sub` accepted: 18 decimal digits always fit an `i64`.
 pub const MAX_SUB_DIGITS: usize = 18;
 
+/// Default bound on a token's remaining lifetime (`exp - now`), in seconds.
+pub const DEFAULT_MAX_TTL_S: f64 = 86_400.0;
+
 /// Why a token was rejected. The `Display` text is the reason the Python side shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
 #[error("{}", self.reason())]
@@ -64,11 +69,13 @@ pub enum TokenError {
     MalformedClaims,
     /// `now >= exp`.
     Expired,
+    /// `exp > now + max_ttl_s`.
+    LifetimeTooLong,
     /// `now < nbf`.
     NotYetValid,
     /// `iss` differs from the configured issuer.
     WrongIssuer,
-    /// `sub` is not 1 to 18 ASCII digits.
+    /// `sub` is not 1 to 18 ASCII digits, or is zero.
     BadSubject,
 }
 
@@ -82,6 +89,7 @@ impl TokenError {
             Self::BadSignature => "bad signature",
             Self::MalformedClaims => "malformed claims",
             Self::Expired => "token expired",
+            Self::LifetimeTooLong => "token lifetime too long",
             Self::NotYetValid => "token not yet valid",
             Self::WrongIssuer => "wrong issuer",
             Self::BadSubject => "sub must be a numeric user id",
@@ -106,14 +114,17 @@ pub fn unix_now() -> f64 {
     }
 }
 
-/// `sub` as a user id: 1 to [`MAX_SUB_DIGITS`] ASCII digits (leading zeros allowed).
+/// `sub` as a user id: 1 to [`MAX_SUB_DIGITS`] ASCII digits (leading zeros allowed),
+/// at least 1 (user ids start at 1; 0 is nobody).
 pub fn parse_sub(sub: &str) -> Option<u64> {
     if sub.is_empty() || sub.len() > MAX_SUB_DIGITS {
         return None;
     }
-    sub.bytes().try_fold(0u64, |acc, b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
-    })
+    sub.bytes()
+        .try_fold(0u64, |acc, b| {
+            b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+        })
+        .filter(|&id| id >= 1)
 }
 
 type Cache = HashMap<Box<str>, Verified, RandomState>;
@@ -123,6 +134,7 @@ pub struct TokenVerifier {
     /// HMAC state with the key already absorbed; cloned for each verification.
     mac: Hmac<Sha256>,
     issuer: Option<Box<str>>,
+    max_ttl_s: f64,
     cache: Mutex<Cache>,
     cache_size: usize,
 }
@@ -139,13 +151,26 @@ impl fmt::Debug for TokenVerifier {
 impl TokenVerifier {
     /// A verifier for tokens signed with `secret` (its UTF-8 bytes are the HMAC key) and,
     /// if `issuer` is given, issued by it. At most `cache_size` verified tokens are
-    /// remembered (0 still remembers the last one, like the Python reference).
-    pub fn new(secret: &[u8], issuer: Option<&str>, cache_size: usize) -> CoreResult<Self> {
+    /// remembered (0 still remembers the last one, like the Python reference). Tokens
+    /// whose `exp` lies more than `max_ttl_s` seconds ahead are refused.
+    pub fn new(
+        secret: &[u8],
+        issuer: Option<&str>,
+        cache_size: usize,
+        max_ttl_s: f64,
+    ) -> CoreResult<Self> {
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
             .map_err(|_| CoreError::invalid("secret", "not usable as an HMAC key"))?;
+        if !(max_ttl_s.is_finite() && max_ttl_s > 0.0) {
+            return Err(CoreError::invalid(
+                "max_ttl_s",
+                "must be a positive number of seconds",
+            ));
+        }
         Ok(Self {
             mac,
             issuer: issuer.map(Box::from),
+            max_ttl_s,
             cache: Mutex::new(Cache::with_hasher(RandomState::default())),
             cache_size,
         })
@@ -154,6 +179,11 @@ impl TokenVerifier {
     /// The configured issuer.
     pub fn issuer(&self) -> Option<&str> {
         self.issuer.as_deref()
+    }
+
+    /// The bound on a token's remaining lifetime, in seconds.
+    pub fn max_ttl_s(&self) -> f64 {
+        self.max_ttl_s
     }
 
     /// The bound on cached tokens.
@@ -244,6 +274,9 @@ impl TokenVerifier {
         let claims = claims::parse_claims(claims_json).map_err(|_| TokenError::MalformedClaims)?;
         if claims.exp.is_reached_at(now) {
             return Err(TokenError::Expired);
+        }
+        if claims.exp.as_f64() > now + self.max_ttl_s {
+            return Err(TokenError::LifetimeTooLong);
         }
         if claims.nbf.is_some_and(|nbf| nbf.is_after(now)) {
             return Err(TokenError::NotYetValid);

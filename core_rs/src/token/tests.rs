@@ -32,7 +32,7 @@ fn bearer(token: &str) -> String {
 }
 
 fn verifier() -> TokenVerifier {
-    TokenVerifier::new(SECRET, Some("nexuscart"), 16).unwrap()
+    TokenVerifier::new(SECRET, Some("nexuscart"), 16, DEFAULT_MAX_TTL_S).unwrap()
 }
 
 fn check(v: &TokenVerifier, token: &str, now: f64) -> Result<u64, TokenError> {
@@ -61,9 +61,9 @@ fn rfc7515_a1_signature() {
     let t = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
              eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
              dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    let right = TokenVerifier::new(&key, None, 16).unwrap();
+    let right = TokenVerifier::new(&key, None, 16, DEFAULT_MAX_TTL_S).unwrap();
     assert_eq!(right.verify(t, 0.0), Err(TokenError::MalformedClaims));
-    let wrong = TokenVerifier::new(b"other", None, 16).unwrap();
+    let wrong = TokenVerifier::new(b"other", None, 16, DEFAULT_MAX_TTL_S).unwrap();
     assert_eq!(wrong.verify(t, 0.0), Err(TokenError::BadSignature));
 }
 
@@ -253,7 +253,7 @@ fn issuer() {
             "{payload}"
         );
     }
-    let any = TokenVerifier::new(SECRET, None, 16).unwrap();
+    let any = TokenVerifier::new(SECRET, None, 16, DEFAULT_MAX_TTL_S).unwrap();
     assert_eq!(
         check(&any, &token(r#"{"sub":"1","exp":1700003600}"#), NOW),
         Ok(1)
@@ -267,7 +267,7 @@ fn issuer() {
         Ok(1)
     );
     // An empty issuer is still an issuer.
-    let empty = TokenVerifier::new(SECRET, Some(""), 16).unwrap();
+    let empty = TokenVerifier::new(SECRET, Some(""), 16, DEFAULT_MAX_TTL_S).unwrap();
     assert_eq!(
         check(
             &empty,
@@ -305,7 +305,8 @@ fn subject_must_be_a_numeric_user_id() {
             "{sub}"
         );
     }
-    assert_eq!(parse_sub("0"), Some(0));
+    assert_eq!(parse_sub("0"), None, "user ids start at 1");
+    assert_eq!(parse_sub("000"), None);
     assert_eq!(
         parse_sub("123456789012345678"),
         Some(123_456_789_012_345_678)
@@ -322,6 +323,7 @@ fn reasons_match_display() {
         TokenError::BadSignature,
         TokenError::MalformedClaims,
         TokenError::Expired,
+        TokenError::LifetimeTooLong,
         TokenError::NotYetValid,
         TokenError::WrongIssuer,
         TokenError::BadSubject,
@@ -354,8 +356,8 @@ fn cache_serves_until_expiry() {
 
 #[test]
 fn cache_is_bounded() {
-    let v = TokenVerifier::new(SECRET, None, 4).unwrap();
-    for i in 0..4 {
+    let v = TokenVerifier::new(SECRET, None, 4, 1e10).unwrap();
+    for i in 1..5 {
         let t = token(&format!(r#"{{"sub":"{i}","exp":1e10}}"#));
         assert_eq!(check(&v, &t, NOW), Ok(i));
     }
@@ -369,8 +371,8 @@ fn cache_is_bounded() {
     v.clear_cache();
     assert_eq!(v.cache_len(), 0);
 
-    let zero = TokenVerifier::new(SECRET, None, 0).unwrap();
-    for i in 0..3 {
+    let zero = TokenVerifier::new(SECRET, None, 0, 1e10).unwrap();
+    for i in 1..4 {
         let t = token(&format!(r#"{{"sub":"{i}","exp":1e10}}"#));
         assert_eq!(check(&zero, &t, NOW), Ok(i));
         assert_eq!(zero.cache_len(), 1);
@@ -388,4 +390,33 @@ fn clock_is_unix_seconds() {
     let now = unix_now();
     assert!(now > 1_600_000_000.0 && now < 4_000_000_000.0);
     assert_eq!(now_or(Some(1.5)), 1.5);
+}
+
+#[test]
+fn refuses_tokens_that_live_too_long() {
+    // Regression: `exp: 1e300` was accepted, so a leaked token lived forever.
+    let v = TokenVerifier::new(SECRET, Some("nexuscart"), 16, 3600.0).unwrap();
+    let at = |exp: &str| {
+        let payload = format!(r#"{{"sub":"1","iss":"nexuscart","exp":{exp}}}"#);
+        v.verify(&token(&payload), 1000.0)
+    };
+    assert!(at("4600").is_ok());
+    assert_eq!(at("4600.5"), Err(TokenError::LifetimeTooLong));
+    assert_eq!(at("1e300"), Err(TokenError::LifetimeTooLong));
+    assert_eq!(at("18446744073709551615"), Err(TokenError::LifetimeTooLong));
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(TokenVerifier::new(SECRET, None, 16, bad).is_err());
+    }
+}
+
+#[test]
+fn refuses_user_id_zero() {
+    let v = verifier();
+    for sub in ["0", "000000000000000000"] {
+        let payload = format!(r#"{{"sub":"{sub}","iss":"nexuscart","exp":1700003600}}"#);
+        assert_eq!(
+            check(&v, &token(&payload), NOW),
+            Err(TokenError::BadSubject)
+        );
+    }
 }
