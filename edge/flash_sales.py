@@ -343,16 +343,13 @@ def routes(deps: Deps) -> list[Route]:
             raise HTTPError(422, "validation-error", "Request body failed validation", problem)
         ttl = spec.hold_ttl_s or s.sale.hold_ttl_s
         pool = await pg()
-        with pg_errors():
-            sale, existed = await sales_repo.insert_sale(pool, key, spec, ttl)
-        if existed and (sale.sku, sale.units, sale.price_cents) != (
-            spec.sku,
-            spec.units,
-            spec.price_cents,
-        ):
+        try:
+            with pg_errors():
+                sale, existed = await sales_repo.create_sale(pool, key, spec, ttl)
+        except sales_repo.IdempotencyKeyReused as exc:
             raise HTTPError(
                 422, "idempotency-key-reused", "Idempotency-Key was used with a different request"
-            )
+            ) from exc
         await _to_redis(sale)
         view = await sale_view(sale.sale_id)
         return json_response(
