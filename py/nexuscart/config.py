@@ -44,6 +44,7 @@ class AuthSettings(msgspec.Struct, frozen=True):
     jwt_secret: str
     admin_token: str
     jwt_issuer: str = "nexuscart"
+    jwt_max_ttl_s: float = 86_400.0  # tokens whose exp lies further ahead are refused
 
 
 class EdgeSettings(msgspec.Struct, frozen=True):
@@ -73,6 +74,14 @@ class SaleSettings(msgspec.Struct, frozen=True):
     hold_ttl_s: int = 600
 
 
+ENVIRONMENTS: Final = ("dev", "test", "prod")
+
+
+class AppSettings(msgspec.Struct, frozen=True):
+    # prod unless told otherwise: a forgotten variable must fail closed, not open
+    environment: str = "prod"
+
+
 class Settings(msgspec.Struct, frozen=True):
     redis: RedisSettings
     postgres: PostgresSettings
@@ -82,6 +91,7 @@ class Settings(msgspec.Struct, frozen=True):
     edge: EdgeSettings
     gate: GateSettings
     sale: SaleSettings
+    app: AppSettings = msgspec.field(default_factory=AppSettings)
 
 
 # (env var, section, field, required, description)
@@ -105,6 +115,7 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
     ("JWT_SECRET", "auth", "jwt_secret", True, "HS256 secret for buyer JWTs"),
     ("ADMIN_TOKEN", "auth", "admin_token", True, "Bearer token for admin endpoints"),
     ("JWT_ISSUER", "auth", "jwt_issuer", False, "expected JWT issuer"),
+    ("JWT_MAX_TTL_S", "auth", "jwt_max_ttl_s", False, "longest accepted token lifetime (s)"),
     ("EDGE_HOST", "edge", "host", False, "edge bind address"),
     ("EDGE_PORT", "edge", "port", False, "edge port"),
     ("EDGE_WORKERS", "edge", "workers", False, "Granian worker processes"),
@@ -144,7 +155,19 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "how often workers re-read sold-out state (bound on re-open delay)",
     ),
     ("HOLD_TTL_S", "sale", "hold_ttl_s", False, "seconds an unpaid hold lives"),
+    (
+        "NEXUSCART_ENV",
+        "app",
+        "environment",
+        False,
+        "dev, test or prod; outside dev, known dev secrets and secrets under 32 bytes are refused",
+    ),
 )
+
+# Credentials checked outside dev: each must be at least MIN_SECRET_BYTES and none of the
+# development defaults (which are public: they are in this file and in the README).
+SECRET_VARS: Final = ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "JWT_SECRET", "ADMIN_TOKEN")
+MIN_SECRET_BYTES: Final = 32
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -161,7 +184,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sections.setdefault(section, {})[name] = value
     if missing:
         raise ConfigError("missing required environment variables: " + ", ".join(missing))
-    for section in ("edge", "gate", "sale"):
+    for section in ("edge", "gate", "sale", "app"):
         sections.setdefault(section, {})
     try:
         # strict=False lets "8000" become 8000; unknown/malformed values raise ValidationError
@@ -173,14 +196,45 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             ipaddress.ip_network(net, strict=False)
         except ValueError as exc:
             raise ConfigError(f"invalid setting: TRUSTED_PROXIES: {exc}") from exc
+    check_secrets(settings.app.environment, env)
     return settings
 
 
+def check_secrets(environment: str, env: Mapping[str, str]) -> None:
+    """Outside dev, refuse development defaults and short secrets; name the variables, never
+    the values (the message ends up in logs)."""
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"invalid setting: NEXUSCART_ENV must be one of {', '.join(ENVIRONMENTS)}, "
+            f"not {environment!r}"
+        )
+    if environment == "dev":
+        return
+    known = set(_DEV_SECRETS.values())
+    problems = []
+    for var in SECRET_VARS:
+        value = env.get(var, "")
+        if value in known:
+            problems.append(f"{var} is a known development default")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{var} is shorter than {MIN_SECRET_BYTES} bytes")
+    if problems:
+        raise ConfigError(
+            f"refusing to start with NEXUSCART_ENV={environment}: "
+            + "; ".join(problems)
+            + " (set NEXUSCART_ENV=dev only on a development machine)"
+        )
+
+
+_DEV_SECRETS: Final = {
+    "STRIPE_API_KEY": "sk_test_123",
+    "STRIPE_WEBHOOK_SECRET": "whsec_dev_secret",
+    "JWT_SECRET": "dev-jwt-secret-change-me",
+    "ADMIN_TOKEN": "dev-admin-token",
+}
+
+
 def dev_defaults() -> dict[str, str]:
-    """Non-secret defaults for the local stack and tests (never used in production)."""
-    return {
-        "STRIPE_API_KEY": "sk_test_123",
-        "STRIPE_WEBHOOK_SECRET": "whsec_dev_secret",
-        "JWT_SECRET": "dev-jwt-secret-change-me",
-        "ADMIN_TOKEN": "dev-admin-token",
-    }
+    """What the local stack and the tests run with: NEXUSCART_ENV=dev and public development
+    secrets, which load() refuses in any other environment."""
+    return {"NEXUSCART_ENV": "dev", **_DEV_SECRETS}

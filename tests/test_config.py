@@ -1,0 +1,68 @@
+"""Settings: outside dev, development secrets and short secrets are refused at startup."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nexuscart import config
+
+URLS = {"REDIS_URL": "redis://x", "PG_DSN": "postgresql://x", "KAFKA_BOOTSTRAP": "x:1"}
+
+
+def strong() -> dict[str, str]:
+    return {var: secrets.token_urlsafe(32) for var in config.SECRET_VARS}
+
+
+def test_the_environment_defaults_to_prod() -> None:
+    assert config.load({**URLS, **strong()}).app.environment == "prod"
+
+
+def test_dev_secrets_are_refused_without_an_environment_naming_each_variable() -> None:
+    env = {**URLS, **config.dev_defaults()}
+    del env["NEXUSCART_ENV"]
+    with pytest.raises(config.ConfigError) as err:
+        config.load(env)
+    message = str(err.value)
+    for var in config.SECRET_VARS:
+        assert f"{var} is a known development default" in message
+        assert env[var] not in message, "the message must never carry a secret"
+
+
+@pytest.mark.parametrize("environment", ["test", "prod"])
+def test_each_dev_secret_is_refused_outside_dev(environment: str) -> None:
+    for var in config.SECRET_VARS:
+        env = {**URLS, **strong(), "NEXUSCART_ENV": environment}
+        env[var] = config.dev_defaults()[var]
+        with pytest.raises(config.ConfigError, match=f"{var} is a known development default"):
+            config.load(env)
+
+
+def test_dev_accepts_the_dev_secrets() -> None:
+    settings = config.load({**URLS, **config.dev_defaults()})
+    assert settings.app.environment == "dev"
+    assert settings.auth.jwt_secret == config.dev_defaults()["JWT_SECRET"]
+
+
+@given(
+    var=st.sampled_from(config.SECRET_VARS),
+    value=st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=40),
+    environment=st.sampled_from(["test", "prod"]),
+)
+def test_outside_dev_a_secret_is_accepted_iff_it_has_32_bytes(
+    var: str, value: str, environment: str
+) -> None:
+    env = {**URLS, **strong(), "NEXUSCART_ENV": environment, var: value}
+    if len(value.encode()) >= config.MIN_SECRET_BYTES:
+        config.load(env)
+    else:
+        with pytest.raises(config.ConfigError, match=f"{var} is shorter than 32 bytes"):
+            config.load(env)
+
+
+def test_an_unknown_environment_is_refused() -> None:
+    with pytest.raises(config.ConfigError, match="NEXUSCART_ENV must be one of dev, test, prod"):
+        config.load({**URLS, **strong(), "NEXUSCART_ENV": "production"})
