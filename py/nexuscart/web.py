@@ -15,12 +15,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
+from granian._granian import RSGIProtocolClosed as ProtocolClosed
 
 log = logging.getLogger("nexuscart.edge")
 
@@ -126,19 +127,93 @@ class Scope(Protocol):
 class HTTPProto(Protocol):
     def __call__(self) -> Awaitable[bytes]: ...
 
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
     def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None: ...
+
+
+class BodyLimits:
+    """How much of a body the app reads and for how long (one per App, shared by requests)."""
+
+    __slots__ = ("max_bytes", "timeout_s")
+
+    def __init__(self, max_bytes: int, timeout_s: float):
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def read(self, proto: HTTPProto, length: int) -> bytes:
+        """The body: ``length`` is the declared Content-Length (already checked against the
+        limit), -1 for a chunked body. 413 as soon as a chunked body passes the limit, 408 when
+        the client is too slow, 400 when it went away mid-body."""
+        if length == 0:
+            return b""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if length > 0:
+                    # hyper reads exactly the declared length: bounded by the check on it
+                    body = await proto()
+                else:
+                    body = await self._read_chunked(proto)
+        except TimeoutError:
+            raise HTTPError(
+                408,
+                "body-timeout",
+                "Request body not received in time",
+                f"send the whole body within {self.timeout_s:g} s",
+                headers=[("connection", "close")],
+            ) from None
+        except ProtocolClosed:  # the client went away mid-body, or broke the chunk framing
+            raise _incomplete() from None
+        if length > 0 and len(body) != length:
+            raise _incomplete()
+        return body
+
+    async def _read_chunked(self, proto: HTTPProto) -> bytes:
+        chunks: list[bytes] = []
+        size, ended = 0, False
+        async for chunk in proto:
+            if not chunk:
+                # Granian yields b"" at the end of the body; a second b"" means the stream
+                # broke (client gone, bad chunk framing) or carried trailers, which we refuse.
+                if ended:
+                    raise _incomplete()
+                ended = True
+                continue
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise HTTPError(
+                    413,
+                    "body-too-large",
+                    "Request body too large",
+                    f"limit is {self.max_bytes} bytes",
+                    headers=[("connection", "close")],
+                )
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _incomplete() -> HTTPError:
+    return HTTPError(
+        400,
+        "body-incomplete",
+        "Request body incomplete",
+        "the connection ended before the whole body arrived",
+        headers=[("connection", "close")],
+    )
 
 
 class Request:
     __slots__ = (
-        "_reader",
+        "_length",
+        "_limits",
+        "_proto",
         "body",
         "client_ip",
         "headers",
-        "max_body_bytes",
         "method",
         "params",
         "path",
+        "principal",
         "query",
         "state",
     )
@@ -161,15 +236,18 @@ class Request:
         self.client_ip = client_ip
         self.params = params
         self.state: dict[str, Any] = {}
-        self._reader: Callable[[], Awaitable[bytes]] | None = None
-        self.max_body_bytes = 0
+        # what the route's guard returned (the buyer's user id, ...); None without a guard
+        self.principal: object = None
+        self._proto: HTTPProto | None = None  # set while a deferred body is unread
+        self._length = -1
+        self._limits: BodyLimits | None = None
 
     async def read_body(self) -> bytes:
         """Read a deferred body (routes with ``defer_body``); a no-op when already read."""
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            self.body = await reader()
-            _check_size(len(self.body), self.max_body_bytes)
+        proto = self._proto
+        if proto is not None and self._limits is not None:
+            self._proto = None
+            self.body = await self._limits.read(proto, self._length)
         return self.body
 
     def header(self, name: str) -> str | None:
@@ -180,6 +258,7 @@ class Request:
         if self.query:
             from urllib.parse import parse_qsl
 
+            # undecodable percent-escapes become U+FFFD: never an exception
             for k, v in parse_qsl(self.query, keep_blank_values=True):
                 out[k] = v
         return out
@@ -205,6 +284,8 @@ def decode_body(req: Request, typ: type[T]) -> T:
         ) from exc
     except msgspec.DecodeError as exc:
         raise HTTPError(400, "malformed-body", "Request body is not valid JSON", str(exc)) from exc
+    except UnicodeDecodeError as exc:  # msgspec raises it for a string that is not UTF-8
+        raise HTTPError(400, "malformed-body", "Request body is not UTF-8", str(exc)) from exc
 
 
 def _check_size(size: int, limit: int) -> None:
@@ -213,14 +294,48 @@ def _check_size(size: int, limit: int) -> None:
         raise HTTPError(413, "body-too-large", "Request body too large", f"limit is {limit} bytes")
 
 
+ID_MAX: Final = (1 << 63) - 1  # ids are PostgreSQL bigints
+_ID_DIGITS: Final = len(str(ID_MAX))
+
+
+def _ascii_int(raw: str, lo: int, hi: int) -> int | None:
+    """``raw`` as an int in [lo, hi] if it is 1+ ASCII digits, else None (str.isdigit alone
+    takes '²' and Arabic-Indic digits; int() takes spaces, '_' and signs)."""
+    if not raw or len(raw) > _ID_DIGITS or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if lo <= value <= hi else None
+
+
 def path_int(req: Request, name: str) -> int:
-    raw = req.params[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise HTTPError(404, "not-found", "Not found", f"{name} must be a positive integer")
-    return int(raw)
+    """A path id: ASCII digits within the bigint range, else 404 (no such resource)."""
+    value = _ascii_int(req.params[name], 0, ID_MAX)
+    if value is None:
+        raise HTTPError(404, "not-found", "Not found", f"{name} must be a non-negative integer")
+    return value
+
+
+D = TypeVar("D", int, None)
+
+
+def query_int(req: Request, name: str, default: D, lo: int, hi: int) -> int | D:
+    """An integer query parameter in [lo, hi] (ASCII digits), ``default`` when absent, else
+    400. Each call parses the query string: fine for the few routes that take one."""
+    raw = req.query_params().get(name) if req.query else None
+    if raw is None:
+        return default
+    value = _ascii_int(raw, lo, hi)
+    if value is None:
+        raise HTTPError(
+            400, "bad-query", "Invalid query parameter", f"{name} must be an integer in {lo}..{hi}"
+        )
+    return value
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+# Checks a request's credential before its body is read: raises HTTPError (401) or returns
+# the principal (e.g. the buyer's user id), which the handler finds in ``req.principal``.
+Guard = Callable[[Request], object]
 
 
 @dataclass(frozen=True)
@@ -231,8 +346,8 @@ class Route:
     summary: str
     request: type[Any] | None = None
     responses: dict[int, type[Any] | None] = field(default_factory=dict)
-    # "buyer" (JWT) | "admin" (token) | None: documents the route's security in OpenAPI;
-    # the handler checks the credential itself (it needs the user id anyway)
+    # "buyer" (JWT) | "admin" (token) | None: the route's security in OpenAPI, and the name
+    # of the App guard that checks it before any body byte is read (see App)
     auth: str | None = None
     idempotent_key: bool = False  # accepts Idempotency-Key
     tags: tuple[str, ...] = ()
@@ -480,18 +595,28 @@ class App:
         routes: Sequence[Route],
         *,
         max_body_bytes: int,
+        body_timeout_s: float = 5.0,
+        guards: Mapping[str, Guard] | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
         client_address: ClientAddress | None = None,
         share_metrics: str | None = None,
     ):
-        """``share_metrics``: None keeps metrics per worker; a directory (or "" for one per
+        """``guards``: Route.auth name -> Guard, run before the body is read; given, every
+        route's auth must have one. None leaves credentials to the handlers.
+        ``share_metrics``: None keeps metrics per worker; a directory (or "" for one per
         server under the temp dir) adds up every worker's on each scrape (see Metrics)."""
         self.router = Router(routes)
         self.client_address = client_address or ClientAddress()
         self.share_metrics = share_metrics
         self.max_body_bytes = max_body_bytes
+        self.body = BodyLimits(max_body_bytes, body_timeout_s)
+        self.guards = dict(guards) if guards is not None else {}
+        if guards is not None:
+            unguarded = sorted({r.auth for r in routes if r.auth and r.auth not in guards})
+            if unguarded:
+                raise ValueError(f"no guard for route auth {unguarded}")
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.metrics = metrics or Metrics()
@@ -548,23 +673,32 @@ class App:
         headers = scope.headers
         req: Request | None = None
         try:
-            body = b""
+            length = 0
             has_body = route.request is not None or scope.method in ("POST", "PUT", "PATCH")
             if has_body:
+                # Granian (hyper) has validated Content-Length and dropped it when the body is
+                # chunked: None means chunked (or no body), read with the limit as it streams
                 declared = headers.get("content-length")
-                if declared is not None:
-                    _check_size(int(declared) if declared.isdigit() else -1, self.max_body_bytes)
-                if not route.defer_body:
-                    body = await proto()
-                    _check_size(len(body), self.max_body_bytes)
+                if declared is None:
+                    length = -1
+                else:
+                    length = int(declared) if declared.isdigit() else -1
+                    _check_size(length, self.max_body_bytes)
             client = scope.client
             peer = client.rsplit(":", 1)[0] if client else ""
             if self.client_address.networks:
                 peer = self.client_address(peer, headers.get("x-forwarded-for"))
-            req = Request(scope.method, scope.path, scope.query_string, headers, body, peer, params)
-            if has_body and route.defer_body:
-                req._reader = proto
-                req.max_body_bytes = self.max_body_bytes
+            req = Request(scope.method, scope.path, scope.query_string, headers, b"", peer, params)
+            if route.auth is not None:
+                guard = self.guards.get(route.auth)
+                if guard is not None:
+                    # before any body byte: an anonymous 200 MB upload is refused unread
+                    req.principal = guard(req)
+            if has_body:
+                if route.defer_body:
+                    req._proto, req._length, req._limits = proto, length, self.body
+                else:
+                    req.body = await self.body.read(proto, length)
             return await route.handler(req)
         except HTTPError as err:
             return problem_response(err, scope.path)
@@ -586,21 +720,17 @@ class App:
                 HTTPError(500, "internal-error", "Internal server error"), scope.path
             )
         finally:
-            if req is not None and req._reader is not None:
-                await _drain_if_large(req, headers.get("content-length"))
+            if req is not None and req._proto is not None and req._length > _DRAIN_ABOVE:
+                with contextlib.suppress(Exception):
+                    await req.read_body()
 
 
 # A deferred body the handler did not read stays in the connection. Granian passes over a
 # small one (one packet, already buffered) and keeps the connection; a larger one makes it
-# close the connection after the response. Reading it (it is within MAX_BODY_BYTES, the
-# declared length was checked) keeps the connection for the client's next request.
+# close the connection after the response. Reading it (its declared length is within
+# MAX_BODY_BYTES, and the read has the body deadline) keeps the connection for the client's
+# next request. Chunked bodies are not drained: Granian closes those connections.
 _DRAIN_ABOVE: Final = 1024
-
-
-async def _drain_if_large(req: Request, declared: str | None) -> None:
-    if declared is not None and declared.isdigit() and int(declared) > _DRAIN_ABOVE:
-        with contextlib.suppress(Exception):
-            await req.read_body()
 
 
 def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, Any]:
