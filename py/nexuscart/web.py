@@ -478,19 +478,16 @@ class Metrics:
         lines = ["# TYPE nexuscart_http_requests_total counter"]
         for (route, status), n in sorted(self.requests.items()):
             lines.append(f'nexuscart_http_requests_total{{route="{route}",status="{status}"}} {n}')
-        lines.append("# TYPE nexuscart_http_request_seconds histogram")
+        hist = "nexuscart_http_request_duration_seconds"
+        lines.append(f"# TYPE {hist} histogram")
         for route, buckets in sorted(self.latency.items()):
             cum = 0
             for bound, n in zip((*self.BUCKETS, float("inf")), buckets, strict=True):
                 cum += n
                 le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(
-                    f'nexuscart_http_request_seconds_bucket{{route="{route}",le="{le}"}} {cum}'
-                )
-            lines.append(f'nexuscart_http_request_seconds_count{{route="{route}"}} {cum}')
-            lines.append(
-                f'nexuscart_http_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]}'
-            )
+                lines.append(f'{hist}_bucket{{route="{route}",le="{le}"}} {cum}')
+            lines.append(f'{hist}_count{{route="{route}"}} {cum}')
+            lines.append(f'{hist}_sum{{route="{route}"}} {self.latency_sum[route]}')
         typed: set[str] = set()
         for (name, labels), n in sorted(self.counters.items()):
             if name not in typed:  # one TYPE line per metric name, whatever its label sets
