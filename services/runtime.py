@@ -1,4 +1,5 @@
-"""What every service process shares: logging, uvloop, and a clean stop on SIGINT/SIGTERM."""
+"""What every service process shares: logging, uvloop, a clean stop on SIGINT/SIGTERM, and
+the Kafka consumer loop (dead-letter topic for poison records, retry for transient failures)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import errors as kafka_errors
+from redis import exceptions as redis_exc
+
+from nexuscart import events
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -30,3 +40,167 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+# --- the consumer loop every service uses ---------------------------------------------------
+
+Handler = Callable[[list[events.Envelope]], Awaitable[None]]
+
+# SQLSTATE classes worth retrying: connection (08), transaction rollback (40: serialization
+# failure, deadlock), insufficient resources (53), operator intervention (57: shutdown,
+# statement timeout, cannot connect now); and lock_not_available.
+_TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "40", "53", "57"})
+_TRANSIENT_SQLSTATES: Final = frozenset({"55P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the same work later may succeed (a dependency hiccup), False when
+    the work itself is at fault (bad data, a constraint, a bug) and will fail again."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True  # refused/reset connections, timeouts, a pool connection closed under us
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state in _TRANSIENT_SQLSTATES
+    if isinstance(exc, redis_exc.ConnectionError | redis_exc.TimeoutError):
+        return True
+    if isinstance(exc, kafka_errors.KafkaError):
+        return bool(exc.retriable) or isinstance(
+            exc, kafka_errors.KafkaConnectionError | kafka_errors.KafkaTimeoutError
+        )
+    return False
+
+
+class ConsumerLoop:
+    """Kafka records -> ``handle(envelopes)``, at least once, never skipping, never wedging.
+
+    * A record that does not decode, or whose event fails for good, is published unchanged to
+      the topic's dead-letter topic (headers: source topic/partition/offset, consumer, error),
+      counted in ``dead_lettered`` and logged; the loop goes on.
+    * A transient failure (see ``is_transient``) retries the same events with capped
+      exponential backoff, without committing, for as long as it takes (or until ``stop``).
+    * A batch that fails for good is split in halves, recursively, so only the poison events
+      go to the dead-letter topic; halves keep the batch order, so each user's events are
+      still applied in order. ``handle`` must therefore be idempotent (an inbox), since a
+      half may be re-applied.
+    * Offsets are committed only after the writes and the dead-letter publishes succeeded.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        handle: Handler,
+        *,
+        max_records: int = 2000,
+        backoff_s: float = 0.05,
+        max_backoff_s: float = 5.0,
+    ):
+        self.name = name
+        self.consumer = consumer
+        self.producer = producer
+        self.handle = handle
+        self.max_records = max_records
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.log = logging.getLogger(f"nexuscart.{name}")
+        # counters (a service reads them for its metrics; the log line carries them too)
+        self.dead_lettered = 0
+        self.retries = 0
+        self.records = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=250, max_records=self.max_records)
+            if batches and await self.process(
+                [rec for recs in batches.values() for rec in recs], stop
+            ):
+                await self._commit()
+
+    async def process(
+        self, records: Sequence[ConsumerRecord[Any, Any]], stop: asyncio.Event
+    ) -> bool:
+        """Apply or dead-letter every record; False when ``stop`` interrupted (no commit)."""
+        good: list[tuple[ConsumerRecord[Any, Any], events.Envelope]] = []
+        for rec in records:
+            try:
+                good.append((rec, events.decode(rec.value)))
+            except (msgspec.DecodeError, TypeError) as exc:  # TypeError: a null value
+                if not await self._dead_letter(rec, exc, stop):
+                    return False
+        self.records += len(records)
+        return await self._apply(good, stop)
+
+    async def _apply(
+        self, pairs: list[tuple[ConsumerRecord[Any, Any], events.Envelope]], stop: asyncio.Event
+    ) -> bool:
+        if not pairs:
+            return True
+        delay = self.backoff_s
+        while True:
+            try:
+                await self.handle([env for _, env in pairs])
+                return True
+            except Exception as exc:
+                if not is_transient(exc):
+                    if len(pairs) == 1:
+                        return await self._dead_letter(pairs[0][0], exc, stop)
+                    mid = len(pairs) // 2
+                    return await self._apply(pairs[:mid], stop) and await self._apply(
+                        pairs[mid:], stop
+                    )
+                self.retries += 1
+                self.log.warning(
+                    "%s: transient failure on %d events, retrying in %.2fs: %r",
+                    self.name, len(pairs), delay, exc,
+                )  # fmt: skip
+            if not await self._backoff(stop, delay):
+                return False
+            delay = min(delay * 2, self.max_backoff_s)
+
+    async def _dead_letter(
+        self, rec: ConsumerRecord[Any, Any], error: BaseException, stop: asyncio.Event
+    ) -> bool:
+        topic = events.dead_letter_topic(rec.topic)
+        headers = [
+            *(rec.headers or ()),
+            ("dlq.source.topic", rec.topic.encode()),
+            ("dlq.source.partition", str(rec.partition).encode()),
+            ("dlq.source.offset", str(rec.offset).encode()),
+            ("dlq.consumer", self.name.encode()),
+            ("dlq.error", f"{type(error).__name__}: {error}"[:2000].encode()),
+        ]
+        delay = self.backoff_s
+        while True:
+            try:
+                # send_and_wait: the offset is committed only once the broker has it
+                await self.producer.send_and_wait(
+                    topic, value=rec.value, key=rec.key, headers=headers
+                )
+                break
+            except Exception as exc:
+                self.retries += 1
+                self.log.warning("%s: dead-letter publish to %s failed: %r", self.name, topic, exc)
+            if not await self._backoff(stop, delay):
+                return False
+            delay = min(delay * 2, self.max_backoff_s)
+        self.dead_lettered += 1
+        self.log.error(
+            "%s: dead-lettered %s:%d:%d to %s (%s: %s); dead_lettered_total=%d",
+            self.name, rec.topic, rec.partition, rec.offset, topic,
+            type(error).__name__, error, self.dead_lettered,
+        )  # fmt: skip
+        return True
+
+    async def _backoff(self, stop: asyncio.Event, seconds: float) -> bool:
+        await sleep_or_stop(stop, seconds)
+        return not stop.is_set()
+
+    async def _commit(self) -> None:
+        try:
+            await self.consumer.commit()
+        except kafka_errors.KafkaError as exc:
+            # a rebalance (or a broker hiccup) took the partitions: the new owner gets the
+            # uncommitted records again and the handlers' inboxes drop the repeats
+            self.log.warning("%s: offset commit failed, records will be redelivered: %r",
+                             self.name, exc)  # fmt: skip

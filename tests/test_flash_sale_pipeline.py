@@ -15,7 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from nexuscart import config, devstack, events
+from devtools import devstack
+from nexuscart import config, events
 from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.domain.flash_sale import Outcome
@@ -63,7 +64,7 @@ class Service:
 
 @pytest.fixture
 def services(stack: devstack.Stack, migrated: None) -> Iterator[dict[str, Service]]:
-    svcs = {n: Service(n, stack.workdir) for n in ("outbox_relay", "orders")}
+    svcs = {n: Service(n, stack.workdir) for n in ("outbox_relay", "orders", "inventory")}
     for s in svcs.values():
         s.start()
     yield svcs

@@ -20,6 +20,17 @@ import msgspec
 
 ORDERS_TOPIC: Final = "orders.v1"
 PAYMENTS_TOPIC: Final = "payments.v1"
+# Records a consumer cannot apply (undecodable, or failing for good) go, unchanged, to the
+# dead-letter topic of their topic, with headers naming their source and the error.
+DLQ_SUFFIX: Final = ".dlq"
+
+
+def dead_letter_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+ORDERS_DLQ: Final = dead_letter_topic(ORDERS_TOPIC)
+PAYMENTS_DLQ: Final = dead_letter_topic(PAYMENTS_TOPIC)
 
 
 class StockReserved(msgspec.Struct, frozen=True, tag="StockReserved"):

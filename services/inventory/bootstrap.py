@@ -1,4 +1,5 @@
-"""Composition root of the inventory service: the hold expirer, and the reconcile command."""
+"""Composition root of the inventory service: the hold expirer, the payments consumer that
+confirms paid holds, and the reconcile command."""
 
 from __future__ import annotations
 
@@ -7,16 +8,56 @@ import logging
 import sys
 
 import msgspec
+from aiokafka import AIOKafkaConsumer
 from redis.exceptions import RedisError
 
-from nexuscart import config
-from nexuscart.adapters import postgres, redis_conn
+from nexuscart import config, events
+from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from services.inventory.holds import expire_due, reconcile
-from services.runtime import sleep_or_stop
+from services.inventory.payments import PaymentConfirmer
+from services.runtime import ConsumerLoop, sleep_or_stop
 
 log = logging.getLogger("nexuscart.inventory")
 EXPIRY_INTERVAL_S = 0.25  # holds are released at most this long after they expire
+
+
+async def expire_holds(store: FlashSaleStore, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            n = await expire_due(store)
+            if n:
+                log.info("released %d units from expired holds", n)
+        except (RedisError, OSError):
+            log.warning("redis unavailable; expiry retries")
+        await sleep_or_stop(stop, EXPIRY_INTERVAL_S)
+
+
+async def confirm_payments(
+    settings: config.Settings, store: FlashSaleStore, stop: asyncio.Event
+) -> None:
+    topics = [events.PAYMENTS_TOPIC]
+    await kafka.ensure_topics(
+        settings.kafka.bootstrap, [*topics, *map(events.dead_letter_topic, topics)]
+    )
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id="inventory",
+        client_id=f"{settings.kafka.client_id}-inventory",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    producer = kafka.producer(settings.kafka, "inventory-dlq")  # dead letters only
+    await producer.start()
+    await consumer.start()
+    try:
+        confirmer = PaymentConfirmer(store)
+        await ConsumerLoop("inventory", consumer, producer, confirmer.handle).run(stop)
+    finally:
+        await consumer.stop()
+        await producer.stop()
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -24,14 +65,9 @@ async def main(stop: asyncio.Event) -> None:
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
     store = FlashSaleStore(client)
     try:
-        while not stop.is_set():
-            try:
-                n = await expire_due(store)
-                if n:
-                    log.info("released %d units from expired holds", n)
-            except (RedisError, OSError):
-                log.warning("redis unavailable; expiry retries")
-            await sleep_or_stop(stop, EXPIRY_INTERVAL_S)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(expire_holds(store, stop))
+            tasks.create_task(confirm_payments(settings, store, stop))
     finally:
         await client.aclose()
 

@@ -2,8 +2,8 @@
 
 1. ``OrdersProjector.handle`` alone: batches of synthetic ``StockReserved`` envelopes (fresh
    users, orders and event ids every round), grouped by shard and written per group.
-2. End to end from Kafka: N events produced to a fresh topic (untimed), then the service's own
-   consumer loop ``services.orders.bootstrap.consume`` runs until all N orders are in
+2. End to end from Kafka: N events produced to a fresh topic (untimed), then the services'
+   consumer loop ``services.runtime.ConsumerLoop`` runs until all N orders are in
    PostgreSQL. Reported both from the consumer's start (group join included) and from its
    first batch (the sustained rate).
 
@@ -22,16 +22,14 @@ from typing import Any, Final
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 import uvloop
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres
-from nexuscart.adapters.flash_sales import FlashSaleStore
-from services.orders.bootstrap import consume
 from services.orders.projector import OrdersProjector
+from services.runtime import ConsumerLoop
 from tests.bench.conftest import Figure, Figures, measure
 
 pytestmark = pytest.mark.benchmark_only
@@ -67,7 +65,6 @@ def reserved_batch(n: int, sale_id: int) -> list[events.Envelope]:
 class Writer:
     runner: asyncio.Runner
     pool: Any
-    redis: aioredis.Redis
     projector: OrdersProjector
 
 
@@ -76,12 +73,10 @@ def writer(settings: config.Settings, migrated: None) -> Iterator[Writer]:
     """A projector on its own uvloop (what services/runtime.py runs), with a real pool."""
     runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     pool = runner.run(postgres.create_pool(settings.postgres, timeout_s=10.0))
-    client = aioredis.Redis.from_url(settings.redis.url)
     try:
-        yield Writer(runner, pool, client, OrdersProjector(pool, FlashSaleStore(client)))
+        yield Writer(runner, pool, OrdersProjector(pool))
     finally:
         runner.run(pool.close())
-        runner.run(client.aclose())
         runner.close()
 
 
@@ -155,10 +150,10 @@ async def _produce(settings: config.Settings, topic: str, envs: list[events.Enve
 
 
 async def _consume_all(
-    settings: config.Settings, topic: str, n: int, pool: Any, client: aioredis.Redis
+    settings: config.Settings, topic: str, n: int, pool: Any
 ) -> tuple[float, float, TimedProjector]:
     """Run the service's consumer loop until n events are applied; (total s, sustained s)."""
-    projector = TimedProjector(pool, FlashSaleStore(client))
+    projector = TimedProjector(pool)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.kafka.bootstrap,
@@ -167,10 +162,13 @@ async def _consume_all(
         auto_offset_reset="earliest",
         isolation_level="read_committed",
     )
+    producer = kafka.producer(settings.kafka, "bench-dlq")  # dead letters (none expected)
     stop = asyncio.Event()
+    await producer.start()
     t0 = time.perf_counter()
     await consumer.start()
-    task = asyncio.create_task(consume(projector, consumer, stop))
+    loop = ConsumerLoop("bench-orders", consumer, producer, projector.handle)
+    task = asyncio.create_task(loop.run(stop))
     try:
         deadline = t0 + 300
         while projector.applied < n:
@@ -185,6 +183,8 @@ async def _consume_all(
         stop.set()
         await task
         await consumer.stop()
+        await producer.stop()
+    assert loop.dead_lettered == 0
     assert projector.first_batch_at is not None
     return done - t0, done - projector.first_batch_at, projector
 
@@ -203,7 +203,7 @@ def test_bench_orders_from_kafka_end_to_end(
 
     def run() -> None:
         total, sustained, projector = writer.runner.run(
-            _consume_all(settings, topic, E2E_EVENTS, writer.pool, writer.redis)
+            _consume_all(settings, topic, E2E_EVENTS, writer.pool)
         )
         result.update(total=total, sustained=sustained, batches=projector.batches)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
+from typing import Final
 
 import asyncpg
 
@@ -29,6 +31,32 @@ def query(name: str) -> str:
     return (
         resources.files("nexuscart.adapters").joinpath("sql", "queries", f"{name}.sql").read_text()
     )
+
+
+_VALUES_ROW: Final = re.compile(r"^VALUES (\(.*\))$", re.MULTILINE)
+_PARAM: Final = re.compile(r"\$(\d+)")
+MAX_PARAMS: Final = 32_767  # the protocol's limit on bind parameters per statement
+
+
+@functools.lru_cache(maxsize=1024)
+def values_query(name: str, rows: int) -> str:
+    """The named query, a one-row ``INSERT ... VALUES (...)`` (its VALUES on a line of its
+    own), with that row repeated ``rows`` times and its parameters renumbered: row ``i``
+    uses ``$(k*i+1)..$(k*i+k)``. One multi-row statement per shard group is what Citus
+    routes to a single shard (an ``INSERT ... SELECT FROM unnest(...)`` is pulled to the
+    coordinator); each file stays a plain one-row statement that runs as it is."""
+    sql = query(name)
+    match = _VALUES_ROW.search(sql)
+    if match is None or rows < 1:
+        raise ValueError(f"{name}.sql has no 'VALUES (...)' line, or rows={rows} < 1")
+    row = match.group(1)
+    width = max(int(n) for n in _PARAM.findall(row))
+    if width * rows > MAX_PARAMS:
+        raise ValueError(f"{rows} rows of {width} parameters exceed {MAX_PARAMS}")
+    expanded = ",\n       ".join(
+        _PARAM.sub(lambda m, base=i * width: f"${int(m.group(1)) + base}", row) for i in range(rows)
+    )
+    return sql[: match.start(1)] + expanded + sql[match.end(1) :]
 
 
 def migration_files() -> list[tuple[int, str, str]]:
