@@ -42,6 +42,7 @@ from nexuscart.domain.flash_sale import (
 )
 from nexuscart.events import EventIds
 from nexuscart.web import (
+    ID_MAX,
     DependencyUnavailable,
     HTTPError,
     Request,
@@ -50,6 +51,7 @@ from nexuscart.web import (
     decode_body,
     json_response,
     path_int,
+    query_int,
 )
 
 log = logging.getLogger("nexuscart.edge.flash_sales")
@@ -150,17 +152,13 @@ class SoldOutWatch:
         # The epoch makes a "sold out" read before a reopen() lose against that reopen.
         epoch = self.gate.epoch(sale_id)
         with contextlib.suppress(RedisError, OSError):
-            seq_before = await self._seq(sale_id)
+            before = (await self.store.stock_states([sale_id]))[0]
             buyers = await self.store.buyers(sale_id)
-            avail = (await self.store.available_many([sale_id]))[0]
-            if avail is not None and avail <= 0:
+            now = (await self.store.stock_states([sale_id]))[0]
+            if before is not None and now is not None and now.available <= 0:
                 self.buyers[sale_id] = frozenset(buyers)
-                self.seq[sale_id] = seq_before
+                self.seq[sale_id] = before.seq
                 self.gate.mark_sold_out(sale_id, epoch)
-
-    async def _seq(self, sale_id: int) -> int:
-        raw = await self.store.client.hget(self.store.keys(sale_id).stock, "seq")
-        return int(raw or 0)
 
     async def run(self) -> None:
         while True:
@@ -173,16 +171,13 @@ class SoldOutWatch:
         ids = self.gate.sold_out_sales()
         if not ids:
             return
-        pipe = self.store.client.pipeline(transaction=False)
-        for sid in ids:
-            pipe.hmget(self.store.keys(sid).stock, ["available", "seq"])
-        rows = await pipe.execute()
-        for sid, (avail, seq) in zip(ids, rows, strict=True):
-            if avail is None or int(avail) > 0:
+        states = await self.store.stock_states(ids)
+        for sid, st in zip(ids, states, strict=True):
+            if st is None or st.available > 0:
                 self.gate.reopen(sid)
                 self.buyers.pop(sid, None)
-            elif int(seq or 0) != self.seq.get(sid):
-                self.seq[sid] = int(seq or 0)
+            elif st.seq != self.seq.get(sid):
+                self.seq[sid] = st.seq
                 self.buyers[sid] = frozenset(await self.store.buyers(sid))
 
 
@@ -265,15 +260,15 @@ def routes(deps: Deps) -> list[Route]:
         finally:
             if acquired:
                 gate.release(sale_id)
-        outcome = res[0]
+        outcome = res.code
         if outcome in (ok, replay):
-            if res[3] == 0:
+            if res.available_after == 0:
                 watch.sold_out_seen(sale_id)
             body = encode(
                 PurchaseAccepted(
-                    hold_id=res[1],
-                    order_id=res[1],
-                    expires_at=dt.datetime.fromtimestamp(res[2] / 1000, dt.UTC),
+                    hold_id=res.order_id,
+                    order_id=res.order_id,
+                    expires_at=dt.datetime.fromtimestamp(res.expires_at_ms / 1000, dt.UTC),
                 )
             )
             headers = (
@@ -288,18 +283,13 @@ def routes(deps: Deps) -> list[Route]:
         raise HTTPError(status, slug, title)
 
     async def sale_view(sale_id: int) -> SaleView:
-        k = store.keys(sale_id)
         try:
-            pipe = deps.redis.pipeline(transaction=False)
-            pipe.hgetall(k.meta)
-            pipe.hmget(k.stock, ["available", "held", "sold"])
-            meta, (avail, held, sold) = await pipe.execute()
+            snap = await store.snapshot(sale_id)
         except (RedisError, OSError) as exc:
             raise DependencyUnavailable("redis") from exc
-        if not meta:
+        if snap is None:
             raise HTTPError(404, "not-found", "No such flash sale")
-        sale = _sale_from_meta(meta)
-        a, h, so = int(avail or 0), int(held or 0), int(sold or 0)
+        sale, a, h, so = snap.sale, snap.available, snap.held, snap.sold
         return SaleView(
             sale_id=sale.sale_id,
             sku=sale.sku,
@@ -419,14 +409,8 @@ def routes(deps: Deps) -> list[Route]:
 
     async def my_orders(req: Request) -> Response:
         user_id = buyer(req)
-        q = req.query_params()
-        try:
-            limit = int(q.get("limit", "20"))
-            cursor = int(q["cursor"]) if "cursor" in q else None
-        except ValueError:
-            raise HTTPError(400, "bad-query", "limit and cursor must be integers") from None
-        if not 1 <= limit <= 100:
-            raise HTTPError(400, "bad-query", "limit must be between 1 and 100")
+        limit = query_int(req, "limit", 20, 1, 100)
+        cursor = query_int(req, "cursor", None, 0, ID_MAX)
         pool = await pg()
         with pg_errors():
             orders = await sales_repo.orders_of_user(pool, user_id, before=cursor, limit=limit + 1)
@@ -444,6 +428,7 @@ def routes(deps: Deps) -> list[Route]:
             responses={201: SaleView, 200: SaleView},
             auth=admin_auth,
             idempotent_key=True,
+            problems=(409,),
             tags=("admin",),
         ),
         Route(
@@ -455,6 +440,7 @@ def routes(deps: Deps) -> list[Route]:
             responses={200: SaleView},
             auth=admin_auth,
             idempotent_key=True,
+            problems=(409,),
             tags=("admin",),
             params=("sale_id",),
         ),
@@ -466,6 +452,7 @@ def routes(deps: Deps) -> list[Route]:
             responses={200: SaleView},
             auth=admin_auth,
             idempotent_key=True,
+            problems=(409,),
             tags=("admin",),
             params=("sale_id",),
         ),
@@ -488,6 +475,7 @@ def routes(deps: Deps) -> list[Route]:
             auth=buyer_auth,
             idempotent_key=True,
             defer_body=True,
+            problems=(409, 429),
             tags=("flash-sales",),
             params=("sale_id",),
         ),
@@ -510,23 +498,16 @@ def routes(deps: Deps) -> list[Route]:
             auth=buyer_auth,
             tags=("orders",),
             query=(
-                ("limit", "page size, 1-100 (default 20)"),
-                ("cursor", "next_cursor of the previous page"),
+                (
+                    "limit",
+                    "page size, 1-100 (default 20)",
+                    {"type": "integer", "minimum": 1, "maximum": 100},
+                ),
+                (
+                    "cursor",
+                    "next_cursor of the previous page",
+                    {"type": "integer", "minimum": 0, "maximum": ID_MAX},
+                ),
             ),
         ),
     ]
-
-
-def _sale_from_meta(meta: dict[bytes, bytes]) -> Sale:
-    return Sale(
-        sale_id=int(meta[b"sale_id"]),
-        sku=meta[b"sku"].decode(),
-        units=int(meta[b"units"]),
-        price_cents=int(meta[b"price"]),
-        currency=meta[b"currency"].decode(),
-        per_user_limit=int(meta[b"limit"]),
-        starts_at_ms=int(meta[b"starts_ms"]),
-        ends_at_ms=int(meta[b"ends_ms"]),
-        hold_ttl_s=int(meta[b"hold_ttl_ms"]) // 1000,
-        ended=meta[b"ended"] == b"1",
-    )

@@ -15,7 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from nexuscart import config, events
-from nexuscart.adapters.flash_sales import FlashSaleStore, StockConflict
+from nexuscart.adapters.flash_sales import FlashSaleStore, PurchaseReply, StockConflict
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.domain.flash_sale import Outcome, Sale
 
@@ -51,7 +51,7 @@ async def outbox(store: FlashSaleStore, sale: Sale) -> list[dict[bytes, bytes]]:
 
 async def buy(
     store: FlashSaleStore, sale: Sale, user: int, qty: int = 1, key: str | None = None
-) -> list[int]:
+) -> PurchaseReply:
     return await store.purchase(
         sale.sale_id,
         user,
@@ -69,7 +69,7 @@ async def test_purchase_holds_units_and_appends_a_decodable_stock_reserved_event
     await store.upsert(sale)
     code, order_id, expires, left = await buy(store, sale, user=42, qty=2)
     assert (code, left) == (Outcome.OK, 3)
-    assert order_id >> 24 == sale.sale_id
+    assert order_id >> 32 == sale.sale_id
     raw = await outbox(store, sale)
     assert len(raw) == 1
     fields = raw[0]
@@ -294,10 +294,35 @@ def test_a_batch_in_one_script_call_decides_as_one_purchase_at_a_time(
                 outbox = await client.xlen(store.keys(sale.sale_id).outbox)
                 assert outbox == sum(1 for r in got if r[0] == Outcome.OK)
                 # order ids differ by sale; compare their sequence numbers and drop expiry
-                answers.append([(r[0], r[1] & 0xFFFFFF, r[3]) for r in got])
+                answers.append([(r[0], r[1] & 0xFFFFFFFF, r[3]) for r in got])
             assert answers[0] == answers[1] == _sequential_model(batch, units, limit=3)
         finally:
             store.close()
             await client.aclose()
 
     asyncio.run(run())
+
+
+async def test_confirm_after_the_hold_expired_answers_gone_even_before_the_expirer_ran(
+    store: FlashSaleStore,
+) -> None:
+    sale = new_sale(units=2, limit=2)
+    await store.upsert(sale)
+    reply = await buy(store, sale, user=31)
+    k = store.keys(sale.sale_id)
+    # the hold's expiry is in the past, and no expirer has released it yet
+    past = int(time.time() * 1000) - 1000
+    await store.client.zadd(k.expiry, {str(reply.order_id): past})
+    iso = "2026-11-23T00:00:00+00:00"
+    assert await store.confirm(sale.sale_id, reply.order_id, str(uuid.uuid4()), iso) == -1
+    assert await store.stock(sale.sale_id) == (1, 1, 0)  # nothing sold
+    kinds = [events.decode(f[b"e"]).type for f in await outbox(store, sale)]
+    assert kinds == ["StockReserved"]
+    # the expirer still releases it, once
+    assert (
+        await store.release(
+            sale.sale_id, reply.order_id, "expired", str(uuid.uuid4()), iso, only_if_due=True
+        )
+        == 1
+    )
+    assert await store.stock(sale.sale_id) == (2, 0, 0)

@@ -6,12 +6,16 @@ import asyncio
 import os
 import signal
 import time
+import uuid
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from nexuscart import config, devstack
+from devtools import devstack
+from nexuscart import config
+from nexuscart.adapters import redis_conn
 from nexuscart.adapters.redis_pipe import RedisPipe, RedisPipeError, ReplyError
 from tests.conftest import EdgeServer
 from tests.test_flash_sale_http import buyer_headers, create_sale
@@ -91,3 +95,26 @@ async def test_the_purchase_connection_authenticates_with_the_url_credentials(
         good.close()
         bad.close()
         await redis_client.acl_deluser("buyer-edge")
+
+
+async def test_a_client_whose_pool_is_exhausted_waits_for_a_connection_instead_of_failing(
+    settings: config.Settings, redis_client: aioredis.Redis
+) -> None:
+    # Regression (issue 8, item 7): the pool raised MaxConnectionsError at once, so a burst
+    # of readiness probes reported Redis down. Two connections, three callers: the third
+    # waits for one to come back.
+    small = redis_conn.connect(config.RedisSettings(url=settings.redis.url, max_connections=2))
+    keys = [f"pool-wait:{uuid.uuid4().hex}" for _ in range(3)]
+    try:
+        waiting = [asyncio.ensure_future(small.blpop([k], timeout=0)) for k in keys]
+        for _ in range(400):  # until two of them block in Redis
+            if int((await redis_client.info("clients"))["blocked_clients"]) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert not any(w.done() for w in waiting)  # the third has no connection to block on
+        for k in keys:
+            await redis_client.rpush(k, "x")
+        got: list[Any] = await asyncio.gather(*waiting)
+        assert sorted(g[0] for g in got) == sorted(k.encode() for k in keys)
+    finally:
+        await small.aclose()

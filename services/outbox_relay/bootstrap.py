@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import os
 
 from nexuscart import config
 from nexuscart.adapters import kafka, redis_conn
-from services.outbox_relay.relay import OutboxRelay
+from nexuscart.adapters.flash_sales import FlashSaleStore
+from services.outbox_relay.relay import OutboxRelay, consumer_name
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -15,7 +16,13 @@ async def main(stop: asyncio.Event) -> None:
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
     producer = kafka.producer(settings.kafka, "relay")
     await producer.start()
-    relay = OutboxRelay(client, producer, consumer=socket.gethostname())
+    relay = OutboxRelay(
+        FlashSaleStore(client),
+        producer,
+        consumer=consumer_name(),
+        # how long an entry may sit with a relay before another one takes it over
+        claim_idle_ms=int(os.environ.get("RELAY_CLAIM_IDLE_MS", "5000")),
+    )
     try:
         await relay.run(stop)
     finally:

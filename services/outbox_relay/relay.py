@@ -1,116 +1,130 @@
 """Outbox relay: moves events from every sale's Redis outbox stream to Kafka, at least once.
 
 An entry leaves its stream (XACK + XDEL) only after Kafka acknowledged it with acks=all, so a
-crash anywhere re-sends, never loses. On start the relay first re-reads what it had been
-given but not acknowledged (its pending list), and takes over entries of a relay that died
-(XAUTOCLAIM after ``claim_idle_ms``). Consumers dedupe by event id.
+crash anywhere re-sends, never loses. Any number of relays can run: each reads new entries
+as its own consumer of one group, and every ``claim_every_s`` each takes over, page by page
+over every stream, the entries another consumer has held unacknowledged for
+``claim_idle_ms`` (a relay that died, or hangs), then deletes consumers that are idle and
+hold nothing. Consumers dedupe by event id, so a slow relay and its successor both sending
+an entry is harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import os
+import socket
+import time
+from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from redis.exceptions import ResponseError
 
-from nexuscart.adapters.flash_sales import STREAMS_INDEX
+from nexuscart.adapters.flash_sales import FlashSaleStore, OutboxEntry
 from nexuscart.events import ORDERS_TOPIC
 
 log = logging.getLogger("nexuscart.relay")
-GROUP = "relay"
+
+
+def consumer_name() -> str:
+    """Unique per process: two relays under one name would share (and hide) each other's
+    pending entries, and a restarted relay must not look like the one that died."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 class OutboxRelay:
     def __init__(
         self,
-        client: aioredis.Redis,
+        store: FlashSaleStore,
         producer: AIOKafkaProducer,
         consumer: str,
         topic: str = ORDERS_TOPIC,
         batch: int = 2000,
         block_ms: int = 200,
-        claim_idle_ms: int = 30_000,
+        claim_idle_ms: int = 5_000,
+        claim_every_s: float = 2.0,
     ):
-        self.client = client
+        self.store = store
         self.producer = producer
         self.consumer = consumer
         self.topic = topic
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
+        self.claim_every_s = claim_every_s
         self.streams: set[bytes] = set()
         self.relayed = 0
-        self._recovered = False
+        self.claimed = 0
+        self._recovered = True  # a new consumer name has nothing pending
+        self._next_claim = 0.0
 
     async def _refresh_streams(self) -> None:
-        current: set[bytes] = set(await self.client.smembers(STREAMS_INDEX))  # type: ignore[arg-type]
+        current = await self.store.outbox_streams()
         for stream in current - self.streams:
-            try:
-                await self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await self.store.join_outbox(stream)
         self.streams = current
 
     async def run_once(self) -> int:
-        """Relay one batch; return how many entries left the outbox."""
+        """Relay one batch (and, when due, take over stale entries); return how many
+        entries left the outbox."""
         await self._refresh_streams()
         if not self.streams:
             await asyncio.sleep(self.block_ms / 1000)
             return 0
-        entries: Any
+        n = 0
         if not self._recovered:
-            entries = await self._pending_and_claimed()
-            self._recovered = True
-        else:
-            entries = await self.client.xreadgroup(
-                GROUP,
-                self.consumer,
-                dict.fromkeys(self.streams, ">"),
-                count=self.batch,
-                block=self.block_ms,
-            )
-        return await self._publish(entries or [])
+            n += await self._own_pending()
+        if time.monotonic() >= self._next_claim:
+            n += await self.take_over()
+            self._next_claim = time.monotonic() + self.claim_every_s
+        entries = await self.store.read_outbox(
+            self.consumer, self.streams, self.batch, block_ms=self.block_ms
+        )
+        return n + await self._publish(entries)
 
-    async def _pending_and_claimed(self) -> list[Any]:
-        out: list[Any] = []
-        for stream in self.streams:
-            mine = await self.client.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=100_000)
-            out.extend(mine or [])
-            claimed = await self.client.xautoclaim(
-                stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=100_000
-            )
-            if claimed[1]:
-                out.append([stream, claimed[1]])
-        return out
+    async def _own_pending(self) -> int:
+        """Re-send what this relay was given but did not acknowledge (after a failed batch)."""
+        n = 0
+        while entries := await self.store.read_outbox(
+            self.consumer, self.streams, self.batch, own_pending=True
+        ):
+            n += await self._publish(entries)
+        self._recovered = True
+        return n
 
-    async def _publish(self, entries: list[Any]) -> int:
-        sends = []
-        acks: dict[bytes, list[bytes]] = {}
-        for stream, items in entries:
-            for entry_id, fields in items:
-                if not fields:  # deleted meanwhile (already relayed by another relay)
-                    acks.setdefault(stream, []).append(entry_id)
-                    continue
-                sends.append(
-                    await self.producer.send(self.topic, value=fields[b"e"], key=fields[b"k"])
-                )
-                acks.setdefault(stream, []).append(entry_id)
+    async def take_over(self) -> int:
+        """Claim every entry held too long by another consumer, on every stream, every page;
+        then delete the consumers that hold nothing and have been idle as long."""
+        n = 0
+        for stream in sorted(self.streams):
+            async for page in self.store.claim_outbox(
+                self.consumer, stream, self.claim_idle_ms, self.batch
+            ):
+                self.claimed += len(page)
+                n += await self._publish(page)
+            for c in await self.store.outbox_consumers(stream):
+                if (
+                    c.name != self.consumer
+                    and c.pending == 0
+                    and c.idle_ms >= self.claim_idle_ms
+                    and await self.store.drop_outbox_consumer(stream, c.name)
+                ):
+                    log.info("dropped idle consumer %s of %r", c.name, stream)
+        if n:
+            log.info("took over %d outbox entries", n)
+        return n
+
+    async def _publish(self, entries: Sequence[OutboxEntry]) -> int:
+        sends = [
+            await self.producer.send(self.topic, value=e.value, key=e.key)
+            for e in entries
+            if e.value is not None  # deleted meanwhile: relayed already, only acknowledge
+        ]
         if sends:
             await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)
-        if not acks:
-            return 0
-        pipe = self.client.pipeline(transaction=False)
-        for stream, ids in acks.items():
-            pipe.xack(stream, GROUP, *ids)
-            pipe.xdel(stream, *ids)
-        await pipe.execute()
-        n = sum(len(v) for v in acks.values())
-        self.relayed += n
-        return n
+        await self.store.ack_outbox(entries)
+        self.relayed += len(entries)
+        return len(entries)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

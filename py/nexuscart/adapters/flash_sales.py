@@ -1,31 +1,36 @@
 """Flash-sale state in Redis: stock, holds, buyers, outbox streams, via the lua/fs_*.lua scripts.
 
-Every key of one sale shares the hash tag ``{fs:<id>}``, so each script touches one Redis
-Cluster slot. Purchases from one event-loop tick are coalesced: one EVALSHA per sale decides
-the whole batch, and the batches of all sales share one pipelined round trip. One round trip
-per request is what caps a worker (DESIGN §6); one script call per purchase is what then
-caps Redis.
+This module is the one owner of the Redis layout: key names, hash fields, stream fields and
+script reply shapes live here (and in lua/); everyone else uses the typed methods of
+``FlashSaleStore``. Every key of one sale shares the hash tag ``{fs:<id>}``, so each script
+touches one Redis Cluster slot. Purchases from one event-loop tick are coalesced: one EVALSHA
+per sale decides the whole batch, and the batches of all sales share one pipelined round
+trip. One round trip per request is what caps a worker (DESIGN §6); one script call per
+purchase is what then caps Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Final, NamedTuple
 
+import msgspec
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
 from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError
-from nexuscart.domain.flash_sale import Sale
+from nexuscart.domain.flash_sale import MAX_SALE_ID, Sale
 
 STREAMS_INDEX: Final = b"fs:streams"  # set of every sale's outbox stream key
 SALES_INDEX: Final = b"fs:sales"  # set of every sale id known to Redis
+OUTBOX_GROUP: Final = "relay"  # the consumer group every relay reads the outboxes in
 
 PURCHASE: Final = Script("fs_purchase")
 RELEASE: Final = Script("fs_release")
 CONFIRM: Final = Script("fs_confirm")
 UPSERT: Final = Script("fs_upsert")
+DROP_CONSUMER: Final = Script("outbox_drop_consumer")
 
 
 class SaleKeys:
@@ -55,19 +60,91 @@ class StockConflict(Exception):
     """Units cannot go below what is already held or sold."""
 
 
+class PurchaseReply(NamedTuple):
+    """fs_purchase.lua's answer to one purchase. ``code`` is a domain ``Outcome`` value;
+    ``order_id`` and ``expires_at_ms`` are set for OK and REPLAY; ``available_after`` is the
+    units left after this purchase (-1 on REPLAY: not looked up)."""
+
+    code: int
+    order_id: int
+    expires_at_ms: int
+    available_after: int
+
+
+class StockState(NamedTuple):
+    """What the sold-out watch needs: units left, and the purchase sequence (it moves on
+    every successful purchase, so a changed ``seq`` means new buyers)."""
+
+    available: int
+    seq: int
+
+
+class SaleSnapshot(msgspec.Struct, frozen=True):
+    """A sale as Redis has it, read in one round trip (one MULTI: a consistent view)."""
+
+    sale: Sale
+    available: int
+    held: int
+    sold: int
+    seq: int
+
+
+class OutboxEntry(NamedTuple):
+    """One outbox stream entry: the Kafka message ``key`` and ``value`` (the event's JSON).
+    Both are None when the entry was deleted meanwhile (another relay relayed it): it only
+    needs acknowledging."""
+
+    stream: bytes
+    entry_id: bytes
+    key: bytes | None
+    value: bytes | None
+
+
+class OutboxConsumer(NamedTuple):
+    name: str
+    pending: int
+    idle_ms: int
+
+
+def _meta_to_sale(meta: dict[bytes, bytes]) -> Sale:
+    """The meta hash as fs_upsert.lua writes it."""
+    return Sale(
+        sale_id=int(meta[b"sale_id"]),
+        sku=meta[b"sku"].decode(),
+        units=int(meta[b"units"]),
+        price_cents=int(meta[b"price"]),
+        currency=meta[b"currency"].decode(),
+        per_user_limit=int(meta[b"limit"]),
+        starts_at_ms=int(meta[b"starts_ms"]),
+        ends_at_ms=int(meta[b"ends_ms"]),
+        hold_ttl_s=int(meta[b"hold_ttl_ms"]) // 1000,
+        ended=meta[b"ended"] == b"1",
+    )
+
+
+def _entries(stream: bytes, items: Iterable[Any]) -> list[OutboxEntry]:
+    out = []
+    for entry_id, fields in items:
+        if fields:
+            out.append(OutboxEntry(stream, entry_id, fields[b"k"], fields[b"e"]))
+        else:
+            out.append(OutboxEntry(stream, entry_id, None, None))
+    return out
+
+
 class PurchaseBatcher:
     """Coalesces purchase calls made in one loop tick: one script call per sale, one round trip."""
 
     def __init__(self, pipe: RedisPipe, max_batch: int = 512):
         self.pipe = pipe
         self.max_batch = max_batch
-        self._pending: list[tuple[list[Any], asyncio.Future[list[int]]]] = []
+        self._pending: list[tuple[list[Any], asyncio.Future[PurchaseReply]]] = []
         self._scheduled = False
         self.round_trips = 0
 
-    def submit(self, keys_and_args: list[Any]) -> asyncio.Future[list[int]]:
+    def submit(self, keys_and_args: list[Any]) -> asyncio.Future[PurchaseReply]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[int]] = loop.create_future()
+        fut: asyncio.Future[PurchaseReply] = loop.create_future()
         self._pending.append((keys_and_args, fut))
         if len(self._pending) >= self.max_batch:
             self._flush()
@@ -84,7 +161,7 @@ class PurchaseBatcher:
         task = asyncio.ensure_future(self._run(batch))
         task.add_done_callback(_consume_exception)
 
-    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[list[int]]]]) -> None:
+    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[PurchaseReply]]]) -> None:
         self.round_trips += 1
         try:
             results = await self._execute([kv for kv, _ in batch])
@@ -101,13 +178,14 @@ class PurchaseBatcher:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        make = PurchaseReply._make
         for (_, fut), res in zip(batch, results, strict=True):
             if fut.done():
                 continue
             if isinstance(res, Exception):
                 fut.set_exception(res)
             else:
-                fut.set_result(res)
+                fut.set_result(make(res))
 
     async def _execute(self, calls: list[list[Any]]) -> list[Any]:
         """One EVALSHA per sale for the whole batch; a reply (or error) per call, in order.
@@ -145,7 +223,7 @@ def _consume_exception(task: asyncio.Task[None]) -> None:
 
 class FlashSaleStore:
     """``pipe`` (the lean purchase connection, same Redis as ``client``) is needed only by
-    ``purchase``: the services that expire, confirm and reconcile do without it."""
+    ``purchase``: the services that expire, confirm, relay and reconcile do without it."""
 
     def __init__(
         self, client: aioredis.Redis, pipe: RedisPipe | None = None, idem_ttl_s: int = 86_400
@@ -154,6 +232,10 @@ class FlashSaleStore:
         self.idem_ttl = str(idem_ttl_s).encode()
         self.batcher = PurchaseBatcher(pipe) if pipe is not None else None
         self._keys: dict[int, SaleKeys] = {}
+        self._release = RELEASE.for_client(client)
+        self._confirm = CONFIRM.for_client(client)
+        self._upsert = UPSERT.for_client(client)
+        self._drop_consumer = DROP_CONSUMER.for_client(client)
 
     def close(self) -> None:
         if self.batcher is not None:
@@ -167,7 +249,12 @@ class FlashSaleStore:
             k = self._keys[sale_id] = SaleKeys(sale_id)
         return k
 
+    # -- sales and stock -------------------------------------------------------------------
+
     async def upsert(self, sale: Sale) -> tuple[int, int, int, int]:
+        """Create or update a sale; returns (units, available, held, sold) after the change."""
+        if not 1 <= sale.sale_id <= MAX_SALE_ID:
+            raise ValueError(f"sale id outside 1..{MAX_SALE_ID} (order ids would collide)")
         k = self.keys(sale.sale_id)
         # The indexes first, as plain commands (they live in other cluster slots than the
         # sale): listed but not yet written is harmless (an empty stream, a sale that is not
@@ -176,8 +263,7 @@ class FlashSaleStore:
         index.sadd(SALES_INDEX, sale.sale_id)
         index.sadd(STREAMS_INDEX, k.outbox)
         await index.execute()
-        res = await UPSERT(
-            self.client,
+        res = await self._upsert(
             [k.meta, k.stock],
             [
                 sale.sale_id,
@@ -196,6 +282,68 @@ class FlashSaleStore:
             raise StockConflict(f"units below held + sold ({int(res[2]) + int(res[3])})")
         return int(res[0]), int(res[1]), int(res[2]), int(res[3])
 
+    async def snapshot(self, sale_id: int) -> SaleSnapshot | None:
+        """The sale and its counters in one round trip; None for a sale Redis does not know."""
+        k = self.keys(sale_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(k.meta)
+        pipe.hmget(k.stock, ["available", "held", "sold", "seq"])
+        meta, (avail, held, sold, seq) = await pipe.execute()
+        if not meta:
+            return None
+        return SaleSnapshot(
+            sale=_meta_to_sale(meta),
+            available=int(avail or 0),
+            held=int(held or 0),
+            sold=int(sold or 0),
+            seq=int(seq or 0),
+        )
+
+    async def stock(self, sale_id: int) -> tuple[int, int, int] | None:
+        """(available, held, sold), or None for a sale Redis does not know."""
+        vals = await self.client.hmget(self.keys(sale_id).stock, ["available", "held", "sold"])
+        if vals[0] is None:
+            return None
+        return int(vals[0]), int(vals[1] or 0), int(vals[2] or 0)
+
+    async def stock_states(self, sale_ids: Sequence[int]) -> list[StockState | None]:
+        """Units left and purchase sequence of many sales in one round trip (None: unknown)."""
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sale_ids:
+            pipe.hmget(self.keys(sid).stock, ["available", "seq"])
+        rows = await pipe.execute()
+        return [
+            None if avail is None else StockState(int(avail), int(seq or 0)) for avail, seq in rows
+        ]
+
+    async def buyers(self, sale_id: int) -> set[int]:
+        raw = await self.client.hkeys(self.keys(sale_id).buyers)
+        return {int(x) for x in raw}
+
+    async def sale_ids(self) -> list[int]:
+        raw = await self.client.smembers(SALES_INDEX)
+        return sorted(int(x) for x in raw)
+
+    async def totals(self, sale_id: int) -> dict[str, int]:
+        """Everything conservation needs: units, counters, and sums over holds/sold entries."""
+        k = self.keys(sale_id)
+        pipe = self.client.pipeline(transaction=True)  # one consistent snapshot (MULTI)
+        pipe.hget(k.meta, "units")
+        pipe.hmget(k.stock, ["available", "held", "sold"])
+        pipe.hvals(k.holds)
+        pipe.hvals(k.sold)
+        units, (avail, held, sold), holds, solds = await pipe.execute()
+        return {
+            "units": int(units or 0),
+            "available": int(avail or 0),
+            "held": int(held or 0),
+            "sold": int(sold or 0),
+            "held_entries": sum(int(v.split(b":")[1]) for v in holds),
+            "sold_entries": sum(int(v.split(b":")[1]) for v in solds),
+        }
+
+    # -- purchases and holds ---------------------------------------------------------------
+
     def purchase(
         self,
         sale_id: int,
@@ -204,8 +352,8 @@ class FlashSaleStore:
         idem_key: str,
         event_id: str,
         occurred_at: str,
-    ) -> asyncio.Future[list[int]]:
-        """Returns [code, order_id, expires_at_ms, available_after] (see fs_purchase.lua)."""
+    ) -> asyncio.Future[PurchaseReply]:
+        """Decide one purchase (batched with the others of this loop tick)."""
         if self.batcher is None:
             raise RuntimeError("FlashSaleStore.purchase needs the store built with a RedisPipe")
         k = self.keys(sale_id)
@@ -235,45 +383,18 @@ class FlashSaleStore:
         occurred_at: str,
         only_if_due: bool,
     ) -> int:
+        """Units released (0: no such hold, or not yet due with ``only_if_due``)."""
         k = self.keys(sale_id)
         return int(
-            await RELEASE(
-                self.client,
-                k.base(),
-                [order_id, reason, event_id, occurred_at, "1" if only_if_due else "0"],
+            await self._release(
+                k.base(), [order_id, reason, event_id, occurred_at, "1" if only_if_due else "0"]
             )
         )
 
     async def confirm(self, sale_id: int, order_id: int, event_id: str, occurred_at: str) -> int:
+        """Units sold by this order, or -1 when the hold is gone (released or expired)."""
         k = self.keys(sale_id)
-        return int(
-            await CONFIRM(self.client, [*k.base(), k.sold], [order_id, event_id, occurred_at])
-        )
-
-    async def stock(self, sale_id: int) -> tuple[int, int, int] | None:
-        vals = await self.client.hmget(
-            self.keys(sale_id).stock,
-            ["available", "held", "sold"],
-        )
-        if vals[0] is None:
-            return None
-        return int(vals[0]), int(vals[1] or 0), int(vals[2] or 0)
-
-    async def available_many(self, sale_ids: Sequence[int]) -> list[int | None]:
-        """Available units of many sales in one round trip (sold-out refresh)."""
-        pipe = self.client.pipeline(transaction=False)
-        for sid in sale_ids:
-            pipe.hget(self.keys(sid).stock, "available")
-        out = await pipe.execute()
-        return [None if v is None else int(v) for v in out]
-
-    async def buyers(self, sale_id: int) -> set[int]:
-        raw = await self.client.hkeys(self.keys(sale_id).buyers)
-        return {int(x) for x in raw}
-
-    async def sale_ids(self) -> list[int]:
-        raw = await self.client.smembers(SALES_INDEX)
-        return sorted(int(x) for x in raw)
+        return int(await self._confirm([*k.base(), k.sold], [order_id, event_id, occurred_at]))
 
     async def due_holds(self, sale_id: int, now_ms: int, limit: int = 500) -> list[int]:
         raw: list[bytes] = await self.client.zrangebyscore(  # type: ignore[assignment]
@@ -281,20 +402,83 @@ class FlashSaleStore:
         )
         return [int(x) for x in raw]
 
-    async def totals(self, sale_id: int) -> dict[str, int]:
-        """Everything conservation needs: units, counters, and sums over holds/sold entries."""
-        k = self.keys(sale_id)
-        pipe = self.client.pipeline(transaction=True)  # one consistent snapshot (MULTI)
-        pipe.hget(k.meta, "units")
-        pipe.hmget(k.stock, ["available", "held", "sold"])
-        pipe.hvals(k.holds)
-        pipe.hvals(k.sold)
-        units, (avail, held, sold), holds, solds = await pipe.execute()
-        return {
-            "units": int(units or 0),
-            "available": int(avail or 0),
-            "held": int(held or 0),
-            "sold": int(sold or 0),
-            "held_entries": sum(int(v.split(b":")[1]) for v in holds),
-            "sold_entries": sum(int(v.split(b":")[1]) for v in solds),
-        }
+    # -- the outbox (read by services/outbox_relay through the OUTBOX_GROUP group) ----------
+
+    async def outbox_streams(self) -> set[bytes]:
+        """Every sale's outbox stream; each joins the relay group on first sight."""
+        return set(await self.client.smembers(STREAMS_INDEX))  # type: ignore[arg-type]
+
+    async def join_outbox(self, stream: bytes) -> None:
+        """Create the relay group on ``stream`` (from its first entry); already there is fine."""
+        try:
+            await self.client.xgroup_create(stream, OUTBOX_GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_outbox(
+        self,
+        consumer: str,
+        streams: Iterable[bytes],
+        count: int,
+        block_ms: int | None = None,
+        own_pending: bool = False,
+    ) -> list[OutboxEntry]:
+        """New entries for ``consumer`` (waiting up to ``block_ms``), or with ``own_pending``
+        the entries it was given earlier and has not acknowledged."""
+        entries: Any = await self.client.xreadgroup(
+            OUTBOX_GROUP,
+            consumer,
+            dict.fromkeys(streams, "0" if own_pending else ">"),
+            count=count,
+            block=None if own_pending else block_ms,
+        )
+        out: list[OutboxEntry] = []
+        for stream, items in entries or []:
+            out.extend(_entries(stream, items))
+        return out
+
+    async def claim_outbox(
+        self, consumer: str, stream: bytes, min_idle_ms: int, count: int
+    ) -> AsyncIterator[list[OutboxEntry]]:
+        """Takes over, page by page, every entry of ``stream`` that another consumer was
+        given and has not acknowledged for ``min_idle_ms`` (a relay that died or hangs)."""
+        cursor: bytes | str = "0-0"
+        while True:
+            nxt, items, *_ = await self.client.xautoclaim(
+                stream, OUTBOX_GROUP, consumer, min_idle_ms, cursor, count=count
+            )
+            page = _entries(stream, items)
+            if page:
+                yield page
+            if nxt in (b"0-0", "0-0"):
+                return
+            cursor = nxt
+
+    async def ack_outbox(self, entries: Sequence[OutboxEntry]) -> None:
+        """The entries are in Kafka: acknowledge and delete them, in one round trip."""
+        by_stream: dict[bytes, list[bytes]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e.entry_id)
+        if not by_stream:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, OUTBOX_GROUP, *ids)
+            pipe.xdel(stream, *ids)
+        await pipe.execute()
+
+    async def outbox_consumers(self, stream: bytes) -> list[OutboxConsumer]:
+        rows = await self.client.xinfo_consumers(stream, OUTBOX_GROUP)
+        return [
+            OutboxConsumer(
+                name=r["name"].decode() if isinstance(r["name"], bytes) else r["name"],
+                pending=int(r["pending"]),
+                idle_ms=int(r["idle"]),
+            )
+            for r in rows
+        ]
+
+    async def drop_outbox_consumer(self, stream: bytes, consumer: str) -> bool:
+        """Delete ``consumer`` from the group if (checked atomically) it holds no entries."""
+        return bool(await self._drop_consumer([stream], [OUTBOX_GROUP, consumer]))

@@ -1,45 +1,56 @@
-"""Redis connections and named Lua scripts (lua/*.lua, loaded once, called by EVALSHA)."""
+"""Redis connections and named Lua scripts (lua/*.lua, each loaded with the lua/lib.lua
+prelude, called by EVALSHA)."""
 
 from __future__ import annotations
 
+import hashlib
+from functools import cache
 from importlib import resources
-from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.commands.core import AsyncScript
 
 from nexuscart.config import RedisSettings
 
 
 def connect(settings: RedisSettings, timeout_s: float = 2.0) -> aioredis.Redis:
-    """A pooled client whose calls fail within ``timeout_s`` instead of hanging."""
-    return aioredis.Redis.from_url(
+    """A pooled client whose calls fail within ``timeout_s`` instead of hanging.
+
+    When all ``max_connections`` are busy a caller waits up to ``timeout_s`` for one to come
+    back (BlockingConnectionPool) instead of failing at once with MaxConnectionsError: a
+    burst of readiness probes or page views must queue, not report Redis down.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.url,
         max_connections=settings.max_connections,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         health_check_interval=0,
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 
 
-def lua_source(name: str) -> str:
+def _lua(name: str) -> str:
     return resources.files("nexuscart.adapters").joinpath("lua", f"{name}.lua").read_text()
 
 
+@cache
+def lua_source(name: str) -> str:
+    """A script as Redis runs it: the shared helpers of lib.lua, then the script itself."""
+    return _lua("lib") + _lua(name)
+
+
 class Script:
-    """A named Lua script: EVALSHA, falling back to SCRIPT LOAD once after a Redis restart."""
+    """A named Lua script. ``sha`` serves the lean purchase pipe (which does its own NOSCRIPT
+    recovery); ``for_client`` is redis-py's registered script for everything else
+    (EVALSHA, then SCRIPT LOAD once and retry after a Redis restart)."""
 
     def __init__(self, name: str):
         self.name = name
         self.source = lua_source(name)
-        import hashlib
-
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def __call__(self, client: aioredis.Redis, keys: list[Any], args: list[Any]) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+    def for_client(self, client: aioredis.Redis) -> AsyncScript:
+        return client.register_script(self.source)

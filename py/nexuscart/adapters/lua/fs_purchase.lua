@@ -9,13 +9,13 @@
 --   code: 0 ok, 1 sold-out, 2 limit-reached, 3 not-started, 4 ended, 5 not-found,
 --         6 replay of an earlier success (same answer), 7 idempotency key reused with other body,
 --         8 fewer units left than asked
+-- User ids stay decimal strings throughout (they reach 10^18); see lib.lua.
 local n = #KEYS - 6
 local out = {}
 
 local m = redis.call('HMGET', KEYS[1], 'sale_id', 'starts_ms', 'ends_ms', 'ended', 'limit',
                      'price', 'currency', 'sku', 'hold_ttl_ms')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local closed = nil
 if not m[1] then closed = 5
 elseif m[4] == '1' or now >= tonumber(m[3]) then closed = 4
@@ -23,8 +23,12 @@ elseif now < tonumber(m[2]) then closed = 3 end
 
 local s = redis.call('HMGET', KEYS[2], 'available', 'held', 'seq')
 local avail, held, seq = tonumber(s[1] or '0'), tonumber(s[2] or '0'), tonumber(s[3] or '0')
-local limit, sale_id, expires = tonumber(m[5] or '0'), tonumber(m[1] or '0'), 0
-if not closed then expires = now + tonumber(m[9]) end
+local limit, expires, base = tonumber(m[5] or '0'), 0, 0
+local sale_id, price = m[1], m[6]
+if not closed then
+  expires = now + tonumber(m[9])
+  base = tonumber(sale_id) * SEQ_SPAN
+end
 
 local idem = {}    -- idempotency key -> stored answer, including this batch's own
 local bought = {}  -- user id -> units bought, including this batch's own
@@ -42,8 +46,9 @@ for i = 1, n do
     else out[i] = {6, tonumber(order_id), tonumber(exp), -1} end
   elseif closed then
     out[i] = {closed, 0, 0, 0}
-  elseif avail <= 0 or seq + 1 >= 16777216 then
-    -- 24 bits of sequence per sale keep order ids exact in cjson's 14 significant digits
+  elseif avail <= 0 or seq + 1 >= SEQ_SPAN then
+    -- 2^32 - 1 purchase ids per sale; each needs a unit, and units (< 2^24) only come back
+    -- by releases, so reaching the end takes billions of purchases and releases
     out[i] = {1, 0, 0, 0}
   elseif avail < qty then
     out[i] = {8, 0, 0, avail}
@@ -59,19 +64,18 @@ for i = 1, n do
       held = held + qty
       bought[user_id] = have + qty
       -- order ids are unique across sales: sale id in the high bits, the sequence below
-      local order_id = sale_id * 16777216 + seq
-      hold_fields[#hold_fields + 1] = order_id
+      local order_id = base + seq
+      local oid = int(order_id)
+      hold_fields[#hold_fields + 1] = oid
       hold_fields[#hold_fields + 1] = user_id .. ':' .. qty
       expiry_args[#expiry_args + 1] = expires
-      expiry_args[#expiry_args + 1] = order_id
+      expiry_args[#expiry_args + 1] = oid
       buyer_args[#buyer_args + 1] = user_id
-      events[#events + 1] = {user_id, cjson.encode({
-        id = ARGV[b + 3], type = 'StockReserved', version = 1, occurred_at = ARGV[b + 4],
-        key = user_id,
-        data = {type = 'StockReserved', order_id = order_id, sale_id = sale_id,
-                user_id = tonumber(user_id), sku = m[8], quantity = qty,
-                unit_price_cents = tonumber(m[6]), currency = m[7], expires_at_ms = expires}})}
-      local answer = qty .. ':' .. order_id .. ':' .. expires
+      events[#events + 1] = {user_id, event_json('StockReserved', ARGV[b + 3], ARGV[b + 4],
+        user_id, {'order_id', oid, 'sale_id', int(sale_id), 'user_id', int(user_id),
+                  'sku', str(m[8]), 'quantity', int(qty), 'unit_price_cents', int(price),
+                  'currency', str(m[7]), 'expires_at_ms', int(expires)})}
+      local answer = qty .. ':' .. oid .. ':' .. int(expires)
       idem[key] = answer
       idem_sets[#idem_sets + 1] = {key, answer}
       out[i] = {0, order_id, expires, avail}
@@ -80,7 +84,7 @@ for i = 1, n do
 end
 
 if #events > 0 then
-  redis.call('HSET', KEYS[2], 'available', avail, 'held', held, 'seq', seq)
+  redis.call('HSET', KEYS[2], 'available', avail, 'held', held, 'seq', int(seq))
   redis.call('HSET', KEYS[4], unpack(hold_fields))
   redis.call('ZADD', KEYS[5], unpack(expiry_args))
   local totals, seen = {}, {}
@@ -92,7 +96,7 @@ if #events > 0 then
     end
   end
   redis.call('HSET', KEYS[3], unpack(totals))
-  for _, e in ipairs(events) do redis.call('XADD', KEYS[6], '*', 'k', e[1], 'e', e[2]) end
+  for _, e in ipairs(events) do outbox_append(KEYS[6], e[1], e[2]) end
   local ttl = tonumber(ARGV[1])
   for _, kv in ipairs(idem_sets) do redis.call('SET', kv[1], kv[2], 'EX', ttl) end
 end

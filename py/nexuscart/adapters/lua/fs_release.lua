@@ -9,9 +9,7 @@ local hold = redis.call('HGET', KEYS[4], order_id)
 if not hold then return 0 end
 if ARGV[5] == '1' then
   local due = redis.call('ZSCORE', KEYS[5], order_id)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if due and tonumber(due) > now then return 0 end
+  if due and tonumber(due) > now_ms() then return 0 end
 end
 local user_id, qty = string.match(hold, '^(%d+):(%d+)$')
 qty = tonumber(qty)
@@ -20,10 +18,8 @@ redis.call('ZREM', KEYS[5], order_id)
 redis.call('HINCRBY', KEYS[2], 'available', qty)
 redis.call('HINCRBY', KEYS[2], 'held', -qty)
 if redis.call('HINCRBY', KEYS[3], user_id, -qty) <= 0 then redis.call('HDEL', KEYS[3], user_id) end
-local sale_id = tonumber(redis.call('HGET', KEYS[1], 'sale_id'))
-local event = cjson.encode({
-  id = ARGV[3], type = 'StockReleased', version = 1, occurred_at = ARGV[4], key = user_id,
-  data = {type = 'StockReleased', order_id = tonumber(order_id), sale_id = sale_id,
-          user_id = tonumber(user_id), quantity = qty, reason = ARGV[2]}})
-redis.call('XADD', KEYS[6], '*', 'k', user_id, 'e', event)
+local sale_id = redis.call('HGET', KEYS[1], 'sale_id')
+outbox_append(KEYS[6], user_id, event_json('StockReleased', ARGV[3], ARGV[4], user_id,
+  {'order_id', int(order_id), 'sale_id', int(sale_id), 'user_id', int(user_id),
+   'quantity', int(qty), 'reason', str(ARGV[2])}))
 return qty
