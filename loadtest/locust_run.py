@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from devtools import devstack
 from loadtest.storm import EDGE_ENV, create_sale, migrate
-from nexuscart import config, devstack
+from nexuscart import config
 
 ROOT = Path(__file__).resolve().parent.parent
 

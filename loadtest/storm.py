@@ -31,7 +31,8 @@ from typing import Any
 
 import redis
 
-from nexuscart import auth, config, devstack
+from devtools import devstack
+from nexuscart import auth, config
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "loadtest"

@@ -4,25 +4,28 @@
 ``scripts/server`` runs ``scripts/bootstrap`` and then this file, which:
 
 1. starts the local stack (Redis, PostgreSQL, Kafka, stripe-mock) through
-   ``nexuscart.devstack`` for every part whose URL is not already in the environment,
-2. fills in the dev secrets that are not set (``config.dev_defaults()``),
-3. runs the PostgreSQL migrations and, when a seed module exists, loads the demo data,
+   ``devtools.devstack`` for every part whose URL is not already in the environment,
+2. fills in NEXUSCART_ENV=dev and the dev secrets that are not set (``config.dev_defaults()``)
+   and writes the resulting settings to ``<workdir>/server.env`` (mode 600), where
+   ``scripts/reconcile`` and other scripts find them while the server runs,
+3. runs the PostgreSQL migrations and loads the demo data (``devtools.seed``),
 4. starts the edge under Granian and one process per ``services/<name>/__main__.py``,
-5. prints the URL and how long it took until ``/readyz`` answered 200, then supervises:
-   Ctrl-C, SIGTERM, SIGHUP, or any child dying stops the children first, then the stack.
+5. prints the URL and how long it took until ``/readyz`` answered 200, then supervises: an
+   edge or service that dies is restarted with capped exponential backoff (one log line
+   each); Ctrl-C, SIGTERM, SIGHUP, a stack server dying, or a crash loop (``--crash-limit``
+   exits of one child within ``--crash-window`` seconds) stops the children, then the stack.
 
-Every child runs in its own process group so that stopping it reaches its own children
-(Granian workers, a service's helpers) too. Only the standard library is imported at the
-top, so ``--help`` and the bootstrap step work before the venv exists.
+Every child runs in its own process group (``devtools.proc``) so that stopping it reaches its
+own children (Granian workers, a service's helpers) too. Only the standard library is
+imported at the top, so ``--help`` and the bootstrap step work before the venv exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import importlib
 import importlib.util
@@ -40,11 +43,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from devtools.devstack import Stack
+    from devtools.proc import Process
     from nexuscart.config import Settings
-    from nexuscart.devstack import Stack
 
 T0 = time.time()  # "time to ready" counts from here unless scripts/server passes --started-at
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +71,7 @@ PREREQ_PART = {
 
 
 def _ensure_importable() -> None:
-    """Make ``nexuscart`` (py/) and ``edge``/``services`` (repo root) importable here."""
+    """Make ``nexuscart`` (py/) and ``devtools``/``edge``/``services`` (repo root) importable."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     if importlib.util.find_spec("nexuscart") is None:
@@ -117,93 +121,58 @@ class Console:
         self.line("server", text.encode())
 
 
-# --- children --------------------------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-_libc_name = ctypes.util.find_library("c")
-_prctl: Any = (
-    getattr(ctypes.CDLL(_libc_name, use_errno=True), "prctl", None) if _libc_name else None
-)
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: if this supervisor is SIGKILLed (no chance to clean up), the kernel sends
-    the child SIGTERM, so edge and services never outlive it. The next run sweeps up the
-    stack servers (see sweep_orphans). Resolved before fork: nothing here takes a lock."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+# --- children ---------------------------------------------------------------------------------
 
 
 @dataclass
 class Child:
-    """One supervised process (edge or a service) and the thread copying its output."""
+    """One supervised edge or service: its command, its current process, when it died."""
 
     name: str
-    proc: subprocess.Popen[bytes]
-    pump: threading.Thread
+    argv: list[str]
+    env: dict[str, str]
+    process: Process
+    deaths: collections.deque[float] = field(default_factory=collections.deque)
+    restart_at: float | None = None  # monotonic time of the next start, while it is down
 
     @property
     def pgid(self) -> int:
-        return self.proc.pid  # start_new_session: the child leads its own process group
+        return self.process.pgid  # the child leads its own process group
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], console: Console) -> Child:
-    proc = subprocess.Popen(
+def _start(name: str, argv: list[str], env: dict[str, str], console: Console) -> Process:
+    from devtools.proc import Process
+
+    process = Process(
+        name,
         argv,
         cwd=ROOT,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
-        preexec_fn=_die_with_parent,  # only a prctl, resolved before fork: fork-safe
-    )
-    out = proc.stdout
-    assert out is not None
+        on_line=lambda raw: console.line(name, raw),
+        # if this supervisor is SIGKILLed, the kernel TERMs the child: edge and services never
+        # outlive it; the next run sweeps up the stack servers (see sweep_orphans)
+        die_with_parent=True,
+    ).start()
+    console.say(f"started {name} (pid {process.pid}, process group {process.pgid})")
+    return process
 
-    def pump() -> None:
-        for raw in iter(out.readline, b""):
-            console.line(name, raw)
-        out.close()
 
-    thread = threading.Thread(target=pump, name=f"pump-{name}", daemon=True)
-    thread.start()
-    console.say(f"started {name} (pid {proc.pid}, process group {proc.pid})")
-    return Child(name, proc, thread)
+def spawn(name: str, argv: list[str], env: dict[str, str], console: Console) -> Child:
+    return Child(name, argv, env, _start(name, argv, env, console))
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # a member changed user (postgres); it still exists
-    return True
+    from devtools.proc import group_alive
+
+    return group_alive(pgid)
 
 
 def stop_children(children: Sequence[Child], timeout: float, console: Console) -> None:
-    """SIGTERM every group at once (they shut down in parallel), wait until each group is
-    empty, SIGKILL what is left at the deadline. Waiting for the group, not just the leader,
-    is what guarantees that no worker or helper process survives."""
-    for child in reversed(children):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pgid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    pending = list(children)
-    while pending and time.monotonic() < deadline:
-        for child in list(pending):
-            child.proc.poll()  # reap the leader, or its zombie keeps the group "alive"
-            if child.proc.returncode is not None and not _group_alive(child.pgid):
-                pending.remove(child)
-        time.sleep(0.05)
-    for child in pending:
-        console.say(f"{child.name} did not stop within {timeout:.0f}s: SIGKILL")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pgid, signal.SIGKILL)
-        child.proc.wait()
-    for child in children:
-        child.pump.join(timeout=2)  # let the last log lines through
+    """SIGTERM every group at once, SIGKILL what is left at the deadline (devtools.proc)."""
+    from devtools.proc import stop_all
+
+    for process in stop_all([c.process for c in children], timeout):
+        console.say(f"{process.name} did not stop within {timeout:.0f}s: SIGKILL")
 
 
 # --- the stack directory ---------------------------------------------------------------------
@@ -234,14 +203,15 @@ def _proc_path(pid: str, what: str) -> Path | None:
         return None  # gone, or not ours to inspect
 
 
-def sweep_orphans(workdir: Path, console: Console) -> None:
+def sweep_orphans(workdir: Path, console: Console, pg_home: Path) -> None:
     """Stop stack servers left running in ``workdir`` by a supervisor that was SIGKILLed.
 
     devstack starts every server with its working directory inside the stack dir (Redis and
-    PostgreSQL even chdir into their data dirs), so "one of our server executables, running
-    with its cwd in our stack dir" identifies them without a pid file that a crash could
-    leave stale. We hold the workdir lock, so no live supervisor owns them."""
-    root = workdir.resolve()
+    PostgreSQL even chdir into their data dirs; PostgreSQL's may live in ``pg_home``
+    instead), so "one of our server executables, running with its cwd in our stack dir"
+    identifies them without a pid file that a crash could leave stale. We hold the workdir
+    lock, so no live supervisor owns them."""
+    roots = {workdir.resolve(), pg_home.resolve()}
     victims: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -249,8 +219,8 @@ def sweep_orphans(workdir: Path, console: Console) -> None:
         exe, cwd = _proc_path(entry.name, "exe"), _proc_path(entry.name, "cwd")
         if exe is None or cwd is None:
             continue
-        if exe.name.removesuffix(" (deleted)") in STACK_EXES and (
-            cwd == root or root in cwd.parents
+        if exe.name.removesuffix(" (deleted)") in STACK_EXES and any(
+            cwd == root or root in cwd.parents for root in roots
         ):
             victims.append(int(entry.name))
     if not victims:
@@ -306,12 +276,12 @@ def stop_recorded_children(workdir: Path, console: Console) -> None:
     record.unlink(missing_ok=True)
 
 
-def clear_stale_postmaster_pid(workdir: Path, console: Console) -> None:
+def clear_stale_postmaster_pid(pg_home: Path, console: Console) -> None:
     """PostgreSQL refuses to start while ``postmaster.pid`` names a live process it may signal;
     after a hard kill that pid can be reused (by the postgres of another stack, say). Once
     the sweep ran, no postmaster of ours is alive, so a pid file naming anything but a live
     postgres on this data dir is stale."""
-    pidfile = workdir / "pgdata" / "postmaster.pid"
+    pidfile = pg_home / "pgdata" / "postmaster.pid"
     try:
         pid = pidfile.read_text().split("\n", 1)[0].strip()
     except OSError:
@@ -335,8 +305,22 @@ class Failure(Exception):
     """A step failed; the message is the one line to print."""
 
 
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """The settings this server runs with, for scripts/reconcile and friends: every variable
+    config declares, shell-quoted (``set -a; . <file>`` works). Mode 600: it holds secrets."""
+    import shlex
+
+    from nexuscart.config import ENV_VARS
+
+    lines = [f"{var}={shlex.quote(env[var])}\n" for var, *_ in ENV_VARS if env.get(var)]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.writelines(lines)
+
+
 def missing_prerequisites(parts: Sequence[str]) -> list[str]:
-    from nexuscart import devstack
+    from devtools import devstack
 
     problems = []
     for line in devstack.check_prerequisites():
@@ -361,7 +345,7 @@ async def _migrate(dsn: str) -> list[str]:
 
 
 def find_seed() -> Callable[[Settings], Awaitable[object]] | None:
-    """``async def seed(settings)`` from scripts/seed.py or nexuscart.seed, if either exists."""
+    """``async def seed(settings)`` from scripts/seed.py or devtools.seed, if either exists."""
     module: ModuleType | None = None
     script = ROOT / "scripts" / "seed.py"
     if script.is_file():
@@ -369,8 +353,8 @@ def find_seed() -> Callable[[Settings], Awaitable[object]] | None:
         if spec is not None and spec.loader is not None:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-    elif importlib.util.find_spec("nexuscart.seed") is not None:
-        module = importlib.import_module("nexuscart.seed")
+    elif importlib.util.find_spec("devtools.seed") is not None:
+        module = importlib.import_module("devtools.seed")
     fn = getattr(module, "seed", None)
     if fn is None or not inspect.iscoroutinefunction(fn):
         return None
@@ -428,10 +412,34 @@ class Supervisor:
         raise Shutdown(signal.Signals(signum).name)
 
     def check_alive(self) -> None:
+        """Restart what died (after its backoff); Failure on a crash loop or a dead server."""
+        args, now = self.args, time.monotonic()
         for child in self.children:
-            rc = child.proc.poll()
-            if rc is not None:
-                raise Failure(f"{child.name} exited unexpectedly (code {rc}); stopping everything")
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restart_at = None
+                    child.process = _start(child.name, child.argv, child.env, self.console)
+                    record_children(args.workdir, self.children)
+                continue
+            rc = child.process.poll()
+            if rc is None:
+                continue
+            child.process.kill()  # whatever it left in its group (helpers) goes with it
+            child.deaths.append(now)
+            while now - child.deaths[0] > args.crash_window:
+                child.deaths.popleft()
+            n = len(child.deaths)
+            if n >= args.crash_limit:
+                raise Failure(
+                    f"{child.name} exited {n} times within {args.crash_window:.0f}s "
+                    f"(last code {rc}): crash loop; stopping everything"
+                )
+            delay = min(args.restart_backoff * 2 ** (n - 1), args.restart_backoff_max)
+            child.restart_at = now + delay
+            self.console.say(
+                f"{child.name} exited (code {rc}); restarting in {delay:.1f}s "
+                f"(exit {n} of {args.crash_limit} allowed within {args.crash_window:.0f}s)"
+            )
         for name, server in (self.stack.servers if self.stack else {}).items():
             if not server.running:
                 raise Failure(
@@ -442,6 +450,7 @@ class Supervisor:
         self.stopping = True
         if not self.children and (self.stack is None or not self.stack.servers):
             return  # nothing was started (bad prerequisites, port in use, ...): say nothing
+        (self.args.workdir / "server.env").unlink(missing_ok=True)  # its URLs die with us
         if self.children:
             self.console.say("stopping edge and services")
             stop_children(self.children, self.args.stop_timeout, self.console)
@@ -452,7 +461,8 @@ class Supervisor:
         self.console.say("stopped; nothing left running")
 
     def run(self) -> int:
-        from nexuscart import config, devstack
+        from devtools import devstack
+        from nexuscart import config
 
         args, say = self.args, self.console.say
         started_at: float = args.started_at
@@ -502,15 +512,19 @@ class Supervisor:
         workers: int,
         started_at: float,
     ) -> int:
-        from nexuscart import config, devstack
+        from devtools import devstack
+        from nexuscart import config
 
         say, phases = self.console.say, []
         t = time.time()
         stop_recorded_children(workdir, self.console)
         if parts:
-            sweep_orphans(workdir, self.console)
+            pg_home = devstack.pg_home(workdir) if "postgres" in parts else workdir
+            if pg_home != workdir:
+                say(f"postgres data in {pg_home}: the postgres user cannot reach {workdir}")
+            sweep_orphans(workdir, self.console, pg_home)
             if "postgres" in parts:
-                clear_stale_postmaster_pid(workdir, self.console)
+                clear_stale_postmaster_pid(pg_home, self.console)
             say(f"starting {', '.join(parts)} in {workdir} (logs: {workdir}/*.log)")
             self.stack = devstack.start_stack(workdir=workdir, parts=parts, log=say)
         else:
@@ -529,14 +543,24 @@ class Supervisor:
             EDGE_HOST=host, EDGE_PORT=str(port), EDGE_WORKERS=str(workers), PYTHONUNBUFFERED="1"
         )
         os.environ.update(env)
-        settings = config.load(env)
+        try:
+            settings = config.load(env)
+        except config.ConfigError as exc:
+            raise Failure(str(exc)) from None
+        write_env_file(workdir / "server.env", env)
 
         t = time.time()
-        applied = asyncio.run(_migrate(settings.postgres.dsn))
+        try:
+            applied = asyncio.run(_migrate(settings.postgres.dsn))
+        except Exception as exc:
+            raise Failure(f"migrations failed: {type(exc).__name__}: {exc}") from exc
         say(f"migrations: {', '.join(applied) if applied else 'up to date'}")
         seed = None if self.args.no_seed else find_seed()
         if seed is not None:
-            asyncio.run(_await(seed(settings)))
+            try:
+                asyncio.run(_await(seed(settings)))
+            except Exception as exc:
+                raise Failure(f"demo data failed: {type(exc).__name__}: {exc}") from exc
             say("demo data seeded")
         phases.append(f"migrations{'+seed' if seed else ''} {time.time() - t:.1f}s")
 
@@ -589,6 +613,7 @@ class Supervisor:
                 )
             time.sleep(0.1)
         phases.append(f"edge {time.time() - t:.1f}s")
+        say(f"settings for other scripts: {workdir / 'server.env'} (scripts/reconcile reads it)")
         say(
             f"ready: {url}  (/readyz 200 {time.time() - started_at:.1f}s after start: "
             f"{', '.join(phases)}); Ctrl-C stops everything"
@@ -637,6 +662,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="S",
         help="grace period per child before SIGKILL",
     )
+    p.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="first delay before restarting a dead edge/service; doubles per recent exit",
+    )
+    p.add_argument("--restart-backoff-max", type=float, default=30.0, metavar="S")
+    p.add_argument(
+        "--crash-limit",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop everything when one child exits N times within --crash-window",
+    )
+    p.add_argument("--crash-window", type=float, default=60.0, metavar="S")
     p.add_argument("--started-at", type=float, default=T0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.workdir = args.workdir.absolute()
@@ -689,7 +730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_FAILED
     except Exception as exc:  # a stack part failed etc.: say it plainly, still clean up
         sup.stopping = True
-        console.say(f"error: {type(exc).__name__}: {exc}")
+        from devtools.proc import StartError
+
+        # a StartError's first line names the part and why; its log's tail follows
+        text = str(exc) if isinstance(exc, StartError) else f"{type(exc).__name__}: {exc}"
+        for line in f"error: {text}".splitlines():
+            console.say(line)
         code = EXIT_FAILED
     finally:
         sup.shutdown()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from nexuscart import config, devstack
+from devtools import devstack
+from nexuscart import config
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.redis_pipe import RedisPipe
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nexuscart import devstack
+from devtools import devstack
 
 
 def test_kafka_storage_format_accepts_a_cluster_id_starting_with_a_dash(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from nexuscart import devstack
+from devtools import devstack
 from nexuscart._core import REDIS_SLOT_COUNT, redis_slot, redis_slots
 
 SEED = 0xC1_0575

@@ -11,7 +11,8 @@ import httpx
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
-from nexuscart import config, devstack
+from devtools import devstack
+from nexuscart import config
 from nexuscart.adapters import kafka
 from tests.conftest import EdgeServer
 

@@ -1,9 +1,10 @@
-"""Local stack supervisor: real Redis, PostgreSQL, Kafka (KRaft) and stripe-mock on loopback.
+"""The local stack: real Redis, PostgreSQL, Kafka (KRaft) and stripe-mock on loopback.
 
-Shared by ``scripts/server`` and the pytest fixtures. Every server runs as a child process in
-its own process group on a free 127.0.0.1 port, is probed for real readiness, and is torn down
-on exit. A part whose URL is already in the environment (REDIS_URL, PG_DSN, KAFKA_BOOTSTRAP,
-STRIPE_API_BASE) is not started: the external one is used instead.
+Shared by ``scripts/server``, the pytest fixtures and the load runners. Every server runs
+under ``devtools.proc`` (its own process group) on a free 127.0.0.1 port, is probed for real
+readiness, and is torn down on exit. A part whose URL is already in the environment
+(REDIS_URL, PG_DSN, KAFKA_BOOTSTRAP, STRIPE_API_BASE) is not started: the external one is
+used instead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import atexit
 import base64
 import contextlib
+import hashlib
 import os
 import pwd
 import shutil
@@ -20,21 +22,22 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.proc import Process, StartError, indent, stop_all
+
 KAFKA_VERSION = "3.9.1"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "nexuscart"
 KAFKA_CLASSPATH_FILE = CACHE_DIR / f"kafka-{KAFKA_VERSION}.classpath"
 
 
-class StackError(RuntimeError):
-    """A part of the local stack is missing or did not become ready; the message says which."""
+class StackError(StartError):
+    """A part of the local stack is missing or did not become ready; the first line of the
+    message says which and why."""
 
 
 def free_port() -> int:
@@ -68,29 +71,6 @@ def _missing(what: str, hint: str = "run scripts/bootstrap") -> StackError:
     return StackError(f"{what} not found: {hint}")
 
 
-def _wait_until(
-    probe: Callable[[], bool], what: str, timeout: float, proc: subprocess.Popen[bytes], log: Path
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise StackError(f"{what} exited with code {proc.returncode}; log tail:\n{_tail(log)}")
-        try:
-            if probe():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise StackError(f"{what} not ready after {timeout:.0f}s; log tail:\n{_tail(log)}")
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _tcp_open(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
@@ -98,7 +78,7 @@ def _tcp_open(port: int) -> bool:
 
 @dataclass
 class Server:
-    """One child server: how to start it, how to probe it, and its process."""
+    """One stack server: how to start it and how to probe it; ``devtools.proc`` runs it."""
 
     name: str
     port: int
@@ -108,7 +88,8 @@ class Server:
     timeout: float = 60.0
     env: dict[str, str] | None = None
     run_as: str | None = None
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    cwd: Path | None = None  # default: workdir
+    process: Process | None = field(default=None, repr=False)
 
     @property
     def log(self) -> Path:
@@ -116,61 +97,35 @@ class Server:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        logf = self.log.open("ab")
-        preexec = _drop_privileges(self.run_as) if self.run_as else None
-        self.proc = subprocess.Popen(
+        self.process = Process(
+            self.name,
             self.argv,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.workdir,
+            cwd=self.cwd or self.workdir,
             env={**os.environ, **(self.env or {})},
-            start_new_session=True,  # own process group: we kill the whole group on stop
-            preexec_fn=preexec,
-        )
-        logf.close()
-        _wait_until(self.probe, self.name, self.timeout, self.proc, self.log)
+            log=self.log,
+            user=self.run_as,
+        ).start()
+        self.process.wait_ready(self.probe, self.timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        process, self.process = self.process, None
+        if process is not None:
+            process.stop(timeout)
 
     def kill(self) -> None:
         """Hard stop (SIGKILL), as a crash would."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process is not None and self.process.running
 
-
-def _drop_privileges(user: str) -> Callable[[], None]:
-    pw = pwd.getpwnam(user)
-
-    def preexec() -> None:
-        os.setgid(pw.pw_gid)
-        os.setuid(pw.pw_uid)
-
-    return preexec
-
-
-def _chown_tree(path: Path, user: str) -> None:
-    pw = pwd.getpwnam(user)
-    for p in [path, *path.rglob("*")]:
-        os.chown(p, pw.pw_uid, pw.pw_gid)
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The running process (tests signal it: SIGSTOP, SIGKILL)."""
+        return None if self.process is None else self.process.proc
 
 
 def _pg_user() -> str | None:
@@ -182,6 +137,44 @@ def _pg_user() -> str | None:
     except KeyError as exc:
         raise StackError("running as root but no 'postgres' user: run scripts/bootstrap") from exc
     return "postgres"
+
+
+def _reachable_by(user: str, path: Path) -> bool:
+    """Can ``user`` create files in ``path`` (every parent searchable, path writable)? Asked
+    of the kernel as that user, which beats re-implementing permission bits and ACLs."""
+    probe = path if path.exists() else path.parent
+    return (
+        subprocess.run(
+            ["test", "-w", str(probe), "-a", "-x", str(probe)],
+            user=user,
+            group=pwd.getpwnam(user).pw_gid,
+            extra_groups=[],
+            check=False,
+        ).returncode
+        == 0
+    )
+
+
+def pg_home(workdir: Path) -> Path:
+    """Where PostgreSQL keeps its data and socket for this stack dir. Normally inside it; as
+    root, when the postgres user cannot reach it (a clone in a mode-700 home directory), in
+    the postgres user's home instead, one folder per stack dir so two clones never share."""
+    user = _pg_user()
+    if user is None or _reachable_by(user, workdir):
+        return workdir
+    digest = hashlib.sha256(str(workdir.resolve()).encode()).hexdigest()[:12]
+    home = Path(pwd.getpwnam(user).pw_dir)
+    if not _reachable_by(user, home):
+        home = Path(tempfile.gettempdir())
+    return home / "nexuscart" / f"{workdir.parent.name or 'stack'}-{digest}"
+
+
+def _owned_dir(path: Path, user: str | None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if user:
+        pw = pwd.getpwnam(user)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, pw.pw_uid, pw.pw_gid)
 
 
 # --- the four parts ---------------------------------------------------------------------------
@@ -234,16 +227,17 @@ def postgres_server(workdir: Path, port: int | None = None) -> Server:
         raise _missing("PostgreSQL server (initdb/postgres)")
     port = port or free_port()
     user = _pg_user()
-    data = workdir / "pgdata"
-    sockdir = workdir / "pgsock"
-    sockdir.mkdir(parents=True, exist_ok=True)
-    if user:
-        _chown_tree(sockdir, user)
+    home = pg_home(workdir)
+    if user and home != workdir:
+        # a parent of workdir is closed to the postgres user: initdb would fail there
+        _owned_dir(home.parent, None)
+        os.chmod(home.parent, 0o755)
+    data = home / "pgdata"
+    sockdir = home / "pgsock"
+    _owned_dir(sockdir, user)
     if not (data / "PG_VERSION").exists():
-        data.mkdir(parents=True, exist_ok=True)
-        if user:
-            _chown_tree(data, user)
-        subprocess.run(
+        _owned_dir(data, user)
+        init = subprocess.run(
             [
                 f"{bindir}/initdb",
                 "-D",
@@ -255,10 +249,19 @@ def postgres_server(workdir: Path, port: int | None = None) -> Server:
                 "--locale=C.UTF-8",
                 "--no-sync",
             ],
-            check=True,
             capture_output=True,
-            preexec_fn=_drop_privileges(user) if user else None,
+            text=True,
+            user=user,
+            group=None if user is None else pwd.getpwnam(user).pw_gid,
+            extra_groups=None if user is None else [],
+            check=False,
         )
+        if init.returncode != 0:
+            raise StackError(
+                f"postgres did not start: initdb {data} exited with code {init.returncode}"
+                f"{f' (as user {user})' if user else ''}\n"
+                + indent("\n".join((init.stdout + init.stderr).splitlines()[-15:]))
+            )
     argv = [
         f"{bindir}/postgres",
         "-D",
@@ -293,7 +296,7 @@ def postgres_server(workdir: Path, port: int | None = None) -> Server:
 
         return asyncio.run(q())
 
-    return Server("postgres", port, workdir, argv, probe, timeout=60, run_as=user)
+    return Server("postgres", port, workdir, argv, probe, timeout=60, run_as=user, cwd=data)
 
 
 def kafka_classpath() -> str:
@@ -429,6 +432,7 @@ class GranianServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.gettempdir()) / f"nexuscart-granian-{self.port}.log"
+        self.log.unlink(missing_ok=True)
         cwd = cwd or Path.cwd()
         argv = [
             sys.executable,
@@ -448,39 +452,24 @@ class GranianServer:
             target,
         ]
         pythonpath = os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])
-        with self.log.open("wb") as logf:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env={**os.environ, **env, "PYTHONPATH": pythonpath},
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_ready(ready_path)
+        self.process = Process(
+            "granian",
+            argv,
+            cwd=cwd,
+            env={**os.environ, **env, "PYTHONPATH": pythonpath},
+            log=self.log,
+        ).start()
+        url = f"{self.url}{ready_path}"
 
-    def _wait_ready(self, path: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise StackError(f"granian exited: {_tail(self.log)}")
-            try:
-                with urllib.request.urlopen(f"{self.url}{path}", timeout=0.5) as resp:
-                    if int(resp.status) == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
-        raise StackError(f"granian not ready: {_tail(self.log)}")
+        def probe() -> bool:
+            with urllib.request.urlopen(url, timeout=0.5) as resp:
+                return int(resp.status) == 200
+
+        self.process.wait_ready(probe, 30)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        if self.proc.returncode == 0 or self.proc.returncode == -signal.SIGTERM:
+        killed = self.process.stop(10)
+        if not killed and self.process.poll() in (0, -signal.SIGTERM):
             self.log.unlink(missing_ok=True)  # a clean stop: nothing to look at later
 
 
@@ -497,9 +486,10 @@ class Stack:
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def stop(self) -> None:
-        # reverse start order; Kafka first is fine too, nothing depends on order at shutdown
-        for server in reversed(list(self.servers.values())):
-            server.stop()
+        # all at once: nothing depends on order at shutdown, and Kafka's JVM is the slow one
+        stop_all([s.process for s in self.servers.values() if s.process is not None], 15)
+        for server in self.servers.values():
+            server.process = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -554,8 +544,7 @@ def start_stack(
                 if log:
                     log(f"{name} ready on 127.0.0.1:{to_start[name].port}")
     except BaseException:
-        for s in to_start.values():
-            s.stop()
+        stop_all([s.process for s in to_start.values() if s.process is not None], 15)
         if tmp is not None:
             tmp.cleanup()
         raise
@@ -589,7 +578,7 @@ def check_prerequisites() -> list[str]:
 
 
 def main() -> int:
-    """``python -m nexuscart.devstack``: start the stack, print its env, wait for Ctrl-C."""
+    """``python -m devtools.devstack``: start the stack, print its env, wait for Ctrl-C."""
     problems = check_prerequisites()
     if problems:
         for p in problems:
