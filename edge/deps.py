@@ -3,14 +3,59 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from nexuscart import config
 from nexuscart.adapters import kafka, postgres, redis_conn
+
+PROBE_EVERY_S: Final = 0.5
+STALE_AFTER_S: Final = 1.0  # an older answer says nothing about now: the dependency is down
+
+
+class Probes:
+    """Dependencies probed in the background, one probe at a time per dependency and worker;
+    /readyz answers from the last results without any I/O (a flood of probes costs nothing
+    and cannot exhaust the pools the purchase path uses)."""
+
+    def __init__(self, checks: Mapping[str, Callable[[], Awaitable[object]]], timeout_s: float):
+        self.checks = dict(checks)
+        self.timeout_s = timeout_s
+        self.answers: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, verdict)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._probe(name, check) for name, check in self.checks.items()))
+
+    async def _probe(self, name: str, check: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(check(), self.timeout_s)
+                verdict = "ok"
+            except Exception as exc:  # any failure is "down"; the type names it
+                verdict = f"down: {type(exc).__name__}"
+            self.answers[name] = (time.monotonic(), verdict)
+            await asyncio.sleep(max(0.0, PROBE_EVERY_S - (time.monotonic() - started)))
+
+    def status(self, now: float | None = None) -> dict[str, str]:
+        """Each dependency's verdict; one older than STALE_AFTER_S (a probe hanging, or none
+        yet) is down."""
+        now = time.monotonic() if now is None else now
+        out: dict[str, str] = {}
+        for name in self.checks:
+            answer = self.answers.get(name)
+            if answer is None:
+                out[name] = "down: not probed yet"
+            elif now - answer[0] > STALE_AFTER_S:
+                out[name] = f"down: no answer for {now - answer[0]:.1f} s"
+            else:
+                out[name] = answer[1]
+        return out
 
 
 @dataclass
@@ -21,24 +66,44 @@ class Deps:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _pg_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _kafka: kafka.MetadataProbe | None = field(default=None, repr=False)
+    probes: Probes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        timeout = self.settings.edge.dependency_timeout_s
+        self._kafka = kafka.MetadataProbe(self.settings.kafka.bootstrap, timeout)
+        checks = {
+            "redis": self.check_redis,
+            "postgres": self.check_postgres,
+            "kafka": self._kafka.check,
+        }
+        self.probes = Probes(checks, timeout)
 
     async def start(self) -> None:
         # The pool is created lazily by pg_pool(): the edge must start (and answer /readyz
         # with 503) while PostgreSQL is down.
-        self.tasks = [asyncio.ensure_future(job()) for job in self.background]
+        jobs = [*self.background, self.probes.run]
+        self.tasks = [asyncio.ensure_future(job()) for job in jobs]
 
     async def pg_pool(self) -> asyncpg.Pool:
         if self.pg is None:
-            self.pg = await postgres.create_pool(
-                self.settings.postgres, self.settings.edge.dependency_timeout_s
-            )
+            # concurrent first callers (a burst at start, the readiness probe) share one pool
+            async with self._pg_lock:
+                if self.pg is None:
+                    self.pg = await postgres.create_pool(
+                        self.settings.postgres, self.settings.edge.dependency_timeout_s
+                    )
         return self.pg
 
     async def close(self) -> None:
         for t in self.tasks:
             t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for closer in self.closers:
             closer()
+        if self._kafka is not None:
+            await self._kafka.close()
         await self.redis.aclose()
         if self.pg is not None:
             await self.pg.close()
@@ -50,11 +115,6 @@ class Deps:
         pool = await self.pg_pool()
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
-
-    async def check_kafka(self) -> None:
-        await kafka.metadata_ok(
-            self.settings.kafka.bootstrap, self.settings.edge.dependency_timeout_s
-        )
 
 
 def build(settings: config.Settings | None = None) -> Deps:

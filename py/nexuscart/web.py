@@ -352,7 +352,11 @@ class Route:
     idempotent_key: bool = False  # accepts Idempotency-Key
     tags: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
-    query: tuple[tuple[str, str], ...] = ()  # (name, description) of query parameters
+    # (name, description[, JSON schema]) of query parameters; the schema defaults to string
+    query: tuple[tuple[str, str] | tuple[str, str, dict[str, Any]], ...] = ()
+    # problem statuses the handler itself answers (409, 429, ...); the input checks of the
+    # toolkit (400, 401, 404, 408, 413, 422, 503) are derived from the route's shape
+    problems: tuple[int, ...] = ()
     # The handler reads the body itself (Request.read_body) once it knows it needs it:
     # awaiting a Granian body costs a cross-thread wake-up, which the purchase path skips
     # for the requests the gate rejects in-process.
@@ -751,7 +755,7 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
                 "name": p,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "minimum": 0}
+                "schema": {"type": "integer", "minimum": 0, "maximum": ID_MAX}
                 if p.endswith("_id")
                 else {"type": "string"},
             }
@@ -759,13 +763,13 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
         ]
         parameters += [
             {
-                "name": q,
+                "name": q[0],
                 "in": "query",
                 "required": False,
-                "description": d,
-                "schema": {"type": "string"},
+                "description": q[1],
+                "schema": q[2] if len(q) > 2 else {"type": "string"},
             }
-            for q, d in r.query
+            for q in r.query
         ]
         if r.idempotent_key:
             parameters.append(
@@ -788,6 +792,12 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
                 ct = "text/plain" if typ is str else JSON
                 schema = {"type": "string"} if typ is str else ref[typ]
                 responses[str(status)] = {"description": "ok", "content": {ct: {"schema": schema}}}
+        for status in _problem_statuses(r):
+            if str(status) not in responses:
+                responses[str(status)] = {
+                    "description": _PROBLEMS[status],
+                    "content": {PROBLEM_JSON: {"schema": problem_ref}},
+                }
         responses["default"] = {
             "description": "problem",
             "content": {PROBLEM_JSON: {"schema": problem_ref}},
@@ -810,6 +820,35 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
             },
         },
     }
+
+
+# status -> what it means, with the problem types (docs/api.md has the full table)
+_PROBLEMS: Final = {
+    400: "malformed request: body not JSON or UTF-8, Idempotency-Key, query",
+    401: "missing or invalid credential (unauthorized)",
+    404: "no such resource (not-found)",
+    408: "body not received in time (body-timeout)",
+    409: "refused in the resource's current state",
+    413: "body over MAX_BODY_BYTES (body-too-large)",
+    422: "body failed validation (validation-error, idempotency-key-reused)",
+    429: "rate limited (rate-limited); Retry-After",
+    503: "a dependency is unavailable or the route is busy; Retry-After",
+}
+
+
+def _problem_statuses(r: Route) -> list[int]:
+    has_body = r.request is not None or r.method in ("POST", "PUT", "PATCH")
+    derived = {
+        400: has_body or r.idempotent_key or bool(r.query),
+        401: r.auth is not None,
+        404: bool(r.params),
+        408: has_body,
+        413: has_body,
+        422: r.request is not None,
+        # routes that take input reach Redis or PostgreSQL
+        503: r.auth is not None or bool(r.params) or r.request is not None,
+    }
+    return sorted({s for s, on in derived.items() if on} | set(r.problems))
 
 
 def _op_id(r: Route) -> str:

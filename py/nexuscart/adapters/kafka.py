@@ -39,6 +39,36 @@ async def metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
         await admin.close()
 
 
+class MetadataProbe:
+    """Readiness probe that keeps one admin client across probes (a new client per probe
+    costs a connection and a bootstrap each time); the client is rebuilt after a failure."""
+
+    def __init__(self, bootstrap: str, timeout_s: float):
+        self.bootstrap = bootstrap
+        self.timeout_s = timeout_s
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def check(self) -> None:
+        """A metadata round trip with the broker; raises when it fails."""
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self.bootstrap,
+                    request_timeout_ms=int(self.timeout_s * 1000),
+                )
+                await self._admin.start()
+            await self._admin.list_topics()
+        except BaseException:  # cancelled by the caller's timeout too: start over next time
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+
 async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 6) -> None:
     """Create the topics if missing (a fresh broker; idempotent)."""
     from aiokafka.admin import NewTopic
