@@ -75,11 +75,19 @@ def test_stripe_payment_intent_via_sdk_against_stripe_mock(settings: config.Sett
 def test_readyz_goes_503_when_redis_stops_and_back_to_200(
     stack: devstack.Stack, edge: EdgeServer
 ) -> None:
-    assert httpx.get(f"{edge.url}/readyz", timeout=10).status_code == 200
+    deadline = time.monotonic() + 10  # each worker is ready once its first probes answered
+    while httpx.get(f"{edge.url}/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     redis_server = stack.servers["redis"]
     redis_server.stop()
     try:
+        # /readyz answers from background probes: the failure shows within about a second
+        deadline = time.monotonic() + 10
         resp = httpx.get(f"{edge.url}/readyz", timeout=10)
+        while resp.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            resp = httpx.get(f"{edge.url}/readyz", timeout=10)
         assert resp.status_code == 503
         assert resp.headers["retry-after"] == "1"
         body = resp.json()
