@@ -93,6 +93,7 @@ def make_app(deps: Deps) -> App:
         max_body_bytes=deps.settings.edge.max_body_bytes,
         body_timeout_s=deps.settings.edge.body_timeout_s,
         client_address=ClientAddress(deps.settings.edge.trusted_networks()),
+        guards=flash_sales.guards(deps),
         share_metrics=deps.settings.edge.metrics_dir,
         on_startup=deps.start,
         on_shutdown=deps.close,

@@ -1,4 +1,5 @@
-"""Composition root of the edge process: settings, clients and the gate, built once per worker."""
+"""Composition root of the edge process: settings, clients, the gate, the token verifier and
+the use cases, built once per worker (``build``); the handlers only use what is here."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Final
 import asyncpg
 import redis.asyncio as aioredis
 
-from nexuscart import config
+from nexuscart import _core, config
 from nexuscart.adapters import kafka, postgres, redis_conn
+from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.app.flash_sales import FlashSales
 
 PROBE_EVERY_S: Final = 0.5
 STALE_AFTER_S: Final = 1.0  # an older answer says nothing about now: the dependency is down
@@ -62,6 +66,8 @@ class Probes:
 class Deps:
     settings: config.Settings
     redis: aioredis.Redis
+    verifier: _core.TokenVerifier
+    flash_sales: FlashSales
     pg: asyncpg.Pool | None = None
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
@@ -119,7 +125,33 @@ class Deps:
 
 def build(settings: config.Settings | None = None) -> Deps:
     settings = settings or config.load()
-    return Deps(
-        settings=settings,
-        redis=redis_conn.connect(settings.redis, settings.edge.dependency_timeout_s),
+    s = settings
+    timeout = s.edge.dependency_timeout_s
+    client = redis_conn.connect(s.redis, timeout)
+    gate = _core.Gate(
+        s.gate.user_rate, s.gate.user_burst, s.gate.ip_rate, s.gate.ip_burst, s.gate.max_in_flight
     )
+    # the purchase path's lean pipelined connection; the rest of the store uses the pool
+    store = FlashSaleStore(client, RedisPipe(s.redis.url, timeout))
+
+    async def pg() -> asyncpg.Pool:  # made lazily, once, by Deps (built just below)
+        return await deps.pg_pool()
+
+    flash_sales = FlashSales(
+        store,
+        gate,
+        pg,
+        default_hold_ttl_s=s.sale.hold_ttl_s,
+        sold_out_refresh_s=s.gate.sold_out_refresh_ms / 1000,
+    )
+    deps = Deps(
+        settings=settings,
+        redis=client,
+        verifier=_core.TokenVerifier(
+            s.auth.jwt_secret, s.auth.jwt_issuer, max_ttl_s=s.auth.jwt_max_ttl_s
+        ),
+        flash_sales=flash_sales,
+    )
+    deps.background.append(flash_sales.watch.run)
+    deps.closers.append(store.close)
+    return deps
