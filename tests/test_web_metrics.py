@@ -4,6 +4,8 @@ scrape of any worker counts the requests of every worker (ADR 0006)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from nexuscart.web import Metrics
+from nexuscart.web import Metrics, server_id
 from tests.conftest import EdgeServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -71,6 +73,40 @@ def test_workers_sharing_a_directory_scrape_as_their_sum(tmp_path: Path) -> None
     a.publish()
     a.unpublish()
     assert not (tmp_path / f"{os.getpid()}.metrics").exists()
+
+
+def test_a_previous_servers_leftover_counters_are_not_summed(tmp_path: Path) -> None:
+    # Regression: a worker killed along with its server (SIGKILL, the OOM killer, a
+    # container's PID 1 dying) leaves its file behind, and the next server sharing the
+    # directory (the same METRICS_DIR, or the same parent pid: PID 1 in a container) added
+    # the dead server's counts to its own.
+    old = Metrics()
+    old.share(tmp_path, server="1:1000")
+    for _ in range(5):
+        old.observe("/healthz", 200, 0.001)
+    (tmp_path / "999999.metrics").write_bytes(msgspec.msgpack.encode(old.snapshot()))
+    new, sibling = Metrics(), Metrics()
+    for m in (new, sibling):
+        m.share(tmp_path, server="1:2000")
+    new.observe("/healthz", 200, 0.001)
+    sibling.observe("/healthz", 200, 0.001)
+    (tmp_path / "999998.metrics").write_bytes(msgspec.msgpack.encode(sibling.snapshot()))
+    text = new.render_all().decode()
+    assert _healthz_count(text) == 2
+    assert "nexuscart_worker_snapshots 2.0" in text
+
+
+def test_workers_of_one_server_agree_on_its_id_which_includes_its_start_time() -> None:
+    code = "import os; from nexuscart.web import server_id; print(server_id(os.getppid()))"
+    children = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert children == {server_id(os.getpid())}
+    # the start time tells a later process that reuses the pid (PID 1 in a container) apart
+    assert server_id(os.getpid()).startswith(f"{os.getpid()}:")
 
 
 ROUTES = ("/healthz", "/flash-sales/{sale_id}", "/flash-sales/{sale_id}/purchase", "unmatched")

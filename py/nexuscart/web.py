@@ -370,6 +370,18 @@ class MetricsSnapshot(msgspec.Struct, array_like=True):
     latency: dict[str, list[int]]
     latency_sum: dict[str, float]
     counters: list[tuple[str, str, int]]
+    server: str = ""  # server_id of the worker's Granian server
+
+
+def server_id(pid: int) -> str:
+    """``pid:start time`` of a process: a server's workers (children of one Granian process)
+    agree on their parent's; a later server reusing the pid (PID 1 in a container) differs."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # field 22, starttime; the fields after the command name ("(...)") start at 3
+            return f"{pid}:{int(f.read().rsplit(b')', 1)[1].split()[19])}"
+    except (OSError, IndexError, ValueError):
+        return str(pid)  # no procfs: the pid alone
 
 
 class Metrics:
@@ -378,7 +390,8 @@ class Metrics:
     Granian's workers share one port, so a scrape reaches one of them. With ``shared_dir``,
     each worker publishes its counters there every ``publish_s`` and a scrape answers the sum
     of every worker's (its own live, the others' as last published). A dead worker's file
-    stays, so the sum never goes down while the server runs.
+    stays, so the sum never goes down while the server runs; files another server left (one
+    whose workers were killed with it) carry its ``server_id`` and are skipped.
     """
 
     BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -390,6 +403,7 @@ class Metrics:
         self.counters: dict[tuple[str, str], int] = {}  # (name, rendered labels) -> n
         self.gauges: dict[str, Callable[[], float]] = {}
         self.shared_dir: Path | None = None
+        self.server = ""
         self.publish_s = 1.0
 
     def snapshot(self) -> MetricsSnapshot:
@@ -398,6 +412,7 @@ class Metrics:
             {r: list(b) for r, b in self.latency.items()},
             dict(self.latency_sum),
             [(name, labels, n) for (name, labels), n in self.counters.items()],
+            self.server,
         )
 
     def add(self, snap: MetricsSnapshot) -> None:
@@ -413,9 +428,10 @@ class Metrics:
         for name, labels, n in snap.counters:
             self.inc(name, labels, n)
 
-    def share(self, directory: Path, publish_s: float = 1.0) -> None:
+    def share(self, directory: Path, publish_s: float = 1.0, server: str = "") -> None:
+        """Sum with the workers of ``server`` (a ``server_id``) publishing to ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
-        self.shared_dir, self.publish_s = directory, publish_s
+        self.shared_dir, self.publish_s, self.server = directory, publish_s, server
 
     def _own_file(self) -> Path | None:
         return self.shared_dir / f"{os.getpid()}.metrics" if self.shared_dir else None
@@ -451,10 +467,12 @@ class Metrics:
             if path == own:
                 continue
             try:
-                total.add(decoder.decode(path.read_bytes()))
-                workers += 1
+                snap = decoder.decode(path.read_bytes())
             except (OSError, msgspec.DecodeError):
                 continue  # vanished or half-written by a dying worker: skip this scrape
+            if snap.server == self.server:
+                total.add(snap)
+                workers += 1
         total.gauges = {**self.gauges, "worker_snapshots": lambda: float(workers)}
         return total.render()
 
@@ -627,7 +645,10 @@ class App:
         if self.share_metrics is not None:
             # Runs in the worker: its parent is the Granian server all the workers share.
             default = Path(tempfile.gettempdir()) / f"nexuscart-metrics-{os.getppid()}"
-            self.metrics.share(Path(self.share_metrics) if self.share_metrics else default)
+            self.metrics.share(
+                Path(self.share_metrics) if self.share_metrics else default,
+                server=server_id(os.getppid()),
+            )
             self._publish_metrics(loop)
         if self.on_startup is not None:
             self._started = asyncio.ensure_future(self.on_startup(), loop=loop)
