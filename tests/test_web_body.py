@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from nexuscart.devstack import GranianServer
 from nexuscart.web import App, HTTPError, Request, Response, Route, json_response
-from tests.conftest import ROOT
+from tests.conftest import ROOT, EdgeServer
 
 TOKEN = "Bearer test-token"
 LIMIT = 64 * 1024
@@ -68,13 +67,13 @@ app = App(
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[GranianServer]:
-    srv = GranianServer("tests.test_web_body:app", {}, workers=1, cwd=ROOT)
+def server() -> Iterator[EdgeServer]:
+    srv = EdgeServer("tests.test_web_body:app", {}, workers=1, cwd=ROOT)
     yield srv
     srv.stop()
 
 
-def _connect(server: GranianServer) -> socket.socket:
+def _connect(server: EdgeServer) -> socket.socket:
     conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
@@ -131,7 +130,7 @@ def _stream_until_answered(conn: socket.socket, chunk: bytes, max_bytes: int) ->
     return sent
 
 
-def _stats(server: GranianServer) -> dict[str, Any]:
+def _stats(server: EdgeServer) -> dict[str, Any]:
     out: dict[str, Any] = httpx.get(f"{server.url}/stats", timeout=10).json()
     return out
 
@@ -140,7 +139,7 @@ MANY_MB = 200 * 1024 * 1024
 
 
 def test_an_anonymous_chunked_upload_is_refused_before_any_body_byte(
-    server: GranianServer,
+    server: EdgeServer,
 ) -> None:
     read_before = _stats(server)["read"]
     with _connect(server) as conn:
@@ -159,7 +158,7 @@ def test_an_anonymous_chunked_upload_is_refused_before_any_body_byte(
 
 @pytest.mark.parametrize("path", ["/upload", "/deferred"])
 def test_an_oversize_chunked_body_is_413_before_it_is_all_sent(
-    server: GranianServer, path: str
+    server: EdgeServer, path: str
 ) -> None:
     before = _stats(server)
     with _connect(server) as conn:
@@ -177,7 +176,7 @@ def test_an_oversize_chunked_body_is_413_before_it_is_all_sent(
 
 
 @pytest.mark.parametrize("path", ["/upload", "/deferred"])
-def test_a_chunked_body_within_the_limit_is_read_whole(server: GranianServer, path: str) -> None:
+def test_a_chunked_body_within_the_limit_is_read_whole(server: EdgeServer, path: str) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(12):
             yield b"y" * 5000
@@ -200,7 +199,7 @@ def test_a_chunked_body_within_the_limit_is_read_whole(server: GranianServer, pa
     assert over.status_code == 413
 
 
-def test_the_guard_result_is_the_request_principal(server: GranianServer) -> None:
+def test_the_guard_result_is_the_request_principal(server: EdgeServer) -> None:
     r = httpx.post(f"{server.url}/upload", content=b"{}", headers={"authorization": TOKEN})
     assert r.json() == {"bytes": 2, "principal": "admin"}
 
@@ -212,7 +211,7 @@ def test_the_guard_result_is_the_request_principal(server: GranianServer) -> Non
 )
 @pytest.mark.parametrize("path", ["/upload", "/deferred"])
 def test_a_stalled_body_gets_408_and_the_connection_is_closed(
-    server: GranianServer, framing: dict[str, str], partial: bytes, path: str
+    server: EdgeServer, framing: dict[str, str], partial: bytes, path: str
 ) -> None:
     before = _stats(server)
     with _connect(server) as conn:
@@ -234,7 +233,7 @@ def test_a_stalled_body_gets_408_and_the_connection_is_closed(
     ids=["content-length", "chunked"],
 )
 def test_a_client_leaving_mid_body_leaves_nothing_held(
-    server: GranianServer, framing: dict[str, str], partial: bytes
+    server: EdgeServer, framing: dict[str, str], partial: bytes
 ) -> None:
     before = _stats(server)
     with _connect(server) as conn:
@@ -248,7 +247,7 @@ def test_a_client_leaving_mid_body_leaves_nothing_held(
     assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
 
 
-def _wait_for(server: GranianServer, cond: Any) -> None:
+def _wait_for(server: EdgeServer, cond: Any) -> None:
     """Poll /stats until ``cond`` holds (bounded: a hang fails instead of blocking)."""
     for _ in range(500):
         if cond(_stats(server)):
