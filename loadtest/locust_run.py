@@ -1,4 +1,4 @@
-"""Runs loadtest/locustfile.py headless against a full local stack, bounded in time.
+"""Runs loadtest/locustfile.py headless against scripts/serve.py as shipped, bounded in time.
 
 Usage: scripts/bench locust [--users 100] [--spawn-rate 50] [--seconds 30] [--workers 2]
 Writes loadtest/reports/locust-<time>.html and _stats.csv, prints the summary.
@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from devtools import devstack
-from loadtest.storm import EDGE_ENV, create_sale, migrate
-from nexuscart import config
+from loadtest.storm import Server, create_sale
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,26 +27,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    stack = devstack.start_stack(log=lambda m: print(m, file=sys.stderr))
-    os.environ.update({**config.dev_defaults(), **stack.env})
-    children: list[subprocess.Popen[bytes]] = []
-    edge = None
+    work = Path(tempfile.mkdtemp(prefix="nexuscart-locust-"))
+    server = Server(args.workers, work)  # scripts/serve.py as shipped: edge and services
     try:
-        migrate(stack.env["PG_DSN"])
-        edge = devstack.GranianServer("edge.app:app", EDGE_ENV, workers=args.workers, cwd=ROOT)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        for svc in ("outbox_relay", "orders", "inventory"):
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", f"services.{svc}"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        sale = create_sale(edge.url, units=1_000_000, limit=3)
+        env = {**os.environ, **server.env, "PYTHONPATH": str(ROOT)}
+        sale = create_sale(server.url, server.env["ADMIN_TOKEN"], units=1_000_000, limit=3)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = ROOT / "loadtest" / "reports" / f"locust-{stamp}"
         out.parent.mkdir(exist_ok=True)
@@ -64,7 +49,7 @@ def main() -> int:
             "-t",
             f"{args.seconds}s",
             "--host",
-            edge.url,
+            server.url,
             "--html",
             f"{out}.html",
             "--csv",
@@ -78,13 +63,8 @@ def main() -> int:
             cmd, env={**env, "SALE_ID": str(sale)}, timeout=args.seconds + 120
         ).returncode
     finally:
-        for c in children:
-            c.terminate()
-        for c in children:
-            c.wait(10)
-        if edge is not None:
-            edge.stop()
-        stack.stop()
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

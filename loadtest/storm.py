@@ -1,15 +1,23 @@
-"""Flash-sale load runs on loopback, with the bare-Granian ceiling measured in the same run.
+"""Flash-sale load runs against the configuration ``scripts/server`` ships, on loopback, with
+the bare-Granian ceiling measured in the same run.
+
+The server is ``scripts/serve.py`` itself (its own Redis, PostgreSQL and Kafka, the edge with
+``--workers``, and every service: relay, orders, inventory), with one setting added: its
+load balancer is loopback (``TRUSTED_PROXIES=127.0.0.1/32``) and every buyer comes from its
+own address in ``X-Forwarded-For``, so the per-IP buckets apply per buyer as in production.
 
 Phases (each bounded in time, 127.0.0.1 only):
-  1. ceiling      wrk on a bare Granian RSGI JSON endpoint (loadtest/bare_app.py)
-  2. view         wrk on GET /flash-sales/{id} (served from each worker's 100 ms view cache)
-  3. stock-rich   every request admitted: successful holds/s
-  4. sell-out     N units, distinct buyers (one token each, none repeats while
-                  --buyers >= requests sent): requests/s, p99, exactly N holds
-  5. after        the sold-out sale keeps being hit by fresh buyers: every Redis command
-                  (INFO commandstats) per rejected request
+  1. ceiling     wrk on a bare Granian RSGI JSON endpoint (loadtest/bare_app.py)
+  2. view        wrk on GET /flash-sales/{id}
+  3. stock-rich  every purchase admitted: successful holds/s
+  4. sell-out    --runs times: N units, distinct buyers (one token and one address each),
+                 --seconds each: requests/s, p99, exactly N holds and N orders in PostgreSQL
+  5. after       the sold-out sale keeps being hit by fresh buyers: every Redis command
+                 (INFO commandstats) per rejected request
+  6. open loop   vegeta at a fixed offered rate (--rate) on a fresh sell-out sale, and on
+                 the bare endpoint: the latency tail without coordinated omission
 
-Usage: scripts/bench storm [--workers 2] [--seconds 30] [--units 10000] [--buyers 1000000]
+Usage: scripts/bench storm [--workers 2] [--seconds 30] [--runs 5] [--units 10000] [--rate 10000]
 Writes loadtest/reports/storm-<time>.md and .json, and prints the table.
 """
 
@@ -17,33 +25,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import redis
 
 from devtools import devstack
-from nexuscart import auth, config
+from devtools.proc import Process
+from nexuscart import auth
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "loadtest"
-ADMIN = config.dev_defaults()["ADMIN_TOKEN"]
-# One client IP (loopback) sends everything: the per-IP bucket is opened wide.
-EDGE_ENV = {
-    "GATE_IP_RATE": "100000000",
-    "GATE_IP_BURST": "100000000",
-    "GATE_MAX_IN_FLIGHT": "4096",
-    "REDIS_MAX_CONNECTIONS": "64",
-}
+LB_ENV = {"TRUSTED_PROXIES": "127.0.0.1/32"}  # the load balancer in front of the edge
 
 
 def wrk(
@@ -90,6 +96,47 @@ def _found(pattern: str, wrk_output: str) -> str:
     return m.group(1)
 
 
+def vegeta(targets: Path, rate: int, seconds: int) -> dict[str, Any]:
+    """An open-loop run: requests are sent at ``rate`` per second whatever the answers'
+    latency (new connections as needed), so a slow answer cannot slow the offered load."""
+    exe = shutil.which("vegeta") or str(Path.home() / "go/bin/vegeta")
+    if not Path(exe).exists():
+        sys.exit("vegeta not found: scripts/bench installs it (go install)")
+    attack = subprocess.Popen(
+        [
+            exe,
+            "attack",
+            "-format=json",
+            f"-targets={targets}",
+            f"-rate={rate}/s",
+            f"-duration={seconds}s",
+            "-timeout=10s",
+            "-max-connections=4096",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    report = subprocess.run(
+        [exe, "report", "-type=json"],
+        stdin=attack.stdout,
+        capture_output=True,
+        check=True,
+        timeout=seconds + 60,
+    )
+    attack.wait(timeout=30)
+    r = json.loads(report.stdout)
+    lat = r["latencies"]
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "requests": r["requests"],
+        "throughput": r["throughput"],
+        "status_codes": r["status_codes"],
+        "p50_ms": lat["50th"] / 1e6,
+        "p99_ms": lat["99th"] / 1e6,
+        "max_ms": lat["max"] / 1e6,
+    }
+
+
 def http(
     method: str, url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -104,7 +151,65 @@ def http(
         return out
 
 
-def create_sale(base: str, units: int, limit: int) -> int:
+class Server:
+    """``scripts/serve.py`` as shipped, on a free port, with a throwaway stack."""
+
+    def __init__(self, workers: int, work: Path):
+        self.port = devstack.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / "server.log"
+        stackdir = work / "stack"
+        # a clean environment for the stack: the server starts its own parts
+        env = {k: v for k, v in os.environ.items() if k not in _STACK_VARS}
+        self.process = Process(
+            "server",
+            [
+                sys.executable,
+                str(ROOT / "scripts/serve.py"),
+                "--no-bootstrap",
+                "--no-seed",
+                "--workdir",
+                str(stackdir),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            env={**env, **LB_ENV},
+            log=self.log,
+        ).start()
+        deadline = time.monotonic() + 180
+        while not self._ready():
+            if not self.process.running or time.monotonic() > deadline:
+                self.process.stop()
+                sys.exit(f"scripts/serve.py did not become ready; log:\n{self.log.read_text()}")
+            time.sleep(0.5)
+        self.env = _read_env_file(stackdir / "server.env")
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        self.process.stop(timeout=30)
+
+
+_STACK_VARS = ("REDIS_URL", "PG_DSN", "KAFKA_BOOTSTRAP", "STRIPE_API_BASE")
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        out[name] = shlex.split(value)[0] if value else ""
+    return out
+
+
+def create_sale(base: str, admin: str, units: int, limit: int) -> int:
     now = int(time.time() * 1000)
     sale = http(
         "POST",
@@ -117,23 +222,37 @@ def create_sale(base: str, units: int, limit: int) -> int:
             "starts_at_ms": now - 1000,
             "ends_at_ms": now + 3_600_000,
         },
-        {"authorization": f"Bearer {ADMIN}", "idempotency-key": f"bench-{now}-{units}"},
+        {"authorization": f"Bearer {admin}", "idempotency-key": f"bench-{time.time_ns()}"},
     )
     return int(sale["sale_id"])
 
 
-def write_tokens(path: Path, first_user: int, n: int) -> None:
-    secret = config.dev_defaults()["JWT_SECRET"]
+def write_tokens(path: Path, secret: str, first_user: int, n: int) -> None:
     now = time.time()
     with path.open("w") as f:
         for u in range(first_user, first_user + n):
             f.write(auth.issue(secret, u, ttl_s=7200, now=now) + "\n")
 
 
-def migrate(dsn: str) -> None:
-    from nexuscart.adapters.postgres import migrate_dsn
-
-    asyncio.run(migrate_dsn(dsn))
+def write_targets(
+    path: Path, url: str, secret: str, first_user: int, n: int, purchase: bool
+) -> None:
+    """vegeta JSON targets: one buyer (token, address, idempotency key) per request."""
+    body = base64.b64encode(b'{"quantity": 1}').decode()
+    now = time.time()
+    with path.open("w") as f:
+        for i in range(n):
+            if not purchase:
+                f.write(json.dumps({"method": "GET", "url": url}) + "\n")
+                continue
+            header = {
+                "Authorization": [f"Bearer {auth.issue(secret, first_user + i, 7200, now=now)}"],
+                "Idempotency-Key": [f"open-{i}"],
+                "Content-Type": ["application/json"],
+                "X-Forwarded-For": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"],
+            }
+            f.write(json.dumps({"method": "POST", "url": url, "header": header, "body": body}))
+            f.write("\n")
 
 
 def redis_commands(r: redis.Redis) -> int:
@@ -142,30 +261,49 @@ def redis_commands(r: redis.Redis) -> int:
     return sum(int(v.get("calls", 0)) for v in stats.values())
 
 
+async def orders_of_sale(dsn: str, sale_id: int, want: int, wait_s: float) -> int:
+    """Orders the orders service wrote for the sale, once it reaches ``want`` (bounded)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            n: int = await conn.fetchval("SELECT count(*) FROM orders WHERE sale_id = $1", sale_id)
+            if n >= want or time.monotonic() > deadline:
+                return n
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=5, help="sell-out runs, one after another")
     ap.add_argument("--ceiling-seconds", type=int, default=10)
     ap.add_argument("--units", type=int, default=10_000)
     ap.add_argument("--buyers", type=int, default=1_000_000)
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--wrk-threads", type=int, default=1)
+    ap.add_argument("--rate", type=int, default=10_000, help="open-loop offered requests/s")
+    ap.add_argument("--open-seconds", type=int, default=15)
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
-    stack = devstack.start_stack(
-        parts=("redis", "postgres", "kafka"), log=lambda m: print(m, file=sys.stderr)
-    )
-    os.environ.update({**config.dev_defaults(), **stack.env})
-    servers: list[devstack.GranianServer] = []
+    bare: devstack.GranianServer | None = None
+    server: Server | None = None
     try:
-        migrate(stack.env["PG_DSN"])
-        results: dict[str, Any] = {"workers": args.workers, "connections": args.connections}
+        results: dict[str, Any] = {
+            "workers": args.workers,
+            "connections": args.connections,
+            "config": "scripts/serve.py as shipped (services on) + " + json.dumps(LB_ENV),
+        }
+        server = srv = Server(args.workers, work)
+        print(f"server ready at {srv.url}", file=sys.stderr)
+        secret, admin = srv.env["JWT_SECRET"], srv.env["ADMIN_TOKEN"]
         bare = devstack.GranianServer(
             "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
         )
-        servers.append(bare)
         results["ceiling"] = wrk(
             f"{bare.url}/",
             HERE / "wrk/get.lua",
@@ -174,18 +312,13 @@ def main() -> int:
             {"PATH_TO_GET": "/"},
             args.wrk_threads,
         )
-        bare.stop()
         print(f"ceiling: {results['ceiling']['rps']:.0f} req/s", file=sys.stderr)
 
-        edge = devstack.GranianServer("edge.app:app", EDGE_ENV, workers=args.workers, cwd=ROOT)
-        servers.append(edge)
-        r = redis.Redis.from_url(stack.env["REDIS_URL"])
+        r = redis.Redis.from_url(server.env["REDIS_URL"])
         tokens = work / "tokens.txt"
-        write_tokens(tokens, 1, args.buyers)
-
-        rich = create_sale(edge.url, units=(1 << 24) - 1, limit=100)
+        rich = create_sale(server.url, admin, units=(1 << 24) - 1, limit=100)
         results["view"] = wrk(
-            edge.url,
+            server.url,
             HERE / "wrk/get.lua",
             args.ceiling_seconds,
             args.connections,
@@ -195,55 +328,71 @@ def main() -> int:
         print(f"view: {results['view']['rps']:.0f} req/s", file=sys.stderr)
 
         def purchases(sale_id: int, seconds: int) -> dict[str, Any]:
-            env = {"TOKENS": str(tokens), "SALE": str(sale_id)}
+            env = {"TOKENS": str(tokens), "SALE": str(sale_id), "XFF": "1"}
             script = HERE / "wrk/purchase.lua"
-            return wrk(edge.url, script, seconds, args.connections, env, args.wrk_threads)
+            return wrk(srv.url, script, seconds, args.connections, env, args.wrk_threads)
 
+        def held(sale_id: int) -> int:
+            return int(r.hget(f"{{fs:{sale_id}}}:stock", "held") or 0)
+
+        write_tokens(tokens, secret, 1, args.buyers)
         rich_secs = min(args.seconds, 15)
         results["stock_rich"] = purchases(rich, rich_secs)
-        held_rich = int(r.hget(f"{{fs:{rich}}}:stock", "held") or 0)
+        held_rich = held(rich)
         results["stock_rich"]["holds"] = held_rich
         results["stock_rich"]["holds_per_s"] = held_rich / rich_secs
         print(f"stock-rich: {held_rich / rich_secs:.0f} holds/s", file=sys.stderr)
 
-        # Sell-out storm on fresh buyers (a second token range).
-        write_tokens(tokens, 10_000_000, args.buyers)
-        sale = create_sale(edge.url, units=args.units, limit=1)
-        storm = purchases(sale, args.seconds)
-        stock = r.hmget(f"{{fs:{sale}}}:stock", ["available", "held", "sold"])
-        held = int(stock[1] or 0)
-        rejected = storm["total"] - held
-        storm.update(
-            {
-                "units": args.units,
-                "holds": held,
-                "available_after": int(stock[0] or 0),
-                "rejected": rejected,
-                "oversold": held > args.units,
-            }
-        )
-        results["sell_out"] = storm
+        runs = []
+        sale = 0
+        for n in range(args.runs):
+            # fresh buyers for every run: a token range of its own
+            write_tokens(tokens, secret, 10_000_000 * (n + 1), args.buyers)
+            sale = create_sale(srv.url, admin, units=args.units, limit=1)
+            storm = purchases(sale, args.seconds)
+            h = held(sale)
+            orders = asyncio.run(orders_of_sale(server.env["PG_DSN"], sale, h, 60))
+            storm.update({"units": args.units, "holds": h, "orders": orders})
+            runs.append(storm)
+            print(
+                f"sell-out run {n + 1}: {storm['rps']:.0f} req/s p99 {storm['p99']}, "
+                f"holds {h}, orders {orders}",
+                file=sys.stderr,
+            )
+        results["sell_out"] = runs
         # After the sell-out, fresh buyers keep coming: count every Redis command (INFO
-        # commandstats, background polling included) per rejected request.
-        write_tokens(tokens, 20_000_000, args.buyers // 2)
+        # commandstats, background polling and services included) per rejected request.
+        write_tokens(tokens, secret, 90_000_000, args.buyers // 2)
         before = redis_commands(r)
         after_sell_out = purchases(sale, args.ceiling_seconds)
         commands = redis_commands(r) - before
         after_sell_out["redis_commands"] = commands
         after_sell_out["redis_commands_per_rejection"] = commands / max(after_sell_out["total"], 1)
         results["after_sell_out"] = after_sell_out
+
+        n_open = args.rate * args.open_seconds
+        targets = work / "targets.json"
+        open_sale = create_sale(srv.url, admin, units=args.units, limit=1)
+        url = f"{server.url}/flash-sales/{open_sale}/purchase"
+        write_targets(targets, url, secret, 95_000_000, n_open, purchase=True)
+        results["open_loop"] = vegeta(targets, args.rate, args.open_seconds)
+        results["open_loop"]["holds"] = held(open_sale)
+        write_targets(targets, f"{bare.url}/", secret, 0, n_open, purchase=False)
+        results["open_loop_ceiling"] = vegeta(targets, args.rate, args.open_seconds)
         report(results)
-        return 0 if held == args.units else 1
+        ok = all(run["holds"] == args.units == run["orders"] for run in runs)
+        return 0 if ok and results["open_loop"]["holds"] <= args.units else 1
     finally:
-        for s in servers:
-            s.stop()
-        stack.stop()
+        if bare is not None:
+            bare.stop()
+        if server is not None:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
 def report(res: dict[str, Any]) -> None:
     ceiling = res["ceiling"]["rps"]
-    rows = [
+    rows: list[tuple[str, dict[str, Any], str]] = [
         ("bare Granian RSGI JSON (ceiling)", res["ceiling"], ""),
         ("GET /flash-sales/{id}", res["view"], ""),
         (
@@ -251,21 +400,29 @@ def report(res: dict[str, Any]) -> None:
             res["stock_rich"],
             f"{res['stock_rich']['holds_per_s']:.0f} holds/s",
         ),
-        (
-            "purchase, sell-out storm",
-            res["sell_out"],
-            f"holds {res['sell_out']['holds']}/{res['sell_out']['units']}",
-        ),
+    ]
+    for n, run in enumerate(res["sell_out"], 1):
+        rows.append(
+            (
+                f"purchase, sell-out storm, run {n}",
+                run,
+                f"holds {run['holds']}/{run['units']}, orders {run['orders']}",
+            )
+        )
+    after = res["after_sell_out"]
+    rows.append(
         (
             "purchase, after sell-out (fresh buyers)",
-            res["after_sell_out"],
-            f"{res['after_sell_out']['redis_commands']} Redis commands in "
-            f"{res['after_sell_out']['total']} requests "
-            f"({res['after_sell_out']['redis_commands_per_rejection']:.5f} per rejection)",
-        ),
-    ]
+            after,
+            f"{after['redis_commands']} Redis commands in {after['total']} requests "
+            f"({after['redis_commands_per_rejection']:.5f} per rejection)",
+        )
+    )
     lines = [
         f"Workers: {res['workers']}, connections: {res['connections']}, wrk on the same 2 cores",
+        f"Configuration: {res['config']}",
+        "",
+        "Closed loop (wrk):",
         "",
         "| scenario | requests/s | vs ceiling | p50 | p99 | notes |",
         "|---|---|---|---|---|---|",
@@ -275,21 +432,36 @@ def report(res: dict[str, Any]) -> None:
             f"| {name} | {r['rps']:,.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | "
             f"{r['p99']} | {note} |"
         )
+    lines += [
+        "",
+        "Open loop (vegeta, fixed offered rate):",
+        "",
+        "| target | offered/s | achieved/s | p50 ms | p99 ms | max ms | status codes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, o in (
+        ("purchase, sell-out sale", res["open_loop"]),
+        ("bare Granian (ceiling)", res["open_loop_ceiling"]),
+    ):
+        lines.append(
+            f"| {name} | {o['rate']:,} | {o['throughput']:,.0f} | {o['p50_ms']:.1f} | "
+            f"{o['p99_ms']:.1f} | {o['max_ms']:.1f} | {o['status_codes']} |"
+        )
     text = "\n".join(lines)
     print(text)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = HERE / "reports"
     out.mkdir(exist_ok=True)
     (out / f"storm-{stamp}.md").write_text(text + "\n")
-    (out / f"storm-{stamp}.json").write_text(
-        json.dumps(
-            {
-                k: ({kk: vv for kk, vv in v.items() if kk != "raw"} if isinstance(v, dict) else v)
-                for k, v in res.items()
-            },
-            indent=2,
-        )
-    )
+    (out / f"storm-{stamp}.json").write_text(json.dumps(_without_raw(res), indent=2))
+
+
+def _without_raw(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _without_raw(x) for k, x in v.items() if k != "raw"}
+    if isinstance(v, list):
+        return [_without_raw(x) for x in v]
+    return v
 
 
 if __name__ == "__main__":
