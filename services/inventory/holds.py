@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.postgres import query
 from nexuscart.domain.flash_sale import conserved
 
 
@@ -63,14 +64,7 @@ async def reconcile(store: FlashSaleStore, pool: asyncpg.Pool | None) -> list[Sa
             redis_ok=ok,
         )
         if pool is not None:
-            row = await pool.fetchrow(
-                "SELECT coalesce(sum(i.quantity) FILTER (WHERE o.status IN"
-                "  ('PENDING_PAYMENT', 'PAID')), 0) AS pending,"
-                " coalesce(sum(i.quantity) FILTER (WHERE o.status = 'CONFIRMED'), 0) AS confirmed"
-                " FROM orders o JOIN order_items i USING (user_id, order_id)"
-                " WHERE o.sale_id = $1",
-                sale_id,
-            )
+            row = await pool.fetchrow(query("reconcile_sale_orders"), sale_id)
             rep.pg_pending = int(row["pending"])
             rep.pg_confirmed = int(row["confirmed"])
             rep.pg_ok = rep.pg_pending == t["held"] and rep.pg_confirmed == t["sold"]

@@ -3,12 +3,13 @@
 The orders service only projects: inventory confirms paid holds (services/inventory).
 
 A batch from Kafka is grouped by Citus shard of its user id (nexuscart._core.ShardRouter).
-Each group is written in one transaction of multi-row statements whose rows all belong to
-that shard, so on Citus every statement is routed to one shard:
+Each group is written in one transaction of statements whose rows all belong to that
+shard, so on Citus every statement is routed to one shard:
 
 1. the inbox rows (dedup by event id), returning the events not seen before;
 2. the orders and their items, for the fresh StockReserved events;
-3. the status of each order, for the fresh status events (the highest rank of the batch).
+3. the status of each order, for the fresh status events (the highest rank of the batch),
+   one single-row upsert per order (executemany: one round trip, one shard each).
 
 Any order of arrival converges: a status event for an order not projected yet creates the
 row with that status, and the late reservation fills in its details without moving the
@@ -18,17 +19,18 @@ status back. The Kafka offset is committed only after the transactions committed
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Final, TypeVar
+from typing import Final
 
 import asyncpg
 
 from nexuscart import _core
 from nexuscart.adapters.partitioning import DEFAULT_SHARD_COUNT
-from nexuscart.adapters.postgres import MAX_PARAMS, values_query
+from nexuscart.adapters.postgres import MAX_PARAMS, query, values_query
 from nexuscart.domain import orders as order_rules
 from nexuscart.events import Envelope, StockReserved
 
@@ -36,7 +38,8 @@ log = logging.getLogger("nexuscart.orders")
 CONSUMER: Final = "orders"
 # rows per multi-row statement: widest row (orders, 6 parameters) under the protocol limit
 MAX_ROWS: Final = min(1000, MAX_PARAMS // 6)
-_T = TypeVar("_T")
+FILL_RESERVED: Final = query("orders_fill_reserved")
+UPSERT_STATUS: Final = query("orders_upsert_status")
 
 
 class OrdersProjector:
@@ -65,50 +68,70 @@ class OrdersProjector:
 
     async def _write_group_pooled(self, events: list[Envelope]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            self.applied += await write_group(conn, events)
+            n = await write_group(conn, events)
+        self.applied += n
 
 
-def _chunks(rows: list[_T]) -> list[list[_T]]:
-    return [rows[i : i + MAX_ROWS] for i in range(0, len(rows), MAX_ROWS)]
+# Row counts a multi-row statement is padded up to: a few statement shapes per query, so
+# they stay in asyncpg's prepared-statement cache (an unseen shape costs a Parse round trip
+# and a plan), at most 1.5x the rows.
+_SIZES: Final = sorted(
+    {min(MAX_ROWS, m << k) for k in range(11) for m in (2, 3)} | {1, 2, MAX_ROWS}
+)
 
 
-async def _insert(conn: asyncpg.Connection, name: str, rows: list[tuple[object, ...]]) -> None:
-    for chunk in _chunks(rows):
-        await conn.execute(values_query(name, len(chunk)), *[v for row in chunk for v in row])
+def _padded_chunks(rows: list[tuple[object, ...]]) -> list[list[tuple[object, ...]]]:
+    """``rows`` in statements of at most MAX_ROWS, each padded to a size of _SIZES by
+    repeating its last row: only for ON CONFLICT DO NOTHING statements, where a repeated
+    row is a conflict with itself and changes nothing."""
+    out = []
+    for i in range(0, len(rows), MAX_ROWS):
+        chunk = rows[i : i + MAX_ROWS]
+        size = _SIZES[bisect.bisect_left(_SIZES, len(chunk))]
+        out.append(chunk + [chunk[-1]] * (size - len(chunk)))
+    return out
+
+
+async def _insert(
+    conn: asyncpg.Connection, name: str, rows: list[tuple[object, ...]]
+) -> list[asyncpg.Record]:
+    """A DO NOTHING multi-row insert; its RETURNING rows, if any."""
+    out: list[asyncpg.Record] = []
+    for chunk in _padded_chunks(rows):
+        sql = values_query(name, len(chunk))
+        out.extend(await conn.fetch(sql, *[v for row in chunk for v in row]))
+    return out
 
 
 async def write_group(conn: asyncpg.Connection, events: list[Envelope]) -> int:
     """Apply one shard group's events inside the caller's transaction; return how many were
     new (the others were applied before: the inbox knows their ids)."""
-    fresh: set[object] = set()
-    for chunk in _chunks(events):
-        rows = await conn.fetch(
-            values_query("inbox_insert", len(chunk)),
-            *[v for e in chunk for v in (e.data.user_id, CONSUMER, e.id)],
-        )
-        fresh.update(r["event_id"] for r in rows)
+    rows = await _insert(conn, "inbox_insert", [(e.data.user_id, CONSUMER, e.id) for e in events])
+    fresh = {r["event_id"] for r in rows}
     new = [e for e in events if e.id in fresh]
     reserved: dict[tuple[int, int], StockReserved] = {}
     for e in new:
         if isinstance(e.data, StockReserved):
-            # one row per order in a statement (ON CONFLICT DO UPDATE may touch a row once)
             reserved.setdefault((e.data.user_id, e.data.order_id), e.data)
     if reserved:
-        await _insert(
-            conn,
-            "orders_insert_reserved",
-            [
-                (
-                    d.user_id,
-                    d.order_id,
-                    d.sale_id,
-                    d.quantity * d.unit_price_cents,
-                    d.currency,
-                    dt.datetime.fromtimestamp(d.expires_at_ms / 1000, dt.UTC),
-                )
-                for d in reserved.values()
-            ],
-        )
+        details = {
+            key: (
+                d.user_id,
+                d.order_id,
+                d.sale_id,
+                d.quantity * d.unit_price_cents,
+                d.currency,
+                dt.datetime.fromtimestamp(d.expires_at_ms / 1000, dt.UTC),
+            )
+            for key, d in reserved.items()
+        }
+        created = await _insert(conn, "orders_insert_reserved", list(details.values()))
+        if len(created) < len(details):
+            # rows a status event created first (its reservation came late): fill them in
+            done = {r["order_id"] for r in created}
+            await conn.executemany(
+                FILL_RESERVED, [row for (_, o), row in details.items() if o not in done]
+            )
         await _insert(
             conn,
             "order_items_insert",
@@ -121,9 +144,8 @@ async def write_group(conn: asyncpg.Connection, events: list[Envelope]) -> int:
     final = order_rules.collapse(status_events)
     if final:
         sale_of = {(e.data.user_id, e.data.order_id): e.data.sale_id for e in status_events}
-        await _insert(
-            conn,
-            "orders_upsert_status",
-            [(u, o, sale_of[u, o], status) for (u, o), status in final.items()],
+        await conn.executemany(
+            UPSERT_STATUS,
+            [(u, o, sale_of[u, o], st, order_rules.RANK[st]) for (u, o), st in final.items()],
         )
     return len(new)
