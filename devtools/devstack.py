@@ -105,7 +105,10 @@ class Server:
             log=self.log,
             user=self.run_as,
         ).start()
-        self.process.wait_ready(self.probe, self.timeout)
+        try:
+            self.process.wait_ready(self.probe, self.timeout)
+        except StartError as exc:
+            raise StackError(str(exc)) from None
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self.process = self.process, None

@@ -41,13 +41,26 @@ def _die_with_parent() -> None:
 
 
 def group_alive(pgid: int) -> bool:
+    """Does any member of the group still run? Zombies do not count: a helper whose leader
+    died is reparented to init, which reaps it when it gets round to it."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # a member runs as another user (postgres); it still exists
-    return True
+        pass  # a member runs as another user (postgres); it still exists
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        state, _ppid, group = raw[raw.rindex(b")") + 2 :].split()[:3]
+        if int(group) == pgid and state not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def tail(path: Path | None, lines: int = 15) -> str:
@@ -172,6 +185,9 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, signal.SIGKILL)
         self.proc.wait()
+        deadline = time.monotonic() + 5  # SIGKILL is not instant for the other members
+        while group_alive(self.pgid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._join()
 
     def _join(self) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -16,6 +14,7 @@ import asyncpg
 import pytest
 
 from devtools import devstack
+from devtools.proc import Process
 from nexuscart import config, events
 from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import FlashSaleStore
@@ -26,40 +25,18 @@ from tests.test_flash_sale_store import buy, new_sale
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Service:
+class Service(Process):
     """`python -m services.<name>` as a real child process that a test can kill -9."""
 
     def __init__(self, name: str, logdir: Path):
-        self.name = name
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = logdir / f"{name}.log"
+        super().__init__(name, [sys.executable, "-m", f"services.{name}"], cwd=ROOT)
+        self.log: Path = logdir / f"{name}.log"
 
-    def start(self) -> None:
-        with self.log.open("ab") as logf:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
-                cwd=ROOT,
-                env={
-                    **os.environ,
-                    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                },
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def start(self) -> Service:
+        pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        self.env = {**os.environ, "PYTHONPATH": pythonpath}  # the environment of this moment
+        super().start()
+        return self
 
 
 @pytest.fixture
