@@ -74,6 +74,12 @@ class SaleSettings(msgspec.Struct, frozen=True):
     hold_ttl_s: int = 600
 
 
+class RelaySettings(msgspec.Struct, frozen=True):
+    # long enough for a live relay to send a batch, short enough that a dead relay's
+    # entries reach Kafka within seconds
+    claim_idle_ms: int = 5_000
+
+
 ENVIRONMENTS: Final = ("dev", "test", "prod")
 
 
@@ -92,6 +98,7 @@ class Settings(msgspec.Struct, frozen=True):
     gate: GateSettings
     sale: SaleSettings
     app: AppSettings = msgspec.field(default_factory=AppSettings)
+    relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
 
 
 # (env var, section, field, required, description)
@@ -155,6 +162,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "how often workers re-read sold-out state (bound on re-open delay)",
     ),
     ("HOLD_TTL_S", "sale", "hold_ttl_s", False, "seconds an unpaid hold lives"),
+    (
+        "RELAY_CLAIM_IDLE_MS",
+        "relay",
+        "claim_idle_ms",
+        False,
+        "ms an outbox entry may stay unacknowledged with one relay before another takes it over",
+    ),
     (
         "NEXUSCART_ENV",
         "app",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from nexuscart import config
 from nexuscart.adapters import kafka, redis_conn
@@ -20,8 +19,7 @@ async def main(stop: asyncio.Event) -> None:
         FlashSaleStore(client),
         producer,
         consumer=consumer_name(),
-        # how long an entry may sit with a relay before another one takes it over
-        claim_idle_ms=int(os.environ.get("RELAY_CLAIM_IDLE_MS", "5000")),
+        claim_idle_ms=settings.relay.claim_idle_ms,
     )
     try:
         await relay.run(stop)

@@ -127,6 +127,7 @@ class OutboxRelay:
         return len(entries)
 
     async def run(self, stop: asyncio.Event) -> None:
+        log.info("relaying as consumer %s", self.consumer)
         while not stop.is_set():
             try:
                 await self.run_once()

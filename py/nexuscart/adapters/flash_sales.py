@@ -469,7 +469,13 @@ class FlashSaleStore:
         await pipe.execute()
 
     async def outbox_consumers(self, stream: bytes) -> list[OutboxConsumer]:
-        rows = await self.client.xinfo_consumers(stream, OUTBOX_GROUP)
+        """The relays reading ``stream`` (none before the group exists)."""
+        try:
+            rows = await self.client.xinfo_consumers(stream, OUTBOX_GROUP)
+        except aioredis.ResponseError as exc:
+            if "no such key" in str(exc) or "NOGROUP" in str(exc):
+                return []
+            raise
         return [
             OutboxConsumer(
                 name=r["name"].decode() if isinstance(r["name"], bytes) else r["name"],
