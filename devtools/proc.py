@@ -2,7 +2,7 @@
 group, wait until it is ready, stop the whole group (SIGTERM, then SIGKILL at a deadline).
 
 devstack (Redis, PostgreSQL, Kafka, stripe-mock, Granian), scripts/serve.py (edge and
-services), the tests and the load runners all use it; docs/adr/0006 says why it is this
+services), the tests and the load runners all use it; docs/adr/0007 says why it is this
 module and not a library.
 """
 
