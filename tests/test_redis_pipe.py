@@ -40,7 +40,7 @@ async def test_a_redis_that_stops_answering_fails_within_the_deadline_then_recov
     stack: devstack.Stack, settings: config.Settings
 ) -> None:
     pipe = RedisPipe(settings.redis.url, timeout_s=0.5)
-    proc = stack.servers["redis"].proc
+    proc = stack.servers["redis"].process
     assert proc is not None
     try:
         assert await pipe.execute([("PING",)]) == [b"PONG"]
