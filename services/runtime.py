@@ -46,21 +46,28 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 Handler = Callable[[list[events.Envelope]], Awaitable[None]]
 
-# SQLSTATE classes worth retrying: connection (08), transaction rollback (40: serialization
-# failure, deadlock), insufficient resources (53), operator intervention (57: shutdown,
-# statement timeout, cannot connect now); and lock_not_available.
-_TRANSIENT_SQLSTATE_CLASSES: Final = frozenset({"08", "40", "53", "57"})
-_TRANSIENT_SQLSTATES: Final = frozenset({"55P03"})
+# SQLSTATE classes that blame the event's data: data exceptions (22: out of range, bad
+# value) and integrity violations (23: check, not null, foreign key), and an error raised
+# by a trigger or function on purpose (P0001). Every other PostgreSQL error is retried: a
+# lost connection, serialization failure or deadlock (08, 40), a server short of resources
+# or restarting (53, 57), a lock timeout (55P03), but also a missing table or a statement
+# the server refuses (42, 0A, XX): those are wrong for every event alike, so parking the
+# events would empty the topic into the dead-letter topic; retrying waits for the fix (a
+# migration, a deploy) with nothing lost, and the log says what fails.
+_EVENT_SQLSTATE_CLASSES: Final = frozenset({"22", "23"})
+_EVENT_SQLSTATES: Final = frozenset({"P0001"})
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True when retrying the same work later may succeed (a dependency hiccup), False when
-    the work itself is at fault (bad data, a constraint, a bug) and will fail again."""
+    """True when the same work should be retried later (a dependency hiccup, or a fault of
+    the statement or schema rather than of these events); False when the events themselves
+    are at fault (bad data, a constraint, an exception from the handler's own checks) and
+    would fail again."""
     if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
         return True  # refused/reset connections, timeouts, a pool connection closed under us
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
-        return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state in _TRANSIENT_SQLSTATES
+        return not (state[:2] in _EVENT_SQLSTATE_CLASSES or state in _EVENT_SQLSTATES)
     if isinstance(exc, redis_exc.ConnectionError | redis_exc.TimeoutError):
         return True
     if isinstance(exc, kafka_errors.KafkaError):

@@ -242,12 +242,20 @@ async def _inbox_rows(pool: asyncpg.Pool, envs: list[events.Envelope]) -> int:
     return n
 
 
+@pytest.mark.parametrize(
+    "sqlstate",
+    [
+        "40001",  # serialization_failure
+        "57P01",  # admin_shutdown: the server restarting
+        "42883",  # undefined_function: a statement the server refuses (Citus' CASE bug)
+    ],
+)
 async def test_a_statement_failing_once_is_retried_and_applied_once(
-    settings: config.Settings, pool: asyncpg.Pool, inject: Any
+    settings: config.Settings, pool: asyncpg.Pool, inject: Any, sqlstate: str
 ) -> None:
     envs = [reserved(5_000_000 + u) for u in range(20)]
     victim = envs[7].data.user_id
-    seq = await inject(f"NEW.user_id = {victim}", "40001", 1)  # serialization_failure
+    seq = await inject(f"NEW.user_id = {victim}", sqlstate, 2)
     topic = f"test.orders.{uuid.uuid4().hex[:8]}"
     async with Harness(settings, pool, topic) as h:
         await _produce(settings, topic, [(e.key.encode(), events.encode(e)) for e in envs])
@@ -335,8 +343,12 @@ async def test_postgres_restarted_under_the_loop_is_retried_without_a_crash(
         (asyncpg.AdminShutdownError("x"), True),
         (ConnectionRefusedError(), True),
         (TimeoutError(), True),
+        # the statement or schema is wrong for every event: wait for the fix, park nothing
+        (asyncpg.UndefinedFunctionError("x"), True),
+        (asyncpg.UndefinedTableError("x"), True),
         (asyncpg.CheckViolationError("x"), False),
-        (asyncpg.UndefinedFunctionError("x"), False),
+        (asyncpg.NumericValueOutOfRangeError("x"), False),
+        (asyncpg.RaiseError("x"), False),
         (ValueError("bad data"), False),
     ],
 )
