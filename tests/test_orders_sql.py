@@ -67,6 +67,16 @@ def test_no_writes_from_unnest_or_with(name: str) -> None:
         assert not re.match(r"\s*WITH\b", sql)
 
 
+@pytest.mark.parametrize("name", QUERIES)
+def test_no_functions_in_on_conflict_do_update(name: str) -> None:
+    """Citus: "functions used in the DO UPDATE SET clause of INSERTs on distributed tables
+    must be marked IMMUTABLE" (now() is not); the same for the ON CONFLICT WHERE."""
+    match = re.search(r"\bDO UPDATE\b(.*)", _sql(name), re.DOTALL)
+    if match:
+        clause = match.group(1)
+        assert not re.search(r"\b(now|current_timestamp|clock_timestamp)\b", clause, re.I)
+
+
 def test_values_query_repeats_the_row_with_renumbered_parameters() -> None:
     one = values_query("order_items_insert", 1)
     assert one == query("order_items_insert")
