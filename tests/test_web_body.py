@@ -263,3 +263,14 @@ def test_an_app_refuses_a_route_whose_auth_has_no_guard() -> None:
             max_body_bytes=1,
             guards={"admin": admin_guard},
         )
+
+
+def test_a_chunked_body_with_trailers_is_read_whole(server: EdgeServer) -> None:
+    # Granian streams the trailers as one more empty chunk, as it does HTTP/2's final
+    # empty DATA frame: neither may be taken for a broken body
+    with _connect(server) as conn:
+        head = _head("/upload", {"authorization": TOKEN, "transfer-encoding": "chunked"})
+        conn.sendall(head + _chunk(b"a" * 100) + _chunk(b"b" * 50) + b"0\r\nx-sum: 1\r\n\r\n")
+        status, _, body = _read_response(conn)
+    assert status == 200
+    assert json.loads(body)["bytes"] == 150
