@@ -143,12 +143,15 @@ def _pg_user() -> str | None:
 
 
 def _reachable_by(user: str, path: Path) -> bool:
-    """Can ``user`` create files in ``path`` (every parent searchable, path writable)? Asked
-    of the kernel as that user, which beats re-implementing permission bits and ACLs."""
-    probe = path if path.exists() else path.parent
+    """Can ``user`` reach ``path`` (it and every parent searchable)? Root creates the data
+    dir inside and hands it over, so search permission is all PostgreSQL needs. Asked of the
+    kernel as that user, which beats re-implementing permission bits and ACLs."""
+    probe = path
+    while not probe.exists():  # it will be created inside the nearest existing parent
+        probe = probe.parent
     return (
         subprocess.run(
-            ["test", "-w", str(probe), "-a", "-x", str(probe)],
+            ["test", "-x", str(probe)],
             user=user,
             group=pwd.getpwnam(user).pw_gid,
             extra_groups=[],

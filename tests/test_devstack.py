@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,15 @@ def test_as_root_postgres_starts_from_a_clone_in_a_mode_700_home(tmp_path: Path)
     finally:
         server.stop()
         shutil.rmtree(data_home, ignore_errors=True)
+
+
+def test_a_stack_dir_the_postgres_user_can_reach_keeps_the_data_inside() -> None:
+    # Only search permission is needed: root creates pgdata inside and hands it over. (A
+    # check that also asked for write access moved every test stack's data out of /tmp.)
+    workdir = Path(tempfile.mkdtemp(prefix="nexuscart-stack-"))
+    try:
+        workdir.chmod(0o755)
+        assert devstack.pg_home(workdir) == workdir
+        assert devstack.pg_home(workdir / "not" / "yet") == workdir / "not" / "yet"
+    finally:
+        workdir.rmdir()
