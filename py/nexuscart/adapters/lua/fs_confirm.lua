@@ -21,7 +21,7 @@ redis.call('HSET', KEYS[7], order_id, hold)
 redis.call('HINCRBY', KEYS[2], 'held', -qty)
 redis.call('HINCRBY', KEYS[2], 'sold', qty)
 local sale_id = redis.call('HGET', KEYS[1], 'sale_id')
-outbox_append(KEYS[6], user_id, event_json('StockSold', ARGV[2], ARGV[3], user_id,
-  {'order_id', int(order_id), 'sale_id', int(sale_id), 'user_id', int(user_id),
-   'quantity', int(qty)}))
+outbox_append(KEYS[6], user_id, event_json('StockSold', ARGV[2], ARGV[3], int(user_id),
+  members({'order_id', int(order_id), 'sale_id', int(sale_id), 'user_id', int(user_id),
+           'quantity', int(qty)})))
 return qty

@@ -24,10 +24,16 @@ elseif now < tonumber(m[2]) then closed = 3 end
 local s = redis.call('HMGET', KEYS[2], 'available', 'held', 'seq')
 local avail, held, seq = tonumber(s[1] or '0'), tonumber(s[2] or '0'), tonumber(s[3] or '0')
 local limit, expires, base = tonumber(m[5] or '0'), 0, 0
-local sale_id, price = m[1], m[6]
+-- what every StockReserved of this batch shares, checked and encoded once
+local sale_part, item_part, tail_part, expires_s = '', '', '', ''
 if not closed then
   expires = now + tonumber(m[9])
-  base = tonumber(sale_id) * SEQ_SPAN
+  base = tonumber(m[1]) * SEQ_SPAN
+  expires_s = int(expires)
+  sale_part = ',"sale_id":' .. int(m[1]) .. ',"user_id":'
+  item_part = ',"sku":' .. str(m[8]) .. ',"quantity":'
+  tail_part = ',"unit_price_cents":' .. int(m[6]) .. ',"currency":' .. str(m[7])
+    .. ',"expires_at_ms":' .. expires_s
 end
 
 local idem = {}    -- idempotency key -> stored answer, including this batch's own
@@ -71,11 +77,10 @@ for i = 1, n do
       expiry_args[#expiry_args + 1] = expires
       expiry_args[#expiry_args + 1] = oid
       buyer_args[#buyer_args + 1] = user_id
-      events[#events + 1] = {user_id, event_json('StockReserved', ARGV[b + 3], ARGV[b + 4],
-        user_id, {'order_id', oid, 'sale_id', int(sale_id), 'user_id', int(user_id),
-                  'sku', str(m[8]), 'quantity', int(qty), 'unit_price_cents', int(price),
-                  'currency', str(m[7]), 'expires_at_ms', int(expires)})}
-      local answer = qty .. ':' .. oid .. ':' .. int(expires)
+      local uid = int(user_id)
+      events[#events + 1] = {user_id, event_json('StockReserved', ARGV[b + 3], ARGV[b + 4], uid,
+        '"order_id":' .. oid .. sale_part .. uid .. item_part .. int(qty) .. tail_part)}
+      local answer = qty .. ':' .. oid .. ':' .. expires_s
       idem[key] = answer
       idem_sets[#idem_sets + 1] = {key, answer}
       out[i] = {0, order_id, expires, avail}

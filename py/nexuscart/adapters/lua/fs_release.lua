@@ -19,7 +19,7 @@ redis.call('HINCRBY', KEYS[2], 'available', qty)
 redis.call('HINCRBY', KEYS[2], 'held', -qty)
 if redis.call('HINCRBY', KEYS[3], user_id, -qty) <= 0 then redis.call('HDEL', KEYS[3], user_id) end
 local sale_id = redis.call('HGET', KEYS[1], 'sale_id')
-outbox_append(KEYS[6], user_id, event_json('StockReleased', ARGV[3], ARGV[4], user_id,
-  {'order_id', int(order_id), 'sale_id', int(sale_id), 'user_id', int(user_id),
-   'quantity', int(qty), 'reason', str(ARGV[2])}))
+outbox_append(KEYS[6], user_id, event_json('StockReleased', ARGV[3], ARGV[4], int(user_id),
+  members({'order_id', int(order_id), 'sale_id', int(sale_id), 'user_id', int(user_id),
+           'quantity', int(qty), 'reason', str(ARGV[2])})))
 return qty

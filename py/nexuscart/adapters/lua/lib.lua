@@ -27,15 +27,21 @@ end
 
 local function str(s) return cjson.encode(s) end
 
--- The envelope of nexuscart.events: {id, type, version, occurred_at, key, data}; ``key`` is
--- the buyer's user id (decimal string), ``fields`` a flat list of data field names and their
--- JSON text (from int() or str()).
-local function event_json(etype, event_id, occurred_at, user_id, fields)
-  local parts, t = {}, str(etype)
+-- JSON object members from a flat list of names and JSON texts (from int() or str()).
+local function members(fields)
+  local parts = {}
   for i = 1, #fields, 2 do parts[#parts + 1] = '"' .. fields[i] .. '":' .. fields[i + 1] end
+  return table.concat(parts, ',')
+end
+
+-- The envelope of nexuscart.events: {id, type, version, occurred_at, key, data}. ``key`` is
+-- the buyer's user id (decimal string); ``data`` the members of the event after its type
+-- (from members(), or built by the caller from checked parts).
+local function event_json(etype, event_id, occurred_at, user_id, data)
+  local t = str(etype)
   return '{"id":' .. str(event_id) .. ',"type":' .. t .. ',"version":1,"occurred_at":'
-    .. str(occurred_at) .. ',"key":"' .. int(user_id) .. '","data":{"type":' .. t .. ','
-    .. table.concat(parts, ',') .. '}}'
+    .. str(occurred_at) .. ',"key":"' .. user_id .. '","data":{"type":' .. t .. ',' .. data
+    .. '}}'
 end
 
 -- One outbox entry: 'k' the Kafka message key (the user id), 'e' the event (the relay reads
