@@ -94,20 +94,22 @@ class OutboxRelay:
 
     async def take_over(self) -> int:
         """Claim every entry held too long by another consumer, on every stream, every page;
-        then delete the consumers that hold nothing and have been idle as long."""
+        then delete the consumers that hold nothing and have been idle as long. One round
+        trip finds the streams where another consumer holds anything; only those are claimed."""
         n = 0
-        for stream in sorted(self.streams):
-            async for page in self.store.claim_outbox(
-                self.consumer, stream, self.claim_idle_ms, self.batch
-            ):
-                self.claimed += len(page)
-                n += await self._publish(page)
-            for c in await self.store.outbox_consumers(stream):
-                if (
-                    c.name != self.consumer
-                    and c.pending == 0
-                    and c.idle_ms >= self.claim_idle_ms
-                    and await self.store.drop_outbox_consumer(stream, c.name)
+        consumers = await self.store.outbox_consumers_many(sorted(self.streams))
+        for stream, cs in consumers.items():
+            others = [c for c in cs if c.name != self.consumer]
+            if any(c.pending for c in others):
+                async for page in self.store.claim_outbox(
+                    self.consumer, stream, self.claim_idle_ms, self.batch
+                ):
+                    self.claimed += len(page)
+                    n += await self._publish(page)
+            for c in others:
+                # pending as seen before the claim: the drop re-checks it atomically
+                if c.idle_ms >= self.claim_idle_ms and await self.store.drop_outbox_consumer(
+                    stream, c.name
                 ):
                     log.info("dropped idle consumer %s of %r", c.name, stream)
         if n:

@@ -470,20 +470,33 @@ class FlashSaleStore:
 
     async def outbox_consumers(self, stream: bytes) -> list[OutboxConsumer]:
         """The relays reading ``stream`` (none before the group exists)."""
-        try:
-            rows = await self.client.xinfo_consumers(stream, OUTBOX_GROUP)
-        except aioredis.ResponseError as exc:
-            if "no such key" in str(exc) or "NOGROUP" in str(exc):
-                return []
-            raise
-        return [
-            OutboxConsumer(
-                name=r["name"].decode() if isinstance(r["name"], bytes) else r["name"],
-                pending=int(r["pending"]),
-                idle_ms=int(r["idle"]),
-            )
-            for r in rows
-        ]
+        return (await self.outbox_consumers_many([stream]))[stream]
+
+    async def outbox_consumers_many(
+        self, streams: Iterable[bytes]
+    ) -> dict[bytes, list[OutboxConsumer]]:
+        """The consumers of many streams, with what each holds, in one round trip."""
+        names = list(streams)
+        pipe = self.client.pipeline(transaction=False)
+        for stream in names:
+            pipe.xinfo_consumers(stream, OUTBOX_GROUP)
+        replies = await pipe.execute(raise_on_error=False)
+        out: dict[bytes, list[OutboxConsumer]] = {}
+        for stream, rows in zip(names, replies, strict=True):
+            if isinstance(rows, aioredis.ResponseError):
+                if "no such key" in str(rows) or "NOGROUP" in str(rows):
+                    out[stream] = []  # the group is not there (yet)
+                    continue
+                raise rows
+            out[stream] = [
+                OutboxConsumer(
+                    name=r["name"].decode() if isinstance(r["name"], bytes) else r["name"],
+                    pending=int(r["pending"]),
+                    idle_ms=int(r["idle"]),
+                )
+                for r in rows
+            ]
+        return out
 
     async def drop_outbox_consumer(self, stream: bytes, consumer: str) -> bool:
         """Delete ``consumer`` from the group if (checked atomically) it holds no entries."""
