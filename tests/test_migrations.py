@@ -24,7 +24,7 @@ import pytest
 from nexuscart import config
 from nexuscart.adapters.postgres import migrate, migration_files
 
-# Tables that grow with users: distributed by user_id, co-located (DESIGN.md §4).
+# Tables that grow with users: distributed by user_id, co-located (docs/scaling.md).
 USER_TABLES = ["users", "orders", "order_items", "payments", "inbox"]
 CATALOG_TABLES = ["products", "flash_sales"]
 

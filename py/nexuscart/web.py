@@ -1,7 +1,7 @@
 """A small RSGI toolkit for the edge: routing, msgspec JSON, problem+json, OpenAPI, metrics.
 
 Why not a framework: on our machine a general-purpose framework costs 4-6x on a trivial route
-(DESIGN.md section 6). This module keeps the per-request work to one dict lookup (static
+(docs/adr/0005-edge-on-raw-rsgi.md). This module keeps the per-request work to one dict lookup (static
 routes) or a short segment match, one msgspec decode and one encode with pre-built
 encoders, and still derives an OpenAPI document from the same route table.
 """

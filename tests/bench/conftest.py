@@ -6,7 +6,7 @@
 Each benchmark also records its headline figure (keys/s, ns/decision, orders/s) with the
 ``figures`` fixture; they are printed together, with the ratios to their baselines, at the
 end of the run ("NexusCart benchmark figures"). Figures are reported, never asserted
-(DESIGN.md §5: no timed asserts in tests).
+(no timed asserts in tests).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ script reply shapes live here (and in lua/); everyone else uses the typed method
 ``FlashSaleStore``. Every key of one sale shares the hash tag ``{fs:<id>}``, so each script
 touches one Redis Cluster slot. Purchases from one event-loop tick are coalesced: one EVALSHA
 per sale decides the whole batch, and the batches of all sales share one pipelined round
-trip. One round trip per request is what caps a worker (DESIGN §6); one script call per
+trip. One round trip per request is what caps a worker (ADR 0005); one script call per
 purchase is what then caps Redis.
 """
 
