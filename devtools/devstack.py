@@ -397,7 +397,11 @@ def format_kafka_storage(jvm: list[str], props: Path, cluster_id: str) -> None:
         text=True,
     )
     if fmt.returncode != 0:
-        raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        out = (fmt.stdout + fmt.stderr).splitlines()[-15:]
+        raise StackError(
+            f"kafka did not start: storage format exited with code {fmt.returncode}\n"
+            + indent("\n".join(out))
+        )
 
 
 def stripe_mock_exe() -> str | None:
