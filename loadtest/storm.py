@@ -42,10 +42,12 @@ from typing import Any
 
 import asyncpg
 import redis
+import redis.asyncio as aioredis
 
 from devtools import devstack
 from devtools.proc import Process
 from nexuscart import auth
+from nexuscart.adapters.flash_sales import FlashSaleStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "loadtest"
@@ -261,6 +263,15 @@ def redis_commands(r: redis.Redis) -> int:
     return sum(int(v.get("calls", 0)) for v in stats.values())
 
 
+async def held_units(url: str, sale_id: int) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        stock = await FlashSaleStore(client).stock(sale_id)
+    finally:
+        await client.aclose()
+    return 0 if stock is None else stock[1]
+
+
 async def orders_of_sale(dsn: str, sale_id: int, want: int, wait_s: float) -> int:
     """Orders the orders service wrote for the sale, once it reaches ``want`` (bounded)."""
     conn = await asyncpg.connect(dsn)
@@ -333,7 +344,7 @@ def main() -> int:
             return wrk(srv.url, script, seconds, args.connections, env, args.wrk_threads)
 
         def held(sale_id: int) -> int:
-            return int(r.hget(f"{{fs:{sale_id}}}:stock", "held") or 0)
+            return asyncio.run(held_units(srv.env["REDIS_URL"], sale_id))
 
         write_tokens(tokens, secret, 1, args.buyers)
         rich_secs = min(args.seconds, 15)
