@@ -442,8 +442,13 @@ class Supervisor:
             )
         for name, server in (self.stack.servers if self.stack else {}).items():
             if not server.running:
+                from devtools.proc import indent, tail
+
+                # the databases are not restarted: what they lost must be looked at first
+                rc = server.proc.poll() if server.proc is not None else None
                 raise Failure(
-                    f"{name} exited unexpectedly (log: {server.log}); stopping everything"
+                    f"{name} exited unexpectedly (code {rc}, log: {server.log}); "
+                    f"stopping everything\n{indent(tail(server.log))}"
                 )
 
     def shutdown(self) -> None:
@@ -726,7 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.say(f"{exc}: shutting down")
     except Failure as exc:
         sup.stopping = True  # from here a Ctrl-C must not interrupt the cleanup below
-        console.say(f"error: {exc}")
+        for line in f"error: {exc}".splitlines():
+            console.say(line)
         code = EXIT_FAILED
     except Exception as exc:  # a stack part failed etc.: say it plainly, still clean up
         sup.stopping = True

@@ -370,3 +370,29 @@ def test_missing_prerequisites_one_line_each_exit_2(tmp_path: Path) -> None:
     for what in ("redis-server", "java", "Kafka", "stripe-mock"):
         assert sum(what in line for line in lines) == 1, (what, lines)
     assert not (tmp_path / "stack").exists(), "nothing is started or created"
+
+
+def test_a_dead_stack_server_is_not_restarted_and_stops_everything(
+    serve_env: dict[str, str], serve_args: list[str], tmp_path: Path
+) -> None:
+    # serve.py starts its own Redis here (REDIS_URL unset); the databases are not restarted.
+    env = {k: v for k, v in serve_env.items() if k != "REDIS_URL"}
+    services = _fake_services(tmp_path, sleeper=SLEEPER)
+    serve = Serve([*serve_args, "--services-dir", str(services)], env)
+    try:
+        serve.wait_for("redis ready on", "ready: http://127.0.0.1:")
+        redis = [
+            pid
+            for pid in descendants(serve.proc.pid)
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
+        ]
+        assert len(redis) == 1
+        tree = descendants(serve.proc.pid)
+        os.kill(redis[0], signal.SIGKILL)
+        rc = serve.finish()
+    finally:
+        serve.kill()
+    assert rc == 1, serve.output
+    assert "error: redis exited unexpectedly (code -9" in serve.output
+    assert "redis exited (code" not in serve.output, "not restarted"
+    assert survivors(tree, set(serve.started().values())) == []
