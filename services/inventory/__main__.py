@@ -1,4 +1,5 @@
-"""`python -m services.inventory` runs the expirer; `... reconcile [--redis-only]` checks."""
+"""`python -m services.inventory` runs the hold expirer and the payments consumer;
+`python -m services.inventory reconcile [--redis-only]` checks conservation."""
 
 import asyncio
 import sys
