@@ -89,6 +89,7 @@ class Server:
     env: dict[str, str] | None = None
     run_as: str | None = None
     cwd: Path | None = None  # default: workdir
+    nice: int = 0
     process: Process | None = field(default=None, repr=False)
 
     @property
@@ -104,6 +105,7 @@ class Server:
             env={**os.environ, **(self.env or {})},
             log=self.log,
             user=self.run_as,
+            nice=self.nice,
         ).start()
         try:
             self.process.wait_ready(self.probe, self.timeout)
@@ -521,8 +523,11 @@ def start_stack(
     workdir: Path | None = None,
     parts: tuple[str, ...] = tuple(PARTS),
     log: Callable[[str], None] | None = None,
+    background_nice: int = 0,
 ) -> Stack:
     """Start every part not already given by env; return URLs for all of them.
+    ``background_nice`` lowers the CPU priority of every part but Redis, which serves the
+    purchase path itself (see scripts/serve.py --background-nice).
 
     Parts start concurrently in threads (Kafka's JVM dominates; the rest overlap with it).
     On any failure everything started so far is stopped and StackError is raised.
@@ -541,6 +546,8 @@ def start_stack(
                 stack.env[env_var] = os.environ[env_var]
                 continue
             server = factory(workdir)
+            if name != "redis":
+                server.nice = background_nice
             to_start[name] = server
             stack.env[env_var] = url(server.port)
         import concurrent.futures

@@ -93,10 +93,12 @@ class Process:
         on_line: Callable[[bytes], None] | None = None,
         user: str | None = None,
         die_with_parent: bool = False,
+        nice: int = 0,
     ) -> None:
         self.name, self.argv, self.cwd, self.env = name, list(argv), cwd, env
         self.log, self.on_line, self.user = log, on_line, user
         self.die_with_parent = die_with_parent
+        self.nice = nice  # added to the child's niceness before exec, inherited by its helpers
         self.proc: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
 
@@ -120,7 +122,7 @@ class Process:
                 user=self.user,
                 group=None if self.user is None else _primary_group(self.user),
                 extra_groups=None if self.user is None else [],  # drop root's groups too
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                preexec_fn=self._preexec if self.die_with_parent or self.nice else None,
             )
         finally:
             if logf is not None:
@@ -130,6 +132,12 @@ class Process:
             self._pump.daemon = True
             self._pump.start()
         return self
+
+    def _preexec(self) -> None:
+        if self.nice:
+            os.nice(self.nice)
+        if self.die_with_parent:
+            _die_with_parent()
 
     def _copy(self) -> None:
         assert self.proc is not None

@@ -156,7 +156,7 @@ def http(
 class Server:
     """``scripts/serve.py`` as shipped, on a free port, with a throwaway stack."""
 
-    def __init__(self, workers: int, work: Path):
+    def __init__(self, workers: int, work: Path, extra_args: list[str] | None = None):
         self.port = devstack.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work / "server.log"
@@ -176,6 +176,7 @@ class Server:
                 str(self.port),
                 "--workers",
                 str(workers),
+                *(extra_args or []),
             ],
             cwd=ROOT,
             env={**env, **LB_ENV},
@@ -298,6 +299,12 @@ def main() -> int:
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--rate", type=int, default=10_000, help="open-loop offered requests/s")
     ap.add_argument("--open-seconds", type=int, default=15)
+    ap.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="passed on to scripts/serve.py (repeat), e.g. --server-arg=--background-nice=0",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
@@ -307,9 +314,11 @@ def main() -> int:
         results: dict[str, Any] = {
             "workers": args.workers,
             "connections": args.connections,
-            "config": "scripts/serve.py as shipped (services on) + " + json.dumps(LB_ENV),
+            "config": "scripts/serve.py as shipped (services on) + "
+            + json.dumps(LB_ENV)
+            + (f" + {' '.join(args.server_arg)}" if args.server_arg else ""),
         }
-        server = srv = Server(args.workers, work)
+        server = srv = Server(args.workers, work, args.server_arg)
         print(f"server ready at {srv.url}", file=sys.stderr)
         secret, admin = srv.env["JWT_SECRET"], srv.env["ADMIN_TOKEN"]
         bare = devstack.GranianServer(

@@ -132,6 +132,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     process: Process
+    nice: int = 0
     deaths: collections.deque[float] = field(default_factory=collections.deque)
     restart_at: float | None = None  # monotonic time of the next start, while it is down
 
@@ -140,7 +141,9 @@ class Child:
         return self.process.pgid  # the child leads its own process group
 
 
-def _start(name: str, argv: list[str], env: dict[str, str], console: Console) -> Process:
+def _start(
+    name: str, argv: list[str], env: dict[str, str], console: Console, nice: int = 0
+) -> Process:
     from devtools.proc import Process
 
     process = Process(
@@ -148,6 +151,7 @@ def _start(name: str, argv: list[str], env: dict[str, str], console: Console) ->
         argv,
         cwd=ROOT,
         env=env,
+        nice=nice,
         on_line=lambda raw: console.line(name, raw),
         # if this supervisor is SIGKILLed, the kernel TERMs the child: edge and services never
         # outlive it; the next run sweeps up the stack servers (see sweep_orphans)
@@ -157,8 +161,10 @@ def _start(name: str, argv: list[str], env: dict[str, str], console: Console) ->
     return process
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], console: Console) -> Child:
-    return Child(name, argv, env, _start(name, argv, env, console))
+def spawn(
+    name: str, argv: list[str], env: dict[str, str], console: Console, nice: int = 0
+) -> Child:
+    return Child(name, argv, env, _start(name, argv, env, console, nice), nice)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -418,7 +424,9 @@ class Supervisor:
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.restart_at = None
-                    child.process = _start(child.name, child.argv, child.env, self.console)
+                    child.process = _start(
+                        child.name, child.argv, child.env, self.console, child.nice
+                    )
                     record_children(args.workdir, self.children)
                 continue
             rc = child.process.poll()
@@ -531,7 +539,9 @@ class Supervisor:
             if "postgres" in parts:
                 clear_stale_postmaster_pid(pg_home, self.console)
             say(f"starting {', '.join(parts)} in {workdir} (logs: {workdir}/*.log)")
-            self.stack = devstack.start_stack(workdir=workdir, parts=parts, log=say)
+            self.stack = devstack.start_stack(
+                workdir=workdir, parts=parts, log=say, background_nice=self.args.background_nice
+            )
         else:
             say("every part is given by the environment; starting no stack servers")
         phases.append(f"stack {time.time() - t:.1f}s")
@@ -600,7 +610,13 @@ class Supervisor:
         names = discover_services(services_dir)
         for name in names:
             self.children.append(
-                spawn(name, [py, "-m", f"{services_dir.name}.{name}"], env, self.console)
+                spawn(
+                    name,
+                    [py, "-m", f"{services_dir.name}.{name}"],
+                    env,
+                    self.console,
+                    self.args.background_nice,
+                )
             )
         if not names:
             say(f"no services yet (no {services_dir.name}/<name>/__main__.py)")
@@ -658,6 +674,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         default=ROOT / "services",
         help="where <name>/__main__.py services are found (tests use a fake one)",
+    )
+    p.add_argument(
+        "--background-nice",
+        type=int,
+        default=10,
+        metavar="N",
+        help="niceness added to the services, PostgreSQL, Kafka and stripe-mock (not the edge "
+        "and Redis, which serve requests): on one machine, catching up on events must not "
+        "take CPU from answering buyers (default 10; 0 to disable)",
     )
     p.add_argument("--ready-timeout", type=float, default=90.0, metavar="S")
     p.add_argument(

@@ -1,0 +1,24 @@
+"""Background processes of the local server run at a lower CPU priority than the edge."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from devtools.proc import Process
+
+
+def test_a_process_started_with_nice_runs_at_that_much_lower_priority(tmp_path: Path) -> None:
+    log = tmp_path / "nice.log"
+    # the child prints its niceness, and that of a helper it forks (inherited)
+    code = "import os, subprocess, sys; print(os.nice(0)); sys.stdout.flush(); " + (
+        "subprocess.run([sys.executable, '-c', 'import os; print(os.nice(0))'])"
+    )
+    p = Process("nice", [sys.executable, "-c", code], log=log, nice=7).start()
+    deadline = time.monotonic() + 30
+    while p.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mine = os.nice(0)
+    assert log.read_text().split() == [str(mine + 7), str(mine + 7)]
