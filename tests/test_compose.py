@@ -1,6 +1,11 @@
-"""docker-compose.yml, checked by the real `docker compose config` (scripts/bootstrap builds
-it; no Docker engine is needed) and against the repository: every container runs code that
-exists, every secret is required, no development default reaches a container."""
+"""docker-compose.yml, checked by the loader of `docker compose config` and against the
+repository: every container runs code that exists, every secret is required, no development
+default reaches a container.
+
+The loader is tools/composecheck (scripts/bootstrap builds it): compose-go at the version
+Docker Compose v2.40.3 links, called as its `config` command calls it, so it interpolates,
+validates against the Compose Spec schema and normalises exactly as `docker compose config`
+does, and prints the same JSON. No Docker engine is needed (docs/adr/0008)."""
 
 from __future__ import annotations
 
@@ -22,21 +27,21 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 # Every ${VAR:?message} of the file: compose refuses to run while one is unset or empty.
 REQUIRED = sorted(set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text())))
+# `docker compose config` without the rest of Compose: tools/composecheck.
+CHECKER = "nexuscart-composecheck"
 
 
-def _compose_binary() -> list[str]:
+def _composecheck() -> str:
     gobin = Path(os.environ.get("GOBIN") or Path.home() / "go" / "bin")
-    for exe in (shutil.which("docker-compose"), str(gobin / "docker-compose")):
+    for exe in (shutil.which(CHECKER), str(gobin / CHECKER)):
         if exe and os.access(exe, os.X_OK):
-            return [exe]
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    pytest.fail("docker compose not found: run scripts/bootstrap (it builds it)")
+            return exe
+    pytest.fail(f"{CHECKER} not found: run scripts/bootstrap (it builds tools/composecheck)")
 
 
-def compose_config(tmp_path: Path, values: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def compose_config(
+    tmp_path: Path, values: dict[str, str], compose_file: Path = COMPOSE
+) -> subprocess.CompletedProcess[str]:
     """`docker compose config` with exactly ``values`` as the .env file. The process gets no
     other variables (the test session's dev secrets must not leak in) and an explicit
     --env-file (a developer's own .env must not either)."""
@@ -44,11 +49,11 @@ def compose_config(tmp_path: Path, values: dict[str, str]) -> subprocess.Complet
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     return subprocess.run(
         [
-            *_compose_binary(),
+            _composecheck(),
             "--project-directory", str(ROOT),
-            "-f", str(COMPOSE),
+            "-f", str(compose_file),
             "--env-file", str(env_file),
-            "config", "--format", "json",
+            "--format", "json",
         ],
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
         capture_output=True, text=True, timeout=60, check=False,
@@ -145,3 +150,28 @@ def test_files_mounted_from_the_repo_exist(resolved: dict[str, Any]) -> None:
         for volume in svc.get("volumes", []):
             if volume["type"] == "bind":
                 assert Path(volume["source"]).exists(), f"{name} mounts missing {volume}"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ({"bogus": 1}, "additional properties 'bogus' not allowed"),
+        ({"restart": 5}, "services.edge.restart must be a string"),
+        ({"depends_on": ["no-such-service"]}, 'depends on undefined service "no-such-service"'),
+    ],
+)
+def test_the_checker_rejects_what_docker_compose_config_rejects(
+    tmp_path: Path, mistake: dict[str, Any], message: str
+) -> None:
+    """The checker is more than interpolation: a key the Compose Spec schema does not know,
+    a value of the wrong type and a dangling reference each fail, with Compose's message."""
+    broken = tmp_path / "docker-compose.yml"
+    # the real file with one mistake in the edge service (a JSON value is valid YAML)
+    text = COMPOSE.read_text()
+    anchor = "\n  edge:\n"
+    assert anchor in text
+    extra = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in mistake.items())
+    broken.write_text(text.replace(anchor, anchor + extra, 1))
+    proc = compose_config(tmp_path, strong_secrets(), broken)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
