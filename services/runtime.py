@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka import errors as kafka_errors
 from redis import exceptions as redis_exc
 
-from nexuscart import events
+from nexuscart import config, events
+from nexuscart.adapters import kafka
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -44,7 +45,7 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 # --- the consumer loop every service uses ---------------------------------------------------
 
-Handler = Callable[[list[events.Envelope]], Awaitable[None]]
+Handler = Callable[[list[events.Envelope]], Awaitable[object]]  # its result is not used
 
 # SQLSTATE classes that blame the event's data: data exceptions (22: out of range, bad
 # value) and integrity violations (23: check, not null, foreign key), and an error raised
@@ -111,10 +112,9 @@ class ConsumerLoop:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.log = logging.getLogger(f"nexuscart.{name}")
-        # counters (a service reads them for its metrics; the log line carries them too)
+        # running totals, carried by the log lines (services export no metrics of their own)
         self.dead_lettered = 0
         self.retries = 0
-        self.records = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -135,7 +135,6 @@ class ConsumerLoop:
             except (msgspec.DecodeError, TypeError) as exc:  # TypeError: a null value
                 if not await self._dead_letter(rec, exc, stop):
                     return False
-        self.records += len(records)
         return await self._apply(good, stop)
 
     async def _apply(
@@ -158,8 +157,8 @@ class ConsumerLoop:
                     )
                 self.retries += 1
                 self.log.warning(
-                    "%s: transient failure on %d events, retrying in %.2fs: %r",
-                    self.name, len(pairs), delay, exc,
+                    "%s: transient failure on %d events, retrying in %.2fs: %r; retries_total=%d",
+                    self.name, len(pairs), delay, exc, self.retries,
                 )  # fmt: skip
             if not await self._backoff(stop, delay):
                 return False
@@ -187,7 +186,10 @@ class ConsumerLoop:
                 break
             except Exception as exc:
                 self.retries += 1
-                self.log.warning("%s: dead-letter publish to %s failed: %r", self.name, topic, exc)
+                self.log.warning(
+                    "%s: dead-letter publish to %s failed: %r; retries_total=%d",
+                    self.name, topic, exc, self.retries,
+                )  # fmt: skip
             if not await self._backoff(stop, delay):
                 return False
             delay = min(delay * 2, self.max_backoff_s)
@@ -211,3 +213,37 @@ class ConsumerLoop:
             # uncommitted records again and the handlers' inboxes drop the repeats
             self.log.warning("%s: offset commit failed, records will be redelivered: %r",
                              self.name, exc)  # fmt: skip
+
+
+async def consume(
+    settings: config.Settings,
+    name: str,
+    topics: Sequence[str],
+    handle: Handler,
+    stop: asyncio.Event,
+    **consumer_options: Any,
+) -> None:
+    """Run ``handle`` over ``topics`` as consumer group ``name`` until ``stop``: the topics
+    and their dead-letter topics are created if missing, offsets are committed by the loop
+    only (at least once), and only committed transactions are read."""
+    await kafka.ensure_topics(
+        settings.kafka.bootstrap, [*topics, *map(events.dead_letter_topic, topics)]
+    )
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=name,
+        client_id=f"{settings.kafka.client_id}-{name}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        **consumer_options,
+    )
+    producer = kafka.producer(settings.kafka, f"{name}-dlq")  # dead letters only
+    await producer.start()
+    await consumer.start()
+    try:
+        await ConsumerLoop(name, consumer, producer, handle).run(stop)
+    finally:
+        await consumer.stop()
+        await producer.stop()

@@ -20,7 +20,10 @@ from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres
 from services.orders.projector import OrdersProjector
 from services.runtime import ConsumerLoop, is_transient
+from tests.envelopes import encode, envelope
 from tests.test_flash_sale_pipeline import Service
+
+ORDERS_DLQ = events.dead_letter_topic(events.ORDERS_TOPIC)
 
 _order_seq = iter(range(1, 1 << 24))
 SALE_ID = 900_001
@@ -28,7 +31,7 @@ SALE_ID = 900_001
 
 def reserved(user_id: int) -> events.Envelope:
     seq = next(_order_seq)
-    return events.envelope(
+    return envelope(
         events.StockReserved(
             order_id=(SALE_ID << 24) | seq,
             sale_id=SALE_ID,
@@ -113,16 +116,16 @@ async def test_undecodable_events_go_to_the_dead_letter_topic_and_later_events_a
     user = 4_242_001
     good = reserved(user)
     # what the Lua scripts wrote before ids were exact: user_id as a float
-    floaty = events.encode(reserved(user)).replace(
+    floaty = encode(reserved(user)).replace(
         f'"user_id":{user}'.encode(), f'"user_id":{float(user * 10**8):.13e}'.encode()
     )
     assert b"e+" in floaty
     key = str(user).encode()
-    await kafka.ensure_topics(settings.kafka.bootstrap, [events.ORDERS_TOPIC, events.ORDERS_DLQ])
+    await kafka.ensure_topics(settings.kafka.bootstrap, [events.ORDERS_TOPIC, ORDERS_DLQ])
     offsets = await _produce(
         settings,
         events.ORDERS_TOPIC,
-        [(key, b"not json {"), (key, floaty), (key, events.encode(good))],
+        [(key, b"not json {"), (key, floaty), (key, encode(good))],
     )
     orders = Service("orders", stack.workdir)
     orders.start()
@@ -132,7 +135,7 @@ async def test_undecodable_events_go_to_the_dead_letter_topic_and_later_events_a
             return good.data.order_id in await _orders(settings.postgres.dsn, [good.data.order_id])
 
         await _until(applied)
-        dead = await _read_all(settings, events.ORDERS_DLQ, 2)
+        dead = await _read_all(settings, ORDERS_DLQ, 2)
     finally:
         orders.stop()
     mine = [
@@ -258,7 +261,7 @@ async def test_a_statement_failing_once_is_retried_and_applied_once(
     seq = await inject(f"NEW.user_id = {victim}", sqlstate, 2)
     topic = f"test.orders.{uuid.uuid4().hex[:8]}"
     async with Harness(settings, pool, topic) as h:
-        await _produce(settings, topic, [(e.key.encode(), events.encode(e)) for e in envs])
+        await _produce(settings, topic, [(e.key.encode(), encode(e)) for e in envs])
 
         async def all_applied() -> bool:
             got = await _orders(settings.postgres.dsn, [e.data.order_id for e in envs])
@@ -285,9 +288,7 @@ async def test_a_failing_event_is_isolated_and_dead_lettered_while_its_batch_is_
     topic = f"test.orders.{uuid.uuid4().hex[:8]}"
     healthy = [e for e in envs if e is not poison]
     async with Harness(settings, pool, topic) as h:
-        offsets = await _produce(
-            settings, topic, [(e.key.encode(), events.encode(e)) for e in envs]
-        )
+        offsets = await _produce(settings, topic, [(e.key.encode(), encode(e)) for e in envs])
 
         async def settled() -> bool:
             got = await _orders(settings.postgres.dsn, [e.data.order_id for e in healthy])
@@ -296,7 +297,7 @@ async def test_a_failing_event_is_isolated_and_dead_lettered_while_its_batch_is_
         await _until(settled)
     assert h.loop.dead_lettered == 1
     dead = await _read_all(settings, events.dead_letter_topic(topic), 1)
-    assert [r.value for r in dead] == [events.encode(poison)]
+    assert [r.value for r in dead] == [encode(poison)]
     hdr = _headers(dead[0])
     assert hdr["dlq.source.topic"] == topic
     assert hdr["dlq.source.offset"] == str(offsets[4])
@@ -314,7 +315,7 @@ async def test_postgres_restarted_under_the_loop_is_retried_without_a_crash(
     async with Harness(settings, pool, topic) as h:
         await asyncio.to_thread(pg.stop)
         try:
-            await _produce(settings, topic, [(e.key.encode(), events.encode(e)) for e in envs])
+            await _produce(settings, topic, [(e.key.encode(), encode(e)) for e in envs])
 
             async def retrying() -> bool:
                 return h.loop.retries >= 2

@@ -20,6 +20,7 @@ from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.domain.flash_sale import Outcome
 from services.inventory.holds import reconcile
+from tests.envelopes import encode, envelope
 from tests.test_flash_sale_store import buy, new_sale
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,7 @@ async def test_payment_succeeded_confirms_the_hold_and_the_order(
     producer = kafka.producer(settings.kafka, "test-payments")
     await producer.start()
     try:
-        env = events.envelope(
+        env = envelope(
             events.PaymentSucceeded(
                 order_id=order_id,
                 sale_id=sale.sale_id,
@@ -134,7 +135,7 @@ async def test_payment_succeeded_confirms_the_hold_and_the_order(
         )
         # published twice: the consumer must apply it once
         for _ in range(2):
-            await producer.send_and_wait(events.PAYMENTS_TOPIC, events.encode(env), key=b"77")
+            await producer.send_and_wait(events.PAYMENTS_TOPIC, encode(env), key=b"77")
     finally:
         await producer.stop()
 

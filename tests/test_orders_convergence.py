@@ -22,6 +22,7 @@ from nexuscart import config, events
 from nexuscart.adapters import postgres
 from nexuscart.domain import orders as order_rules
 from services.orders.projector import OrdersProjector
+from tests.envelopes import envelope
 
 SALE_ID = 900_002
 ENDINGS = ["pending", "paid", "sold", "expired", "cancelled", "paid_then_expired"]
@@ -58,7 +59,7 @@ def lifecycle(user_id: int, order_id: int, ending: str) -> list[events.Envelope]
         currency="eur",
         expires_at_ms=1_900_000_000_123,
     )
-    out = [events.envelope(reserved, key=user_id)]
+    out = [envelope(reserved, key=user_id)]
     paid = events.PaymentSucceeded(
         order_id=order_id, sale_id=SALE_ID, user_id=user_id, amount_cents=1500, payment_id="p"
     )
@@ -77,7 +78,7 @@ def lifecycle(user_id: int, order_id: int, ending: str) -> list[events.Envelope]
         "cancelled": [released("cancelled")],
         "paid_then_expired": [paid, released("expired")],
     }
-    return out + [events.envelope(d, key=user_id) for d in tails[ending]]
+    return out + [envelope(d, key=user_id) for d in tails[ending]]
 
 
 async def _row(pool: Any, user_id: int, order_id: int) -> tuple[Any, ...] | None:

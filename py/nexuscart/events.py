@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 import msgspec
@@ -27,10 +27,6 @@ DLQ_SUFFIX: Final = ".dlq"
 
 def dead_letter_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
-
-
-ORDERS_DLQ: Final = dead_letter_topic(ORDERS_TOPIC)
-PAYMENTS_DLQ: Final = dead_letter_topic(PAYMENTS_TOPIC)
 
 
 class StockReserved(msgspec.Struct, frozen=True, tag="StockReserved"):
@@ -66,7 +62,8 @@ class StockSold(msgspec.Struct, frozen=True, tag="StockSold"):
 
 
 class PaymentSucceeded(msgspec.Struct, frozen=True, tag="PaymentSucceeded"):
-    """The buyer's payment for an order succeeded (published by services/payments)."""
+    """The buyer's payment for an order succeeded (published on payments.v1 by the payments
+    service, which is not built yet)."""
 
     order_id: int
     sale_id: int
@@ -87,7 +84,6 @@ class Envelope(msgspec.Struct, frozen=True):
     data: Event
 
 
-_encoder: Final = msgspec.json.Encoder()
 _decoder: Final = msgspec.json.Decoder(Envelope)
 
 
@@ -106,21 +102,6 @@ class EventIds:
         n = f"{time.time_ns() & 0xFFFFFFFFFFFF:012x}"
         c = f"{self.counter & 0xFFFFFFFFFF:010x}"
         return f"{self.prefix}-{n[:4]}-4{n[4:7]}-8{n[7:10]}-{n[10:12]}{c}"
-
-
-def envelope(data: Event, key: int | str, event_id: uuid.UUID | None = None) -> Envelope:
-    return Envelope(
-        id=event_id or uuid.uuid4(),
-        type=type(data).__name__,
-        version=1,
-        occurred_at=datetime.now(UTC),
-        key=str(key),
-        data=data,
-    )
-
-
-def encode(env: Envelope) -> bytes:
-    return _encoder.encode(env)
 
 
 def decode(raw: bytes) -> Envelope:

@@ -8,15 +8,14 @@ import logging
 import sys
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
 from redis.exceptions import RedisError
 
 from nexuscart import config, events
-from nexuscart.adapters import kafka, postgres, redis_conn
+from nexuscart.adapters import postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from services.inventory.holds import expire_due, reconcile
 from services.inventory.payments import PaymentConfirmer
-from services.runtime import ConsumerLoop, sleep_or_stop
+from services.runtime import consume, sleep_or_stop
 
 log = logging.getLogger("nexuscart.inventory")
 EXPIRY_INTERVAL_S = 0.25  # holds are released at most this long after they expire
@@ -33,33 +32,6 @@ async def expire_holds(store: FlashSaleStore, stop: asyncio.Event) -> None:
         await sleep_or_stop(stop, EXPIRY_INTERVAL_S)
 
 
-async def confirm_payments(
-    settings: config.Settings, store: FlashSaleStore, stop: asyncio.Event
-) -> None:
-    topics = [events.PAYMENTS_TOPIC]
-    await kafka.ensure_topics(
-        settings.kafka.bootstrap, [*topics, *map(events.dead_letter_topic, topics)]
-    )
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.kafka.bootstrap,
-        group_id="inventory",
-        client_id=f"{settings.kafka.client_id}-inventory",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    producer = kafka.producer(settings.kafka, "inventory-dlq")  # dead letters only
-    await producer.start()
-    await consumer.start()
-    try:
-        confirmer = PaymentConfirmer(store)
-        await ConsumerLoop("inventory", consumer, producer, confirmer.handle).run(stop)
-    finally:
-        await consumer.stop()
-        await producer.stop()
-
-
 async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
@@ -67,7 +39,15 @@ async def main(stop: asyncio.Event) -> None:
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(expire_holds(store, stop))
-            tasks.create_task(confirm_payments(settings, store, stop))
+            tasks.create_task(
+                consume(
+                    settings,
+                    "inventory",
+                    [events.PAYMENTS_TOPIC],
+                    PaymentConfirmer(store).handle,
+                    stop,
+                )
+            )
     finally:
         await client.aclose()
 

@@ -26,7 +26,6 @@ def stock_sold_id(payment: Envelope) -> uuid.UUID:
 class PaymentConfirmer:
     def __init__(self, store: FlashSaleStore):
         self.store = store
-        self.confirmed = 0
         # payments whose hold had already ended (expired or cancelled): the payments service
         # refunds them; counted and logged here so nothing is lost silently
         self.late_payments = 0
@@ -46,5 +45,3 @@ class PaymentConfirmer:
                     " to refund; late_payments_total=%d",
                     d.payment_id, d.order_id, d.sale_id, d.user_id, self.late_payments,
                 )  # fmt: skip
-            else:
-                self.confirmed += 1

@@ -46,9 +46,9 @@ class OrdersProjector:
     def __init__(self, pool: asyncpg.Pool, shard_count: int = DEFAULT_SHARD_COUNT):
         self.pool = pool
         self.router = _core.ShardRouter(shard_count)
-        self.applied = 0
 
-    async def handle(self, batch: Sequence[Envelope]) -> None:
+    async def handle(self, batch: Sequence[Envelope]) -> int:
+        """Apply a batch; return how many of its events were new (not in the inbox yet)."""
         groups: dict[int, list[Envelope]] = defaultdict(list)
         # user_id from the payload, not the message key: a malformed key must not stall a
         # partition
@@ -62,14 +62,16 @@ class OrdersProjector:
             *(self._write_group_pooled(events) for events in groups.values()),
             return_exceptions=True,
         )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        applied = 0
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            applied += r
+        return applied
 
-    async def _write_group_pooled(self, events: list[Envelope]) -> None:
+    async def _write_group_pooled(self, events: list[Envelope]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            n = await write_group(conn, events)
-        self.applied += n
+            return await write_group(conn, events)
 
 
 # Row counts a multi-row statement is padded up to: a few statement shapes per query, so

@@ -53,8 +53,6 @@ class OutboxRelay:
         self.claim_idle_ms = claim_idle_ms
         self.claim_every_s = claim_every_s
         self.streams: set[bytes] = set()
-        self.relayed = 0
-        self.claimed = 0
         self._recovered = True  # a new consumer name has nothing pending
         self._next_claim = 0.0
 
@@ -104,7 +102,6 @@ class OutboxRelay:
                 async for page in self.store.claim_outbox(
                     self.consumer, stream, self.claim_idle_ms, self.batch
                 ):
-                    self.claimed += len(page)
                     n += await self._publish(page)
             for c in others:
                 # pending as seen before the claim: the drop re-checks it atomically
@@ -125,7 +122,6 @@ class OutboxRelay:
         if sends:
             await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)
         await self.store.ack_outbox(entries)
-        self.relayed += len(entries)
         return len(entries)
 
     async def run(self, stop: asyncio.Event) -> None:
