@@ -15,8 +15,16 @@ from hypothesis import strategies as st
 
 # isort: split
 from nexuscart import _core
-from nexuscart._core import ADMIT, BUSY, RATE_LIMITED, SOLD_OUT, Gate
-from nexuscart.errors import InvalidArgument, NexusCartError, OutOfRange
+from nexuscart._core import (
+    ADMIT,
+    BUSY,
+    RATE_LIMITED,
+    SOLD_OUT,
+    Gate,
+    InvalidArgument,
+    NexusCartError,
+    OutOfRange,
+)
 
 MS = 1_000_000
 SEC = 1_000 * MS

@@ -20,6 +20,9 @@ from nexuscart import _core
 from nexuscart._core import (
     MAX_SHARD_COUNT,
     REDIS_SLOT_COUNT,
+    InvalidArgument,
+    NexusCartError,
+    OutOfRange,
     ShardRouter,
     hashint4,
     hashint8,
@@ -28,7 +31,6 @@ from nexuscart._core import (
     redis_slots,
     uuid_hash,
 )
-from nexuscart.errors import InvalidArgument, NexusCartError, OutOfRange
 
 DATA = Path(__file__).resolve().parent.parent / "core_rs" / "tests" / "data"
 INT4 = st.integers(min_value=-(2**31), max_value=2**31 - 1)

@@ -28,7 +28,7 @@ __all__ = [
     "uuid_hash",
 ]
 
-# -- errors (re-exported by nexuscart.errors) -----------------------------------------
+# -- errors ---------------------------------------------------------------------------
 
 class NexusCartError(Exception):
     """Base class of every error raised by NexusCart's core."""

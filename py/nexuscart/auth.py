@@ -1,12 +1,15 @@
-"""Buyer identity (HS256 JWT, ``sub`` = user id) and the admin credential. Pure, no I/O.
+"""Buyer tokens (HS256 JWT, ``sub`` = user id) and the admin credential. Pure, no I/O.
 
-A lean verifier instead of a general JWT library on the hot path: it accepts exactly one
-algorithm (HS256, so no alg-confusion), checks ``exp``/``nbf``/``iss``, and caches recent
-verified tokens, since a buyer in a storm retries with the same token.
+Tokens are verified by ``nexuscart._core.TokenVerifier`` (Rust, crate module ``token``): a
+lean verifier instead of a general JWT library on the hot path. It accepts exactly one
+algorithm (HS256, so no alg-confusion), checks ``exp`` (at most a maximum lifetime ahead),
+``nbf`` and ``iss``, and caches recent verified tokens, since a buyer in a storm retries with
+the same token. It raises ``AuthError`` (re-exported here); ``str(exc)`` is the reason. A
+pure-Python reference with the same rules, order and reasons lives with the tests that
+compare the two (tests/token_reference.py).
 
-``TokenVerifier`` and ``AuthError`` are the Rust ones (``nexuscart._core``, crate module
-``token``); ``str(exc)`` is the reason. A pure-Python reference with the same rules, order
-and reasons lives with the tests that compare the two (tests/token_reference.py).
+This module mints tokens (``issue``: tests, demo data, load generators) and checks the admin
+bearer token (``admin_ok``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import Final
 
 import msgspec
 
-from nexuscart._core import AuthError, TokenVerifier
+from nexuscart._core import AuthError
 
-__all__ = ["AuthError", "TokenVerifier", "admin_ok", "issue"]
+__all__ = ["AuthError", "admin_ok", "issue"]
 
 
 _enc: Final = msgspec.json.Encoder()
