@@ -18,7 +18,7 @@ It is still a pure function of the key, so all of one user's events stay on one 
 in order, exactly as with the default partitioner.
 
 Every producer of a topic must use the same partitioner, and ``shard_count`` must equal the
-shard count of the ``users`` co-location group (Citus' ``citus.shard_count``, 32 by default).
+shard count of the ``users`` co-location group (32, pinned by migration 0002).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from nexuscart import _core
 
-# Citus' default citus.shard_count, and what migrations/0002 gets when it does not override it.
+# The shard count migration 0002 pins for the users co-location group (shard_count => 32).
 DEFAULT_SHARD_COUNT: Final = 32
 _INT8_MIN: Final = -(2**63)
 _INT8_MAX: Final = 2**63 - 1
@@ -45,21 +45,12 @@ def _router(shard_count: int) -> _core.ShardRouter:
 def partition_for(user_id: int, partitions: int, shard_count: int = DEFAULT_SHARD_COUNT) -> int:
     """The Kafka partition (``0 <= p < partitions``) for events keyed by ``user_id``.
 
-    Raises ``ValueError`` for ``partitions < 1`` and ``nexuscart.errors.OutOfRange`` for a
+    Raises ``ValueError`` for ``partitions < 1`` and ``nexuscart._core.OutOfRange`` for a
     ``user_id`` outside bigint or a ``shard_count`` outside 1..64000.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     return _router(shard_count).shard_for_int8(user_id) % partitions
-
-
-def shards_of_partition(
-    partition: int, partitions: int, shard_count: int = DEFAULT_SHARD_COUNT
-) -> list[int]:
-    """The shard indexes whose users ``partition_for`` sends to ``partition``."""
-    if not 0 <= partition < partitions:
-        raise ValueError(f"partition must be in 0..{partitions - 1}, got {partition}")
-    return list(range(partition, shard_count, partitions))
 
 
 def _int_key(key: bytes) -> int | None:
@@ -86,7 +77,7 @@ class ShardPartitioner:
 
     def __init__(self, shard_count: int = DEFAULT_SHARD_COUNT):
         self.shard_count = shard_count
-        self._router = _router(shard_count)  # validates shard_count now, not at first send
+        _router(shard_count)  # validates shard_count now, not at first send
         self._default = DefaultPartitioner()
 
     def __call__(
@@ -95,4 +86,4 @@ class ShardPartitioner:
         user_id = _int_key(key) if key is not None else None
         if user_id is None:
             return int(self._default(key, list(all_partitions), list(available)))
-        return all_partitions[self._router.shard_for_int8(user_id) % len(all_partitions)]
+        return all_partitions[partition_for(user_id, len(all_partitions), self.shard_count)]
