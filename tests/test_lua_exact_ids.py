@@ -10,18 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from nexuscart import config, events
+from nexuscart import _core, auth, config, events
 from nexuscart.adapters.flash_sales import FlashSaleStore, OutboxEntry
 from nexuscart.adapters.redis_pipe import RedisPipe
-from nexuscart.domain.flash_sale import MAX_SALE_ID, MAX_USER_ID, SEQ_SPAN, Outcome, Sale
+from nexuscart.domain.flash_sale import MAX_SALE_ID, Outcome, Sale
 from tests.test_flash_sale_store import buy, new_sale
 
 ISO = "2026-11-23T00:00:00+00:00"
+MAX_USER_ID = 10**18 - 1  # the token verifier accepts 1 to 18 ASCII digits other than zero
+SEQ_SPAN = 1 << 32  # order ids are sale_id << 32 | seq (fs_purchase.lua)
 LUA = Path(__file__).resolve().parent.parent / "py" / "nexuscart" / "adapters" / "lua"
 
 
@@ -32,8 +35,10 @@ async def outbox_entries(store: FlashSaleStore, sale: Sale) -> list[OutboxEntry]
 
 
 def test_the_verifier_bound_is_the_one_the_scripts_are_tested_at() -> None:
-    # the token verifier accepts 1 to 18 ASCII digits other than zero
-    assert MAX_USER_ID == 10**18 - 1
+    verifier = _core.TokenVerifier("s" * 32, "nexuscart")
+    assert verifier.user_id(f"Bearer {auth.issue('s' * 32, MAX_USER_ID)}") == MAX_USER_ID
+    with pytest.raises(_core.AuthError):
+        verifier.user_id(f"Bearer {auth.issue('s' * 32, MAX_USER_ID + 1)}")
 
 
 @hsettings(

@@ -11,14 +11,10 @@ import msgspec
 # they stay below 2^52, exact as Lua numbers (doubles) and as JSON numbers in any client.
 # 2^32 - 1 purchase ids per sale, then it answers sold out: every purchase takes a unit
 # (at most MAX_UNITS of them) that only a release gives back, so that takes over 4 billion
-# purchases and releases (2.5 days of 20,000 a second, non-stop).
-SEQ_BITS: Final = 32
-SEQ_SPAN: Final = 1 << SEQ_BITS
+# purchases and releases (2.5 days of 20,000 a second, non-stop). User ids (the token
+# verifier accepts 1 to 18 decimal digits) travel through the scripts as decimal strings.
 MAX_SALE_ID: Final = (1 << 20) - 1
 MAX_UNITS: Final = (1 << 24) - 1
-# The token verifier's bound on ``sub`` (1 to 18 decimal digits, not zero). The scripts carry
-# user ids as decimal strings, so any of them reaches the events exactly.
-MAX_USER_ID: Final = 10**18 - 1
 MAX_QUANTITY: Final = 100
 
 Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
