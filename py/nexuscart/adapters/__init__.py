@@ -1,1 +1,1 @@
-"""All I/O lives here: Redis (+ lua/), PostgreSQL (+ sql/), Kafka, Stripe."""
+"""All I/O lives here: Redis (+ lua/), PostgreSQL (+ sql/), Kafka."""
