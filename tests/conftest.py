@@ -3,17 +3,23 @@ session, and the edge under Granian as a real server process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 
 from devtools import devstack
 from nexuscart import config
+from nexuscart.adapters import postgres
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.redis_pipe import RedisPipe
+from services.orders.projector import OrdersProjector
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,11 +51,30 @@ def settings(stack: devstack.Stack) -> config.Settings:
 
 @pytest.fixture(scope="session")
 def migrated(settings: config.Settings) -> None:
-    import asyncio
-
     from nexuscart.adapters.postgres import migrate_dsn
 
     asyncio.run(migrate_dsn(settings.postgres.dsn))
+
+
+@dataclass
+class Projection:
+    """The orders projector on its own uvloop (as services/runtime.py runs it) over a real
+    pool, for synchronous tests that drive it batch by batch."""
+
+    runner: asyncio.Runner
+    pool: Any
+    projector: OrdersProjector
+
+
+@pytest.fixture(scope="module")
+def projection(settings: config.Settings, migrated: None) -> Iterator[Projection]:
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    pool = runner.run(postgres.create_pool(settings.postgres, timeout_s=10.0))
+    try:
+        yield Projection(runner, pool, OrdersProjector(pool))
+    finally:
+        runner.run(pool.close())
+        runner.close()
 
 
 @pytest.fixture

@@ -5,46 +5,23 @@ and redeliveries; every example is written by the real projector into the real P
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import pytest
-import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexuscart import config, events
-from nexuscart.adapters import postgres
 from nexuscart.domain import orders as order_rules
 from services.orders.projector import OrdersProjector
+from tests.conftest import Projection
 from tests.envelopes import envelope
 
 SALE_ID = 900_002
 ENDINGS = ["pending", "paid", "sold", "expired", "cancelled", "paid_then_expired"]
 _ids = itertools.count(1)
-
-
-@dataclass
-class Db:
-    runner: asyncio.Runner
-    pool: Any
-    projector: OrdersProjector
-
-
-@pytest.fixture(scope="module")
-def db(settings: config.Settings, migrated: None) -> Iterator[Db]:
-    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    pool = runner.run(postgres.create_pool(settings.postgres, timeout_s=10.0))
-    try:
-        yield Db(runner, pool, OrdersProjector(pool))
-    finally:
-        runner.run(pool.close())
-        runner.close()
 
 
 def lifecycle(user_id: int, order_id: int, ending: str) -> list[events.Envelope]:
@@ -105,7 +82,7 @@ async def _row(pool: Any, user_id: int, order_id: int) -> tuple[Any, ...] | None
     data=st.data(),
 )
 def test_any_arrival_order_converges_to_the_in_order_result(
-    db: Db, ending: str, data: st.DataObject
+    projection: Projection, ending: str, data: st.DataObject
 ) -> None:
     n = next(_ids)
     user_id, order_id = 8_000_000 + n, (SALE_ID << 24) | n
@@ -117,8 +94,8 @@ def test_any_arrival_order_converges_to_the_in_order_result(
     cuts = sorted(data.draw(st.sets(cut_at, max_size=3))) if len(arrivals) > 1 else []
     batches = [arrivals[a:b] for a, b in itertools.pairwise([0, *cuts, len(arrivals)])]
     for batch in batches:
-        db.runner.run(db.projector.handle(batch))
-    got = db.runner.run(_row(db.pool, user_id, order_id))
+        projection.runner.run(projection.projector.handle(batch))
+    got = projection.runner.run(_row(projection.pool, user_id, order_id))
     statuses = [s for e in in_order if (s := order_rules.target_status(e)) is not None]
     expected_status = max(
         statuses, key=order_rules.RANK.__getitem__, default=order_rules.PENDING_PAYMENT

@@ -85,6 +85,25 @@ def _prometheus() -> tuple[Counter, Histogram]:
     return requests, latency
 
 
+def _bound_observer() -> Callable[[str, int, float], None]:
+    """Fresh metrics observed through label children resolved once per (route, status) and
+    kept in a dict, as the edge would hold them."""
+    requests, latency = _prometheus()
+    bound: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe(route: str, status: int, seconds: float) -> None:
+        children = bound.get((route, status))
+        if children is None:
+            children = bound[(route, status)] = (
+                requests.labels(route, str(status)),
+                latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    return observe
+
+
 def _loop(observe: Callable[[str, int, float], None]) -> Callable[[list[Obs]], None]:
     def run(obs: list[Obs]) -> None:
         for route, status, seconds in obs:
@@ -138,20 +157,7 @@ def test_bench_metrics_nexuscart(benchmark: Any, observations: list[Obs], figure
 def test_bench_metrics_prometheus_multiprocess_bound(
     benchmark: Any, observations: list[Obs], figures: Figures, multiprocess: Path
 ) -> None:
-    requests, latency = _prometheus()
-    bound: dict[tuple[str, int], tuple[Any, Any]] = {}
-
-    def observe(route: str, status: int, seconds: float) -> None:
-        children = bound.get((route, status))
-        if children is None:
-            children = bound[(route, status)] = (
-                requests.labels(route, str(status)),
-                latency.labels(route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-
-    secs = _bench(benchmark, observe, observations)
+    secs = _bench(benchmark, _bound_observer(), observations)
     _record(
         benchmark,
         figures,
@@ -189,20 +195,7 @@ def test_bench_metrics_prometheus_single_process_bound(
     saved = values.ValueClass
     values.ValueClass = values.MutexValue
     try:
-        requests, latency = _prometheus()
-        bound: dict[tuple[str, int], tuple[Any, Any]] = {}
-
-        def observe(route: str, status: int, seconds: float) -> None:
-            children = bound.get((route, status))
-            if children is None:
-                children = bound[(route, status)] = (
-                    requests.labels(route, str(status)),
-                    latency.labels(route),
-                )
-            children[0].inc()
-            children[1].observe(seconds)
-
-        secs = _bench(benchmark, observe, observations)
+        secs = _bench(benchmark, _bound_observer(), observations)
     finally:
         values.ValueClass = saved
     _record(
@@ -222,20 +215,7 @@ def test_bench_metrics_prometheus_multiprocess_cached_pid(
     fork); a cached pid (the library's ``process_identifier`` hook) skips that system call."""
     pid = [os.getpid()]
     values.ValueClass = values.MultiProcessValue(lambda: pid[0])  # type: ignore[no-untyped-call]
-    requests, latency = _prometheus()
-    bound: dict[tuple[str, int], tuple[Any, Any]] = {}
-
-    def observe(route: str, status: int, seconds: float) -> None:
-        children = bound.get((route, status))
-        if children is None:
-            children = bound[(route, status)] = (
-                requests.labels(route, str(status)),
-                latency.labels(route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-
-    secs = _bench(benchmark, observe, observations)
+    secs = _bench(benchmark, _bound_observer(), observations)
     _record(
         benchmark,
         figures,

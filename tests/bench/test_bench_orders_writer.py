@@ -17,21 +17,20 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
 import pytest
-import uvloop
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from nexuscart import config, events
-from nexuscart.adapters import kafka, postgres
+from nexuscart.adapters import kafka
 from services.orders.projector import OrdersProjector
 from services.runtime import ConsumerLoop
 from tests.bench.conftest import Figure, Figures, measure
+from tests.conftest import Projection
 from tests.envelopes import encode, envelope
 
 pytestmark = pytest.mark.benchmark_only
@@ -61,25 +60,6 @@ def reserved_batch(n: int, sale_id: int) -> list[events.Envelope]:
         )
         out.append(envelope(data, key=user_id))
     return out
-
-
-@dataclass
-class Writer:
-    runner: asyncio.Runner
-    pool: Any
-    projector: OrdersProjector
-
-
-@pytest.fixture(scope="module")
-def writer(settings: config.Settings, migrated: None) -> Iterator[Writer]:
-    """A projector on its own uvloop (what services/runtime.py runs), with a real pool."""
-    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    pool = runner.run(postgres.create_pool(settings.postgres, timeout_s=10.0))
-    try:
-        yield Writer(runner, pool, OrdersProjector(pool))
-    finally:
-        runner.run(pool.close())
-        runner.close()
 
 
 async def _count_orders(dsn: str, sale_id: int) -> int:
@@ -147,7 +127,7 @@ class SingleStatementProjector(OrdersProjector):
 def test_bench_projector_handle(
     benchmark: Any,
     figures: Figures,
-    writer: Writer,
+    projection: Projection,
     settings: config.Settings,
     batch_size: int,
     form: str,
@@ -155,20 +135,20 @@ def test_bench_projector_handle(
     sale_id = next(_sale_ids)
     rounds = 20
     projector = (
-        writer.projector
+        projection.projector
         if form == "per_shard_transaction"
-        else SingleStatementProjector(writer.pool)
+        else SingleStatementProjector(projection.pool)
     )
     applied = 0
 
     def run(batch: Sequence[events.Envelope]) -> None:
         nonlocal applied
-        applied += writer.runner.run(projector.handle(batch))
+        applied += projection.runner.run(projector.handle(batch))
 
     secs = measure(
         benchmark, run, rounds=rounds, setup=lambda: ((reserved_batch(batch_size, sale_id),), {})
     )
-    written = writer.runner.run(_count_orders(settings.postgres.dsn, sale_id))
+    written = projection.runner.run(_count_orders(settings.postgres.dsn, sale_id))
     assert written == applied == batch_size * (rounds + 1)
     rate = batch_size / secs
     benchmark.extra_info["orders_per_s"] = rate
@@ -261,24 +241,24 @@ async def _consume_all(
 
 @pytest.mark.benchmark(group="orders writer: Kafka -> PostgreSQL")
 def test_bench_orders_from_kafka_end_to_end(
-    benchmark: Any, figures: Figures, writer: Writer, settings: config.Settings
+    benchmark: Any, figures: Figures, projection: Projection, settings: config.Settings
 ) -> None:
     sale_id = next(_sale_ids)
     topic = f"bench.orders.{uuid.uuid4().hex[:8]}"
     envs = reserved_batch(E2E_EVENTS, sale_id)
     t0 = time.perf_counter()
-    writer.runner.run(_produce(settings, topic, envs))
+    projection.runner.run(_produce(settings, topic, envs))
     produce_s = time.perf_counter() - t0
     result: dict[str, Any] = {}
 
     def run() -> None:
-        total, sustained, projector = writer.runner.run(
-            _consume_all(settings, topic, E2E_EVENTS, writer.pool)
+        total, sustained, projector = projection.runner.run(
+            _consume_all(settings, topic, E2E_EVENTS, projection.pool)
         )
         result.update(total=total, sustained=sustained, batches=projector.batches)
 
     measure(benchmark, run, rounds=1, warmup_rounds=0)
-    assert writer.runner.run(_count_orders(settings.postgres.dsn, sale_id)) == E2E_EVENTS
+    assert projection.runner.run(_count_orders(settings.postgres.dsn, sale_id)) == E2E_EVENTS
     total_rate = E2E_EVENTS / result["total"]
     sustained_rate = E2E_EVENTS / result["sustained"]
     benchmark.extra_info.update(
