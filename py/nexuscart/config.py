@@ -1,7 +1,8 @@
 """Settings from the environment: one struct per concern, loaded once, failing fast.
 
-Every variable the code reads is declared here (the README's configuration table and the
-docker-compose check are derived from ``ENV_VARS``).
+Every variable the code reads is declared here, in ``ENV_VARS`` (tests keep the README's
+configuration table in step with it, and check that docker-compose requires every one of
+``SECRET_VARS``).
 """
 
 from __future__ import annotations
