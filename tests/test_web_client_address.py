@@ -3,7 +3,11 @@ the client could choose itself."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nexuscart import config
 from nexuscart.web import ClientAddress
@@ -76,3 +80,25 @@ async def test_the_app_hands_handlers_the_resolved_client() -> None:
         )
         await app.__rsgi__(scope, proto)
     assert sent == [b"198.51.100.7", b"203.0.113.9"]
+
+
+@given(
+    st.ip_addresses(v=4),
+    st.lists(st.tuples(st.ip_addresses(v=4), st.integers(0, 32)), min_size=1, max_size=3),
+)
+def test_the_integer_ipv4_check_agrees_with_ipaddress(
+    addr: ipaddress.IPv4Address, nets: list[tuple[ipaddress.IPv4Address, int]]
+) -> None:
+    cidrs = [f"{a}/{p}" for a, p in nets]
+    expected = any(addr in ipaddress.ip_network(c, strict=False) for c in cidrs)
+    assert ClientAddress(cidrs).is_trusted(str(addr)) is expected
+
+
+def test_ipv6_and_v4_mapped_addresses_are_checked_too() -> None:
+    ca = ClientAddress(["10.0.0.0/8", "fd00::/8"])
+    assert ca.is_trusted("fd00::1")
+    assert not ca.is_trusted("fe80::1")
+    assert ca.is_trusted("::ffff:10.1.2.3")
+    assert not ca.is_trusted("::ffff:11.1.2.3")
+    assert not ca.is_trusted("not-an-address")
+    assert not ca.is_trusted("10.1")  # inet_aton would read this as 10.0.0.1
