@@ -9,6 +9,7 @@ actual buyers (who may be retrying with their Idempotency-Key) still reach Redis
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,51 @@ _json_headers: Final = [("content-type", "application/json")]
 _replayed_headers: Final = [*_json_headers, ("idempotent-replayed", "true")]
 _REPLAY: Final = int(Outcome.REPLAY)
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ViewCache:
+    """Encoded sale views, per worker, for ``ttl_s``. A product page in a storm is read far
+    more often than it changes, so Redis sees a few reads a second per sale. One refresh
+    per sale is in flight at a time, and while it runs the previous view is served (stale
+    by at most ``ttl_s`` plus one Redis round trip): without that, every request arriving
+    at an expiry went to Redis at once."""
+
+    def __init__(
+        self, load: Callable[[int], Awaitable[bytes]], ttl_s: float, max_entries: int = 10_000
+    ):
+        self.load = load
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._views: dict[int, tuple[float, bytes]] = {}  # sale id -> (fresh until, body)
+        self._loading: dict[int, asyncio.Future[bytes]] = {}
+
+    async def get(self, sale_id: int) -> bytes:
+        hit = self._views.get(sale_id)
+        if hit is not None and hit[0] >= time.monotonic():
+            return hit[1]
+        fut = self._loading.get(sale_id)
+        if fut is None:
+            fut = self._loading[sale_id] = asyncio.ensure_future(self._refresh(sale_id))
+            fut.add_done_callback(_retrieve)
+        if hit is not None:
+            return hit[1]
+        return await asyncio.shield(fut)
+
+    async def _refresh(self, sale_id: int) -> bytes:
+        try:
+            body = await self.load(sale_id)
+            if len(self._views) >= self.max_entries:
+                self._views.clear()
+            self._views[sale_id] = (time.monotonic() + self.ttl_s, body)
+            return body
+        finally:
+            del self._loading[sale_id]
+
+
+def _retrieve(fut: asyncio.Future[bytes]) -> None:
+    # a refresh whose callers all got the stale view: its failure is not an error to log
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _idem_key(req: Request) -> str:
@@ -142,20 +188,14 @@ def routes(deps: Deps) -> list[Route]:
         )
         return Response(202, body, _replayed_headers if res.code == _REPLAY else _json_headers)
 
-    # A product page in a storm is read far more often than it changes: each worker serves
-    # a sale's view from memory for VIEW_CACHE_S, so Redis sees a few reads a second per sale.
-    views: dict[int, tuple[float, bytes]] = {}
+    async def load_view(sale_id: int) -> bytes:
+        return encode(await sales.view(sale_id))
+
+    views = ViewCache(load_view, VIEW_CACHE_S)
 
     @_http
     async def get_sale(req: Request) -> Response:
-        sale_id = path_int(req, "sale_id")
-        now = time.monotonic()
-        hit = views.get(sale_id)
-        if hit is None or hit[0] < now:
-            if len(views) > 10_000:
-                views.clear()
-            hit = views[sale_id] = (now + VIEW_CACHE_S, encode(await sales.view(sale_id)))
-        return Response(200, hit[1], _json_headers)
+        return Response(200, await views.get(path_int(req, "sale_id")), _json_headers)
 
     @_http
     async def create_sale(req: Request) -> Response:
