@@ -79,6 +79,9 @@ class Unavailable(Exception):
 
 NOT_FOUND: Final = (404, "not-found", "No such flash sale")
 SOLD_OUT: Final = REJECTIONS[Outcome.SOLD_OUT]
+# admit() returns this one object for every sold-out refusal: in a storm that is nearly every
+# request, and a returned (not raised) refusal costs no traceback and no allocation
+SOLD_OUT_REFUSAL: Final = Refused(*SOLD_OUT)
 
 
 class SaleView(msgspec.Struct, frozen=True):
@@ -205,17 +208,18 @@ class FlashSales:
 
     # -- purchase: the hot path ------------------------------------------------------------
 
-    def admit(self, sale_id: int, user_id: int, client_ip: str) -> None:
+    def admit(self, sale_id: int, user_id: int, client_ip: str) -> Refused | None:
         """Before the body is read: the user's and the IP's buckets, then the sold-out
-        flag. A rejection here costs no body read and no Redis call."""
+        flag. None goes on to ``buy``; a refusal here costs no body read and no Redis call,
+        and is returned rather than raised (the storm's common case)."""
         code, retry_ms = self.gate.check(sale_id, user_id, client_ip)
         if code == _core.ADMIT:
-            return
+            return None
         if code == _core.SOLD_OUT:
             if user_id in self.watch.buyers.get(sale_id, _EMPTY):
-                return  # a buyer of this sale may be retrying: Redis answers (replay, limit)
-            raise Refused(*SOLD_OUT)
-        raise Refused(
+                return None  # a buyer of this sale may be retrying: Redis answers
+            return SOLD_OUT_REFUSAL
+        return Refused(
             429,
             "rate-limited",
             "Too many requests",
