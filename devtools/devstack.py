@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
-import contextlib
 import hashlib
 import os
 import pwd
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -567,15 +566,6 @@ def start_stack(
         raise
     atexit.register(stack.stop)
     return stack
-
-
-@contextlib.contextmanager
-def running_stack(workdir: Path | None = None) -> Iterator[Stack]:
-    stack = start_stack(workdir)
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def check_prerequisites() -> list[str]:

@@ -1,7 +1,7 @@
 //! The one error type of the crate.
 //!
 //! Plain Rust code returns [`CoreError`]; the PyO3 layer (`bindings::errors`) maps each
-//! variant onto the Python exception hierarchy rooted at `nexuscart.errors.NexusCartError`:
+//! variant onto the Python exception hierarchy rooted at `nexuscart._core.NexusCartError`:
 //!
 //! ```text
 //! NexusCartError(Exception)

@@ -3,7 +3,7 @@
 //! - [`gate`]: flash-sale admission (GCRA token buckets, sold-out flags, in-flight caps).
 //! - [`shard`]: Citus-compatible hashing and shard intervals, Redis Cluster slots.
 //! - [`token`]: buyer-token (HS256 JWT) verification with a cache of verified tokens.
-//! - [`error`]: the one error type, mapped to `nexuscart.errors` in Python.
+//! - [`error`]: the one error type, mapped to the `nexuscart._core` exceptions in Python.
 //!
 //! Everything above is plain Rust, tested with `cargo test` without Python. The PyO3
 //! layer (`bindings`) is compiled only with the `python` feature, which maturin enables.

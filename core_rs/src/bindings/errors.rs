@@ -1,5 +1,4 @@
-//! The Python exception hierarchy, created in Rust and re-exported by
-//! `nexuscart.errors`:
+//! The Python exception hierarchy, created in Rust (`nexuscart._core`):
 //!
 //! ```text
 //! NexusCartError(Exception)

@@ -8,7 +8,7 @@ use pyo3::types::{PyInt, PyString};
 
 use super::convert::{Int, int_arg, utf8};
 use crate::gate::{
-    ADMIT, BUSY, DEFAULT_MAX_KEYS, Gate, GateConfig, RATE_LIMITED, SOLD_OUT, monotonic_ns,
+    ADMIT, BUSY, DEFAULT_MAX_KEYS, Decision, Gate, GateConfig, RATE_LIMITED, SOLD_OUT, monotonic_ns,
 };
 
 /// Flash-sale admission gate: sold-out flags, per-user and per-IP GCRA token buckets,
@@ -58,10 +58,7 @@ impl PyGate {
         ip: &Bound<'_, PyString>,
         now_ns: Option<Int<u64>>,
     ) -> PyResult<(u8, u64)> {
-        let decision = self
-            .inner
-            .admit(sale_id.0, user_id.0, utf8(ip, "ip")?, now_ns.map(|n| n.0));
-        Ok((decision.code(), decision.retry_after_ms()))
+        decide(Gate::admit, &self.inner, sale_id, user_id, ip, now_ns)
     }
 
     /// Step 1, before the body is read: `(code, retry_after_ms)` from the user's and the
@@ -75,10 +72,7 @@ impl PyGate {
         ip: &Bound<'_, PyString>,
         now_ns: Option<Int<u64>>,
     ) -> PyResult<(u8, u64)> {
-        let decision = self
-            .inner
-            .check(sale_id.0, user_id.0, utf8(ip, "ip")?, now_ns.map(|n| n.0));
-        Ok((decision.code(), decision.retry_after_ms()))
+        decide(Gate::check, &self.inner, sale_id, user_id, ip, now_ns)
     }
 
     /// Step 2, just before the Redis call: take one of the sale's in-flight slots.
@@ -145,6 +139,25 @@ impl PyGate {
     fn __repr__(&self) -> String {
         format!("<Gate max_in_flight={}>", self.inner.max_in_flight())
     }
+}
+
+/// One decision by `step` (`Gate::admit` or `Gate::check`), as `(code, retry_after_ms)`.
+fn decide(
+    step: fn(&Gate, u64, u64, &str, Option<u64>) -> Decision,
+    gate: &Gate,
+    sale_id: Int<u64>,
+    user_id: Int<u64>,
+    ip: &Bound<'_, PyString>,
+    now_ns: Option<Int<u64>>,
+) -> PyResult<(u8, u64)> {
+    let decision = step(
+        gate,
+        sale_id.0,
+        user_id.0,
+        utf8(ip, "ip")?,
+        now_ns.map(|n| n.0),
+    );
+    Ok((decision.code(), decision.retry_after_ms()))
 }
 
 /// Registers `Gate` and the admission codes.

@@ -1,6 +1,6 @@
 //! The JOSE header and the claims of a buyer token, decoded from JSON.
 //!
-//! Decoding follows the Python reference (`nexuscart.auth.PyTokenVerifier`, msgspec):
+//! Decoding follows the Python reference (`tests/token_reference.py`, msgspec):
 //!
 //! - the document is one JSON object (RFC 8259; surrounding JSON whitespace allowed);
 //! - members other than the ones below are skipped, but must still be valid JSON;

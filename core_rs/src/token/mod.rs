@@ -1,7 +1,7 @@
 //! Buyer tokens: HS256 JWTs whose `sub` is the user id.
 //!
 //! [`TokenVerifier::user_id`] is the Rust twin of the Python reference
-//! `nexuscart.auth.PyTokenVerifier`, with the same rules, in the same order, and the
+//! `tests/token_reference.py`, with the same rules, in the same order, and the
 //! same reasons ([`TokenError::reason`]):
 //!
 //! 1. the `Authorization` value must start with `Bearer ` → "missing bearer token";
