@@ -70,4 +70,4 @@ COPY --from=app-src /src/deploy/migrate.py deploy/migrate.py
 USER nexuscart
 EXPOSE 8000
 # sh -c only to expand the EDGE_* settings; exec hands PID 1 (and SIGTERM) to Granian.
-CMD ["sh", "-c", "exec granian --interface rsgi --host \"$EDGE_HOST\" --port \"$EDGE_PORT\" --workers \"$EDGE_WORKERS\" --loop uvloop --no-ws edge.app:app"]
+CMD ["sh", "-c", "exec granian --interface rsgi --host \"$EDGE_HOST\" --port \"$EDGE_PORT\" --workers \"$EDGE_WORKERS\" --loop uvloop --no-ws --backlog 4096 --backpressure 16384 edge.app:app"]

@@ -429,6 +429,40 @@ def stripe_mock_server(workdir: Path, port: int | None = None) -> Server:
     return Server("stripe-mock", port, workdir, [exe, "-http-port", str(port)], probe, timeout=30)
 
 
+# Granian's --backpressure caps the connections a worker accepts (default backlog/workers,
+# 512 here). Past it, the connections the kernel has already queued on that worker's socket
+# wait unaccepted, and their requests hang: seen as buyers unanswered for 10 s in an
+# open-loop run. Admission is the gate's job (in-flight caps answer 503 at once), so the
+# connection cap is set far above what a worker holds.
+GRANIAN_BACKLOG = 4096
+GRANIAN_BACKPRESSURE = 16384
+
+
+def granian_argv(target: str, host: str, port: int, workers: int) -> list[str]:
+    """The one command line the edge runs under (scripts/serve.py, tests, load runs)."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "rsgi",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--no-ws",
+        "--backlog",
+        str(GRANIAN_BACKLOG),
+        "--backpressure",
+        str(GRANIAN_BACKPRESSURE),
+        target,
+    ]
+
+
 class GranianServer:
     """An RSGI app under Granian as a separate process on a free port (what production runs)."""
 
@@ -445,23 +479,7 @@ class GranianServer:
         self.log = Path(tempfile.gettempdir()) / f"nexuscart-granian-{self.port}.log"
         self.log.unlink(missing_ok=True)
         cwd = cwd or Path.cwd()
-        argv = [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "rsgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--loop",
-            "uvloop",
-            "--no-ws",
-            target,
-        ]
+        argv = granian_argv(target, "127.0.0.1", self.port, workers)
         pythonpath = os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])
         self.process = Process(
             "granian",

@@ -586,23 +586,7 @@ class Supervisor:
         self.children.append(
             spawn(
                 "edge",
-                [
-                    py,
-                    "-m",
-                    "granian",
-                    "--interface",
-                    "rsgi",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                    "--loop",
-                    "uvloop",
-                    "--no-ws",
-                    "edge.app:app",
-                ],
+                devstack.granian_argv("edge.app:app", host, port, workers),
                 env,
                 self.console,
             )
