@@ -6,6 +6,7 @@ never crash the loop; a batch that fails for good is split so only the poison is
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,13 @@ from services.orders.projector import OrdersProjector
 from services.runtime import ConsumerLoop, is_transient
 from tests.envelopes import encode, envelope
 from tests.test_flash_sale_pipeline import Service
+
+# Failures are injected with triggers, or by restarting the stack's own PostgreSQL: that
+# needs the server the test stack starts (Citus refuses triggers on distributed and
+# reference tables; with PG_DSN given, no server is started).
+needs_own_postgres = pytest.mark.skipif(
+    bool(os.environ.get("PG_DSN")), reason="needs the test stack's own PostgreSQL"
+)
 
 ORDERS_DLQ = events.dead_letter_topic(events.ORDERS_TOPIC)
 
@@ -245,6 +253,7 @@ async def _inbox_rows(pool: asyncpg.Pool, envs: list[events.Envelope]) -> int:
     return n
 
 
+@needs_own_postgres
 @pytest.mark.parametrize(
     "sqlstate",
     [
@@ -276,6 +285,7 @@ async def test_a_statement_failing_once_is_retried_and_applied_once(
     assert await _inbox_rows(pool, envs) == len(envs)
 
 
+@needs_own_postgres
 async def test_a_failing_event_is_isolated_and_dead_lettered_while_its_batch_is_applied(
     settings: config.Settings, pool: asyncpg.Pool, inject: Any
 ) -> None:
@@ -306,6 +316,7 @@ async def test_a_failing_event_is_isolated_and_dead_lettered_while_its_batch_is_
     assert await _inbox_rows(pool, healthy) == len(healthy)
 
 
+@needs_own_postgres
 async def test_postgres_restarted_under_the_loop_is_retried_without_a_crash(
     stack: devstack.Stack, settings: config.Settings, pool: asyncpg.Pool
 ) -> None:
