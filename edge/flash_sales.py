@@ -26,6 +26,7 @@ from nexuscart.web import (
     ID_MAX,
     DependencyUnavailable,
     Guard,
+    Handler,
     HTTPError,
     Request,
     Response,
@@ -55,7 +56,6 @@ VIEW_CACHE_S: Final = 0.1
 _json_headers: Final = [("content-type", "application/json")]
 _replayed_headers: Final = [*_json_headers, ("idempotent-replayed", "true")]
 _REPLAY: Final = int(Outcome.REPLAY)
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ViewCache:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,8 +40,6 @@ from nexuscart.domain.flash_sale import (
     validate_window,
 )
 from nexuscart.events import EventIds
-
-log = logging.getLogger("nexuscart.app.flash_sales")
 
 _EMPTY: Final[frozenset[int]] = frozenset()
 _OK: Final = int(Outcome.OK)
