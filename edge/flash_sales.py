@@ -118,13 +118,14 @@ def _idem_key(req: Request) -> str:
 
 
 def _http(handler: Handler) -> Handler:
-    """Map the use cases' refusals and dependency failures to HTTP answers."""
+    """Map the use cases' refusals and dependency failures to HTTP answers (the purchase
+    handler, the hot path, calls ``_refused`` itself instead of taking this frame)."""
 
     async def wrapped(req: Request) -> Response:
         try:
             return await handler(req)
         except Refused as r:
-            raise _http_error(r) from None
+            return _refused(r, req.path)
         except Unavailable as exc:
             raise DependencyUnavailable(exc.dependency) from exc
 
@@ -132,24 +133,21 @@ def _http(handler: Handler) -> Handler:
     return wrapped
 
 
-def _http_error(r: Refused) -> HTTPError:
-    headers = [("retry-after", str(r.retry_after_s))] if r.retry_after_s else []
-    return HTTPError(r.status, r.slug, r.title, r.detail, headers=headers)
-
-
 _refusals: dict[tuple[str, str], Response] = {}
 
 
 def _refused(r: Refused, path: str) -> Response:
-    """The problem response of a refusal; the fixed ones (no detail, no Retry-After: sold
-    out, ended, ...) are built once per path, as a storm repeats them."""
-    if r.retry_after_s or r.detail:
-        return problem_response(_http_error(r), path)
-    resp = _refusals.get((r.slug, path))
+    """The one mapping of a refusal to its problem response; the fixed ones (no detail, no
+    Retry-After: sold out, ended, ...) are built once per path, as a storm repeats them."""
+    fixed = not (r.retry_after_s or r.detail)
+    resp = _refusals.get((r.slug, path)) if fixed else None
     if resp is None:
-        if len(_refusals) >= 10_000:
-            _refusals.clear()
-        resp = _refusals[(r.slug, path)] = problem_response(_http_error(r), path)
+        headers = [("retry-after", str(r.retry_after_s))] if r.retry_after_s else []
+        resp = problem_response(HTTPError(r.status, r.slug, r.title, r.detail, headers), path)
+        if fixed:
+            if len(_refusals) >= 10_000:
+                _refusals.clear()
+            _refusals[(r.slug, path)] = resp
     return resp
 
 

@@ -142,6 +142,10 @@ class SoldOutWatch:
         self.seq: dict[int, int] = {}
         self._loading: set[int] = set()
 
+    def is_buyer(self, sale_id: int, user_id: int) -> bool:
+        """A buyer of a flagged sale may be retrying: only Redis can answer (replay, limit)."""
+        return user_id in self.buyers.get(sale_id, _EMPTY)
+
     def sold_out_seen(self, sale_id: int) -> None:
         if sale_id in self._loading or self.gate.is_sold_out(sale_id):
             return
@@ -213,8 +217,8 @@ class FlashSales:
         if code == _core.ADMIT:
             return None
         if code == _core.SOLD_OUT:
-            if user_id in self.watch.buyers.get(sale_id, _EMPTY):
-                return None  # a buyer of this sale may be retrying: Redis answers
+            if self.watch.is_buyer(sale_id, user_id):
+                return None
             return SOLD_OUT_REFUSAL
         return Refused(
             429,
@@ -230,7 +234,7 @@ class FlashSales:
         # a sold-out flag set since admit() still lets the sale's own buyers through
         entered = code == _core.ADMIT
         if not entered:
-            if code == _core.SOLD_OUT and user_id not in self.watch.buyers.get(sale_id, _EMPTY):
+            if code == _core.SOLD_OUT and not self.watch.is_buyer(sale_id, user_id):
                 raise Refused(*SOLD_OUT)
             if code == _core.BUSY:
                 raise Refused(503, "busy", "Too many purchases in flight", retry_after_s=1)
