@@ -118,3 +118,19 @@ async def test_a_client_whose_pool_is_exhausted_waits_for_a_connection_instead_o
         assert sorted(g[0] for g in got) == sorted(k.encode() for k in keys)
     finally:
         await small.aclose()
+
+
+async def test_the_pooled_client_survives_a_redis_restart_without_a_failed_call(
+    stack: devstack.Stack, settings: config.Settings
+) -> None:
+    # After a restart every pooled connection is dead; the first call on each must
+    # reconnect rather than answer the buyer 503.
+    client = redis_conn.connect(settings.redis)
+    try:
+        await asyncio.gather(*(client.ping() for _ in range(8)))  # several pooled connections
+        redis_server = stack.servers["redis"]
+        redis_server.stop()
+        redis_server.start()
+        assert all(await asyncio.gather(*(client.ping() for _ in range(8))))
+    finally:
+        await client.aclose()

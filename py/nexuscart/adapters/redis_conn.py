@@ -8,7 +8,10 @@ from functools import cache
 from importlib import resources
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from nexuscart.config import RedisSettings
 
@@ -19,6 +22,12 @@ def connect(settings: RedisSettings, timeout_s: float = 2.0) -> aioredis.Redis:
     When all ``max_connections`` are busy a caller waits up to ``timeout_s`` for one to come
     back (BlockingConnectionPool) instead of failing at once with MaxConnectionsError: a
     burst of readiness probes or page views must queue, not report Redis down.
+
+    A call that finds its pooled connection closed (Redis restarted, failed over, or closed
+    an idle client) is sent once more on a new connection instead of failing: such a call
+    never reached Redis, and every write made through this client is idempotent (scripts
+    keyed by order, sets of absolute values). Timeouts are not retried: they already took
+    the whole deadline.
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.url,
@@ -28,6 +37,7 @@ def connect(settings: RedisSettings, timeout_s: float = 2.0) -> aioredis.Redis:
         socket_connect_timeout=timeout_s,
         health_check_interval=0,
         decode_responses=False,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 
