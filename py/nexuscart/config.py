@@ -81,6 +81,23 @@ class RelaySettings(msgspec.Struct, frozen=True):
     claim_idle_ms: int = 5_000
 
 
+class AccountsSettings(msgspec.Struct, frozen=True):
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 86_400  # idle lifetime of a session (refresh family)
+    # a rotated refresh token presented again this soon gets the same successor (a client
+    # that lost the response retries), not a family revocation
+    refresh_grace_s: int = 10
+    hash_threads: int = 1  # Argon2id threads per edge worker (each hash takes ~19 MiB)
+    hash_queue: int = 32  # hashes waiting per worker beyond the threads; then 503
+    login_free_failures: int = 5  # per account (normalised email) before the lock starts
+    login_ip_free_failures: int = 100  # per client IP
+    login_lock_base_s: float = 2.0  # first lock; doubles with each further failure
+    login_lock_max_s: float = 900.0
+    login_failure_window_s: int = 3600  # failures are forgotten after this much quiet
+    login_ip_rate: float = 20.0  # login/register attempts/s per IP (in-process first line)
+    login_ip_burst: int = 60
+
+
 ENVIRONMENTS: Final = ("dev", "test", "prod")
 
 
@@ -100,6 +117,7 @@ class Settings(msgspec.Struct, frozen=True):
     sale: SaleSettings
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
+    accounts: AccountsSettings = msgspec.field(default_factory=AccountsSettings)
 
 
 # (env var, section, field, required, description)
@@ -170,6 +188,72 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         False,
         "ms an outbox entry may stay unacknowledged with one relay before another takes it over",
     ),
+    ("ACCESS_TOKEN_TTL_S", "accounts", "access_token_ttl_s", False, "access token lifetime (s)"),
+    (
+        "REFRESH_TOKEN_TTL_S",
+        "accounts",
+        "refresh_token_ttl_s",
+        False,
+        "a session (refresh-token family) ends after this many seconds unused",
+    ),
+    (
+        "REFRESH_GRACE_S",
+        "accounts",
+        "refresh_grace_s",
+        False,
+        "a retried refresh with the just-rotated token gets the same successor this long (s)",
+    ),
+    (
+        "PASSWORD_HASH_THREADS",
+        "accounts",
+        "hash_threads",
+        False,
+        "Argon2id hashing threads per edge worker (niced, off the event loop)",
+    ),
+    (
+        "PASSWORD_HASH_QUEUE",
+        "accounts",
+        "hash_queue",
+        False,
+        "password hashes allowed to wait per worker; beyond it login/register answer 503",
+    ),
+    (
+        "LOGIN_FREE_FAILURES",
+        "accounts",
+        "login_free_failures",
+        False,
+        "login attempts per account before the lock (counted before the password check)",
+    ),
+    (
+        "LOGIN_IP_FREE_FAILURES",
+        "accounts",
+        "login_ip_free_failures",
+        False,
+        "failed login attempts per client IP before the lock",
+    ),
+    (
+        "LOGIN_LOCK_BASE_S",
+        "accounts",
+        "login_lock_base_s",
+        False,
+        "first login lock (s); doubles with each further failure",
+    ),
+    ("LOGIN_LOCK_MAX_S", "accounts", "login_lock_max_s", False, "longest login lock (s)"),
+    (
+        "LOGIN_FAILURE_WINDOW_S",
+        "accounts",
+        "login_failure_window_s",
+        False,
+        "failure counts are forgotten after this many seconds without an attempt",
+    ),
+    (
+        "LOGIN_IP_RATE",
+        "accounts",
+        "login_ip_rate",
+        False,
+        "login/register requests/s per client IP (in-process GCRA)",
+    ),
+    ("LOGIN_IP_BURST", "accounts", "login_ip_burst", False, "burst of LOGIN_IP_RATE"),
     (
         "NEXUSCART_ENV",
         "app",
@@ -247,6 +331,12 @@ _DEV_SECRETS: Final = {
     "JWT_SECRET": "dev-jwt-secret-change-me",
     "ADMIN_TOKEN": "dev-admin-token",
 }
+
+
+# The admin devtools.seed creates for scripts/server (README: log in with these). Public like
+# the secrets above: the create-admin command refuses this password outside dev.
+DEV_ADMIN_EMAIL: Final = "admin@nexuscart.dev"
+DEV_ADMIN_PASSWORD: Final = "dev-admin-password-change-me"
 
 
 def dev_defaults() -> dict[str, str]:

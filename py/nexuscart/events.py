@@ -20,6 +20,7 @@ import msgspec
 
 ORDERS_TOPIC: Final = "orders.v1"
 PAYMENTS_TOPIC: Final = "payments.v1"
+USERS_TOPIC: Final = "users.v1"
 # Records a consumer cannot apply (undecodable, or failing for good) go, unchanged, to the
 # dead-letter topic of their topic, with headers naming their source and the error.
 DLQ_SUFFIX: Final = ".dlq"
@@ -72,6 +73,19 @@ class PaymentSucceeded(msgspec.Struct, frozen=True, tag="PaymentSucceeded"):
     payment_id: str
 
 
+class UserRegistered(msgspec.Struct, frozen=True, tag="UserRegistered"):
+    """A new account exists (published on users.v1 from the users outbox in PostgreSQL,
+    written in the transaction that created the user). ``email`` is the normalised one."""
+
+    user_id: int
+    email: str
+    display_name: str
+    roles: list[str]
+    registered_at_ms: int
+
+
+# the events of orders.v1 and payments.v1 (users.v1 has UserEnvelope: a consumer of one
+# topic handles only its own events)
 Event = StockReserved | StockReleased | StockSold | PaymentSucceeded
 
 
@@ -84,7 +98,19 @@ class Envelope(msgspec.Struct, frozen=True):
     data: Event
 
 
+class UserEnvelope(msgspec.Struct, frozen=True):
+    """The envelope of users.v1, same fields as ``Envelope``; ``key`` is the user id."""
+
+    id: uuid.UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    key: str
+    data: UserRegistered
+
+
 _decoder: Final = msgspec.json.Decoder(Envelope)
+_user_decoder: Final = msgspec.json.Decoder(UserEnvelope)
 
 
 class EventIds:
@@ -106,3 +132,7 @@ class EventIds:
 
 def decode(raw: bytes) -> Envelope:
     return _decoder.decode(raw)
+
+
+def decode_user(raw: bytes) -> UserEnvelope:
+    return _user_decoder.decode(raw)

@@ -1,0 +1,3 @@
+-- Set a user's roles. Single shard (by user_id). $1 user_id, $2 roles
+UPDATE users SET roles = $2, updated_at = now() WHERE user_id = $1
+RETURNING user_id, email, display_name, roles, disabled, created_at, updated_at
