@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from edge import flash_sales
+from edge import access, flash_sales
 from edge.deps import Deps, build
 from nexuscart import __version__
 from nexuscart.web import (
@@ -88,12 +88,13 @@ def make_app(deps: Deps) -> App:
         ),
         *flash_sales.routes(deps),
     ]
+    routes = access.apply(routes)  # refuses a route the access table does not know
     app = App(
         routes,
         max_body_bytes=deps.settings.edge.max_body_bytes,
         body_timeout_s=deps.settings.edge.body_timeout_s,
         client_address=ClientAddress(deps.settings.edge.trusted_networks()),
-        guards=flash_sales.guards(deps),
+        guards=access.guards(deps.verifier),
         share_metrics=deps.settings.edge.metrics_dir,
         on_startup=deps.start,
         on_shutdown=deps.close,

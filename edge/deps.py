@@ -16,6 +16,7 @@ from nexuscart import _core, config
 from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.adapters.revocations import RevocationFeed
 from nexuscart.app.flash_sales import FlashSales
 
 PROBE_EVERY_S: Final = 0.5
@@ -153,5 +154,7 @@ def build(settings: config.Settings | None = None) -> Deps:
         flash_sales=flash_sales,
     )
     deps.background.append(flash_sales.watch.run)
+    # per-user token revocations, followed in the background: no Redis call per request
+    deps.background.append(RevocationFeed(client, deps.verifier).run)
     deps.closers.append(store.close)
     return deps

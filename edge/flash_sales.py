@@ -1,6 +1,6 @@
 """Flash-sale routes: thin HTTP handlers over the use cases in ``nexuscart.app.flash_sales``.
 
-The purchase path, per request: the buyer guard (token check, cached) runs before the body;
+The purchase path, per request: the customer guard (token check, cached) runs before the body;
 the handler asks the use case to ``admit`` (one Rust gate decision, in process), reads and
 decodes the body, then ``buy`` (one EVALSHA pipelined with every other purchase of the same
 loop tick). After a sale sells out, rejections are answered in process; only the sale's
@@ -13,19 +13,18 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Final, cast
+from typing import Annotated, Final
 
 import msgspec
 
+from edge.access import user_of
 from edge.deps import Deps
 from nexuscart.adapters.sales_repo import OrderView
 from nexuscart.app.flash_sales import OrderPage, Refused, SaleView, Unavailable
-from nexuscart.auth import AuthError, admin_ok
 from nexuscart.domain.flash_sale import MAX_QUANTITY, Outcome, SaleSpec, SaleUpdate
 from nexuscart.web import (
     ID_MAX,
     DependencyUnavailable,
-    Guard,
     Handler,
     HTTPError,
     Request,
@@ -151,45 +150,13 @@ def _refused(r: Refused, path: str) -> Response:
     return resp
 
 
-def _buyer(req: Request) -> int:
-    return cast(int, req.principal)  # set by the "buyer" guard before the handler runs
-
-
-def guards(deps: Deps) -> dict[str, Guard]:
-    """Route.auth -> the check the App runs before reading any body byte."""
-    verifier, admin_token = deps.verifier, deps.settings.auth.admin_token
-
-    def buyer(req: Request) -> int:
-        try:
-            return verifier.user_id(req.header("authorization"))
-        except AuthError as exc:
-            raise HTTPError(
-                401,
-                "unauthorized",
-                "Valid buyer token required",
-                str(exc),
-                headers=[("www-authenticate", "Bearer")],
-            ) from None
-
-    def admin(req: Request) -> None:
-        if not admin_ok(req.header("authorization"), admin_token):
-            raise HTTPError(
-                401,
-                "unauthorized",
-                "Admin credential required",
-                headers=[("www-authenticate", "Bearer")],
-            )
-
-    return {"buyer": buyer, "admin": admin}
-
-
 def routes(deps: Deps) -> list[Route]:
     sales = deps.flash_sales
     encode = msgspec.json.encode
 
     async def purchase(req: Request) -> Response:
         # the hot path maps refusals itself (no _http wrapper): one frame less per request
-        user_id = _buyer(req)
+        user_id = user_of(req)
         sale_id = path_int(req, "sale_id")
         key = _idem_key(req)
         # Admission before the body: a rejection in a storm costs no body read and no
@@ -246,17 +213,17 @@ def routes(deps: Deps) -> list[Route]:
 
     @_http
     async def get_order(req: Request) -> Response:
-        user_id = _buyer(req)
+        user_id = user_of(req)
         return json_response(await sales.order(user_id, path_int(req, "order_id")))
 
     @_http
     async def my_orders(req: Request) -> Response:
-        user_id = _buyer(req)
+        user_id = user_of(req)
         limit = query_int(req, "limit", 20, 1, 100)
         cursor = query_int(req, "cursor", None, 0, ID_MAX)
         return json_response(await sales.orders(user_id, cursor, limit))
 
-    buyer_auth, admin_auth = "buyer", "admin"
+    # who may call each route: edge/access.py (Route.auth is filled from its table)
     return [
         Route(
             "POST",
@@ -265,7 +232,6 @@ def routes(deps: Deps) -> list[Route]:
             "Create a flash sale",
             request=SaleSpec,
             responses={201: SaleView, 200: SaleView},
-            auth=admin_auth,
             idempotent_key=True,
             problems=(409,),
             tags=("admin",),
@@ -277,7 +243,6 @@ def routes(deps: Deps) -> list[Route]:
             "Update a flash sale (restock, window, limit, price)",
             request=SaleUpdate,
             responses={200: SaleView},
-            auth=admin_auth,
             idempotent_key=True,
             problems=(409,),
             tags=("admin",),
@@ -289,7 +254,6 @@ def routes(deps: Deps) -> list[Route]:
             end_sale,
             "End a flash sale now",
             responses={200: SaleView},
-            auth=admin_auth,
             idempotent_key=True,
             problems=(409,),
             tags=("admin",),
@@ -311,7 +275,6 @@ def routes(deps: Deps) -> list[Route]:
             "Buy units: an expiring hold and a pending order",
             request=PurchaseRequest,
             responses={202: PurchaseAccepted},
-            auth=buyer_auth,
             idempotent_key=True,
             defer_body=True,
             problems=(409, 429),
@@ -324,7 +287,6 @@ def routes(deps: Deps) -> list[Route]:
             get_order,
             "One of the buyer's orders",
             responses={200: OrderView},
-            auth=buyer_auth,
             tags=("orders",),
             params=("order_id",),
         ),
@@ -334,7 +296,6 @@ def routes(deps: Deps) -> list[Route]:
             my_orders,
             "The buyer's orders, by order id descending",
             responses={200: OrderPage},
-            auth=buyer_auth,
             tags=("orders",),
             query=(
                 (

@@ -15,8 +15,12 @@ from nexuscart import auth, config
 from tests import rawhttp
 from tests.conftest import EdgeServer
 
-ADMIN = {"authorization": "Bearer " + config.dev_defaults()["ADMIN_TOKEN"]}
 _users = iter(range(10_000_000, 20_000_000))
+# an admin's access token (the admin routes need the admin role)
+ADMIN = {
+    "authorization": "Bearer "
+    + auth.issue(config.dev_defaults()["JWT_SECRET"], 9_999_999, ttl_s=86_000, roles=("admin",))
+}
 
 
 def token(user_id: int, ttl_s: int = 3600) -> str:
@@ -322,12 +326,17 @@ def test_purchase_of_unknown_sale_is_404(edge: EdgeServer, path: str) -> None:
     assert r.headers["content-type"] == "application/problem+json"
 
 
-def test_admin_routes_need_the_admin_token_and_valid_bodies(edge: EdgeServer) -> None:
+def test_admin_routes_need_an_admin_token_and_valid_bodies(edge: EdgeServer) -> None:
     now = int(time.time() * 1000)
     good = {"sku": "X", "units": 1, "price_cents": 1, "starts_at_ms": now, "ends_at_ms": now + 1000}
     key = {"idempotency-key": uuid.uuid4().hex}
     r = httpx.post(f"{edge.url}/admin/flash-sales", json=good, headers=key, timeout=10)
     assert r.status_code == 401
+    customer = {"authorization": f"Bearer {token(next(_users))}"}
+    r = httpx.post(
+        f"{edge.url}/admin/flash-sales", json=good, headers={**customer, **key}, timeout=10
+    )
+    assert (r.status_code, r.json()["type"]) == (403, "/problems/forbidden")
     r = httpx.post(
         f"{edge.url}/admin/flash-sales",
         json={**good, "ends_at_ms": now - 1},

@@ -1,11 +1,11 @@
-"""Buyer-token verification: the Rust ``TokenVerifier`` against the Python reference.
+"""Access-token verification: the Rust ``TokenVerifier`` against the Python reference.
 
 ``nexuscart._core.TokenVerifier`` is the Rust one;
 ``tests.token_reference.PyTokenVerifier`` is the pure-Python reference. The property tests feed
 both the same ``Authorization`` values (tokens minted by ``auth.issue``, by PyJWT and by
-hand, tampered ones, garbage) and require the same outcome: the same user id, or the
-same rejection reason. Time is injected (``now``) everywhere except where the default
-clock itself is tested. Pure logic, no servers.
+hand, tampered ones, garbage) and the same revocations, and require the same outcome: the
+same principal (user id, role bits), or the same rejection reason. Time is injected (``now``)
+everywhere except where the default clock itself is tested. Pure logic, no servers.
 """
 
 from __future__ import annotations
@@ -59,12 +59,20 @@ def claims_json(**claims: Any) -> str:
 HS256 = '{"alg":"HS256","typ":"JWT"}'
 ALG_NONE = '{"alg":"none"}'
 HS384 = '{"alg":"HS384"}'
-GOOD = claims_json(sub="42", iss=ISSUER, exp=int(NOW) + 3600)
+IAT = int(NOW) - 10
+GOOD = claims_json(sub="42", iss=ISSUER, iat=IAT, exp=int(NOW) + 3600)
 
 
 def outcome(v: Verifier, authorization: str | None, now: float) -> int | str:
     try:
         return v.user_id(authorization, now)
+    except AuthError as exc:
+        return f"rejected: {exc}"
+
+
+def principal(v: Verifier, authorization: str | None, now: float) -> tuple[int, int] | str:
+    try:
+        return v.principal(authorization, now)
     except AuthError as exc:
         return f"rejected: {exc}"
 
@@ -81,8 +89,8 @@ def both(authorization: str | None, now: float = NOW, issuer: str | None = ISSUE
     rust, ref = pair(issuer)
     first = outcome(rust, authorization, now)
     assert first == outcome(ref, authorization, now), authorization
-    again = outcome(rust, authorization, now)
-    assert again == outcome(ref, authorization, now), authorization
+    again = principal(rust, authorization, now)
+    assert again == principal(ref, authorization, now), authorization
     assert rust.cache_len() == len(ref._cache)
     return first
 
@@ -118,7 +126,10 @@ def test_default_clock_is_the_wall_clock() -> None:
     with pytest.raises(AuthError, match="token expired"):
         v.user_id("Bearer " + auth.issue(SECRET, 7, ttl_s=-1))
     future = auth.issue(SECRET, 8, ttl_s=60, now=time.time() + 3600)
-    assert v.user_id("Bearer " + future) == 8  # no nbf in issued tokens
+    with pytest.raises(AuthError, match="token issued in the future"):
+        v.user_id("Bearer " + future)
+    soon = auth.issue(SECRET, 8, ttl_s=60, now=time.time() + 4)  # within the leeway
+    assert v.principal("Bearer " + soon) == (8, auth.ROLE_BITS["customer"])
 
 
 # -- one explicit case per reason (both implementations) ---------------------------------
@@ -177,50 +188,88 @@ _noncanonical = _s[:-1] + B64URL[B64URL.index(_s[-1]) | 1]
             id="no-exp",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub=42, iss=ISSUER, exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub=42, iss=ISSUER, exp=NOW + 60))}",
             "malformed claims",
             id="sub-not-a-string",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='42', iss=ISSUER, exp=NOW))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='42', iss=ISSUER, exp=NOW))}",
             "token expired",
             id="expired-at-exp",
         ),
         pytest.param(
             "Bearer "
-            + signed(HS256, claims_json(sub="42", iss=ISSUER, exp=NOW + 60, nbf=NOW + 0.5)),
+            + signed(
+                HS256, claims_json(iat=IAT, sub="42", iss=ISSUER, exp=NOW + 60, nbf=NOW + 0.5)
+            ),
             "token not yet valid",
             id="nbf",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='42', iss='other', exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='42', iss='other', exp=NOW + 60))}",
             "wrong issuer",
             id="other-issuer",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='42', exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='42', exp=NOW + 60))}",
             "wrong issuer",
             id="no-issuer",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='-1', iss=ISSUER, exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='-1', iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="negative-sub",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='1' * 19, iss=ISSUER, exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='1' * 19, iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="19-digits",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='١٢', iss=ISSUER, exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='١٢', iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="arabic-indic-digits",
         ),
         pytest.param(
-            f"Bearer {signed(HS256, claims_json(sub='²', iss=ISSUER, exp=NOW + 60))}",
+            f"Bearer {signed(HS256, claims_json(iat=IAT, sub='²', iss=ISSUER, exp=NOW + 60))}",
             "sub must be a numeric user id",
             id="superscript-digit",
+        ),
+        pytest.param(
+            f"Bearer {signed(HS256, claims_json(sub='42', iss=ISSUER, exp=NOW + 60))}",
+            "malformed claims",
+            id="no-iat",
+        ),
+        pytest.param(
+            "Bearer "
+            + signed(HS256, claims_json(iat=NOW + 5.5, sub="4", iss=ISSUER, exp=NOW + 60)),
+            "token issued in the future",
+            id="iat-in-the-future",
+        ),
+        pytest.param(
+            f"Bearer {signed(HS256, claims_json(iat=NOW + 5, sub='4', iss=ISSUER, exp=NOW + 60))}",
+            4,
+            id="iat-within-the-leeway",
+        ),
+        pytest.param(
+            "Bearer "
+            + signed(HS256, claims_json(iat=NOW - 86_401, sub="4", iss=ISSUER, exp=NOW + 60)),
+            "token lifetime too long",
+            id="exp-minus-iat-too-long",
+        ),
+        pytest.param(
+            "Bearer "
+            + signed(HS256, claims_json(iat=IAT, sub="4", iss=ISSUER, exp=NOW + 60, roles="admin")),
+            "bad roles",
+            id="roles-not-a-list",
+        ),
+        pytest.param(
+            "Bearer "
+            + signed(
+                HS256, claims_json(iat=IAT, sub="4", iss=ISSUER, exp=NOW + 60, roles=["admin", 4])
+            ),
+            "bad roles",
+            id="roles-not-strings",
         ),
     ],
 )
@@ -230,7 +279,7 @@ def test_each_reason(authorization: str | None, expected: int | str) -> None:
 
 
 def test_pyjwt_tokens() -> None:
-    claims = {"sub": "9", "iss": ISSUER, "exp": int(NOW) + 60}
+    claims = {"sub": "9", "iss": ISSUER, "iat": IAT, "exp": int(NOW) + 60}
     assert both("Bearer " + jwt.encode(claims, SECRET, algorithm="HS256")) == 9
     hs384 = jwt.encode(claims, SECRET, algorithm="HS384")
     assert both("Bearer " + hs384) == "rejected: unsupported alg"
@@ -238,14 +287,122 @@ def test_pyjwt_tokens() -> None:
     assert both("Bearer " + none) == "rejected: unsupported alg"
 
 
+@pytest.mark.parametrize(
+    ("roles", "bits"),
+    [
+        ([], 0),
+        (["customer"], 1),
+        (["seller", "customer"], 3),
+        (["admin"], 4),
+        (["admin", "superuser", "ADMIN"], 4),
+        (["customer", "seller", "admin", "customer"], 7),
+    ],
+)
+def test_roles_become_bits_and_unknown_names_grant_nothing(roles: list[str], bits: int) -> None:
+    token = "Bearer " + auth.issue(SECRET, 12, now=NOW, roles=roles)
+    for v in pair():
+        assert v.principal(token, NOW) == (12, bits)
+        assert v.principal(token, NOW) == (12, bits)  # cached
+    assert auth.role_bits(roles) == bits
+    assert auth.role_names(bits) == tuple(r for r in auth.ROLES if r in roles)
+    absent = "Bearer " + signed(HS256, claims_json(iat=IAT, sub="3", iss=ISSUER, exp=NOW + 60))
+    assert both(absent) == 3
+    assert TokenVerifier(SECRET, ISSUER).principal(absent, NOW) == (3, 0)
+
+
+def test_issued_tokens_carry_the_contract_claims() -> None:
+    token = auth.issue(SECRET, 77, now=NOW + 0.0004, roles=("seller",))
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    assert claims["sub"] == "77"
+    assert claims["roles"] == ["seller"]
+    assert claims["iss"] == ISSUER
+    assert claims["exp"] == int(NOW) + auth.ACCESS_TOKEN_TTL_S
+    assert claims["iat"] == NOW + 0.001  # milliseconds, rounded up
+    assert isinstance(claims["jti"], str)
+    assert len(claims["jti"]) >= 16
+    other = jwt.decode(
+        auth.issue(SECRET, 77, now=NOW), SECRET, algorithms=["HS256"], options={"verify_exp": False}
+    )
+    assert other["jti"] != claims["jti"]
+    assert other["roles"] == ["customer"]
+    assert (
+        jwt.decode(
+            auth.issue(SECRET, 1, now=NOW, jti="j-1"),
+            SECRET,
+            algorithms=["HS256"],
+            options={"verify_exp": False},
+        )["jti"]
+        == "j-1"
+    )
+
+
+# -- revocation --------------------------------------------------------------------------
+
+
+def test_revoked_tokens_are_refused_cached_or_not() -> None:
+    old = "Bearer " + auth.issue(SECRET, 5, now=NOW - 60)
+    other = "Bearer " + auth.issue(SECRET, 6, now=NOW - 60)
+    for v in pair():
+        assert v.principal(old, NOW) == (5, 1)
+        assert v.revocations_len() == 0
+        v.revoke_before(5, NOW - 1)
+        assert v.revocations_len() == 1
+        for _ in range(2):
+            with pytest.raises(AuthError, match=r"^token revoked$"):
+                v.principal(old, NOW)
+            with pytest.raises(AuthError, match=r"^token revoked$"):
+                v.user_id(old, NOW)
+        assert v.principal(other, NOW) == (6, 1)
+        # a token issued at or after the time works; the time only moves forward
+        assert v.principal("Bearer " + auth.issue(SECRET, 5, now=NOW - 1.0005), NOW) == (5, 1)
+        v.revoke_before(5, NOW - 3600)
+        with pytest.raises(AuthError, match="token revoked"):
+            v.principal(old, NOW)
+        v.clear_revocations()
+        assert v.revocations_len() == 0
+        assert v.principal(old, NOW) == (5, 1)
+
+
+def test_a_login_in_the_same_second_as_a_revocation_gets_a_working_token() -> None:
+    """iat has milliseconds rounded up: a token minted after the revocation time, even in the
+    same second, is accepted; one minted before it, in the same second, is refused."""
+    v = TokenVerifier(SECRET, ISSUER)
+    second = float(int(NOW))
+    before = "Bearer " + auth.issue(SECRET, 9, now=second + 0.2)
+    v.revoke_before(9, second + 0.5)  # e.g. a password change at .5
+    after = "Bearer " + auth.issue(SECRET, 9, now=second + 0.5001)
+    with pytest.raises(AuthError, match="token revoked"):
+        v.principal(before, second + 0.6)
+    assert v.principal(after, second + 0.6) == (9, 1)
+
+
+def test_revoke_before_checks_its_arguments_and_bound() -> None:
+    v = TokenVerifier(SECRET, ISSUER, max_ttl_s=100.0, max_revocations=2)
+    assert v.max_revocations == 2
+    for bad in (math.nan, math.inf):
+        with pytest.raises(NexusCartError):
+            v.revoke_before(1, bad)
+    with pytest.raises(OutOfRange):
+        v.revoke_before(-1, NOW)
+    v.revoke_before(1, 1000.0, now=1000.0)
+    v.revoke_before(2, 1050.0, now=1000.0)
+    with pytest.raises(NexusCartError, match="full"):
+        v.revoke_before(3, 1000.0, now=1000.0)
+    v.revoke_before(3, 1101.5, now=1101.5)  # user 1's entry (older than max_ttl_s) dropped
+    assert v.revocations_len() == 2
+
+
 def test_issuer_none_accepts_any_issuer() -> None:
-    for claims in (claims_json(sub="5", exp=NOW + 60), claims_json(sub="5", exp=NOW + 60, iss="x")):
+    for claims in (
+        claims_json(iat=IAT, sub="5", exp=NOW + 60),
+        claims_json(iat=IAT, sub="5", exp=NOW + 60, iss="x"),
+    ):
         assert both("Bearer " + signed(HS256, claims), issuer=None) == 5
 
 
 def test_exact_time_comparisons() -> None:
     big = 2**53 + 1  # not representable as a float
-    token = "Bearer " + signed(HS256, claims_json(sub="1", iss=ISSUER, exp=big))
+    token = "Bearer " + signed(HS256, claims_json(iat=2**53 - 10, sub="1", iss=ISSUER, exp=big))
     assert both(token, now=float(2**53)) == 1
     assert both(token, now=float(2**53 + 2)) == "rejected: token expired"
     for now in (math.nan, math.inf, -math.inf):
@@ -268,15 +425,24 @@ def test_json_corner_cases_agree() -> None:
     for header in cases:
         both("Bearer " + signed(header, GOOD))
     payloads = [
-        '{"sub":"1","sub":"2","iss":"nexuscart","exp":1700000060}',
-        '{"sub":"1","iss":"nexuscart","exp":1e400}',
-        '{"sub":"1","iss":"nexuscart","exp":123456789012345678901234567890}',
-        '{"sub":"1","iss":"nexuscart","exp":-0}',
-        '{"sub":"1","iss":"nexuscart","exp":true}',
-        '{"sub":"1","iss":"nexuscart","exp":1700000060,"nbf":null}',
-        '{"sub":"1","iss":null,"exp":1700000060}',
-        '{"sub":"1","iss":"nexuscart","exp":1700000060,"x":"\\udc00"}',
-        '{"sub":"1","iss":"nexuscart","exp":1700000060,}',
+        '{"sub":"1","sub":"2","iss":"nexuscart","iat":1699999990,"exp":1700000060}',
+        '{"sub":"1","iss":"nexuscart","iat":0,"exp":1e400}',
+        '{"sub":"1","iss":"nexuscart","iat":0,"exp":123456789012345678901234567890}',
+        '{"sub":"1","iss":"nexuscart","iat":0,"exp":-0}',
+        '{"sub":"1","iss":"nexuscart","iat":0,"exp":true}',
+        '{"sub":"1","iss":"nexuscart","exp":1700000060}',
+        '{"sub":"1","iss":"nexuscart","iat":null,"exp":1700000060}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":null}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":["admin",[1e999]]}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":[{"a":1e99}]}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":[1e40000000]}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":[12345678901234567890123]}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":["\\u0061dmin"]}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"roles":[],"roles":["seller"]}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"nbf":null}',
+        '{"sub":"1","iss":null,"iat":1699999990,"exp":1700000060}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,"x":"\\udc00"}',
+        '{"sub":"1","iss":"nexuscart","iat":1699999990,"exp":1700000060,}',
     ]
     for payload in payloads:
         both("Bearer " + signed(HS256, payload))
@@ -298,7 +464,7 @@ def test_non_utf8_encodable_authorization() -> None:
 
 
 def test_cached_token_is_rejected_after_exp_and_dropped() -> None:
-    token = "Bearer " + signed(HS256, claims_json(sub="5", iss=ISSUER, exp=1000))
+    token = "Bearer " + signed(HS256, claims_json(iat=0, sub="5", iss=ISSUER, exp=1000))
     for v in pair():
         assert v.user_id(token, 500.0) == 5
         assert v.user_id(token, 999.5) == 5
@@ -372,6 +538,13 @@ numbers: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from(["1700000000", True, None, [], {}]),
 )
 issuers = st.one_of(st.sampled_from([ISSUER, ISSUER, "other", "", None]), text)
+role_lists = st.lists(
+    st.one_of(
+        st.sampled_from(["customer", "seller", "admin", "Admin", "root", ""]),
+        text,
+    ),
+    max_size=4,
+)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
@@ -386,6 +559,7 @@ any_claims = st.fixed_dictionaries(
         "iss": issuers,
         "iat": numbers,
         "jti": json_values,
+        "roles": st.one_of(role_lists, json_values),
         "x": json_values,
     },
 )
@@ -397,10 +571,15 @@ plausible_claims = st.fixed_dictionaries(
         ),
         "exp": st.one_of(st.integers(-2, 10**6).map(lambda d: int(NOW) + d), numbers),
         "iss": st.sampled_from([ISSUER, ISSUER, ISSUER, "other", None]),
+        "iat": st.one_of(
+            st.integers(-(10**5), 8).map(lambda d: int(NOW) + d),
+            st.floats(-100, 8).map(lambda d: NOW + d),
+            numbers,
+        ),
     },
     optional={
         "nbf": st.one_of(st.integers(-(10**6), 2).map(lambda d: int(NOW) + d), numbers),
-        "iat": numbers,
+        "roles": st.one_of(role_lists, role_lists, json_values),
         "x": json_values,
     },
 )
@@ -416,6 +595,7 @@ def issued(draw: st.DrawFn) -> str:
         ttl_s=draw(st.one_of(st.integers(-5, 5), st.integers(60, 7200))),
         issuer=draw(st.sampled_from([ISSUER, ISSUER, "other", ""])),
         now=draw(nows),
+        roles=draw(role_lists),
     )
 
 
@@ -470,11 +650,11 @@ def by_hand(draw: st.DrawFn) -> str:
             claim_dicts.map(json.dumps),
             st.sampled_from(
                 [
-                    '{"sub":"1","sub":"2","iss":"nexuscart","exp":1700000060}',
-                    '{"sub":"7","iss":"nexuscart","exp":1700000060,"x":"\\udc00"}',
+                    '{"sub":"1","sub":"2","iss":"nexuscart","iat":1699999990,"exp":1700000060}',
+                    '{"sub":"7","iss":"nexuscart","iat":1699999990,"exp":1700000060,"x":"\\udc00"}',
                     '{"sub":"7","iss":"nexuscart","exp":2000000000.5e0}',
-                    '{"sub":"7","iss":"nexuscart","exp":1700000060} ',
-                    '{"sub":"7","iss":"nexuscart","exp":1700000060} x',
+                    '{"sub":"7","iss":"nexuscart","iat":1699999990,"exp":1700000060} ',
+                    '{"sub":"7","iss":"nexuscart","iat":1699999990,"exp":1700000060} x',
                 ]
             ),
             text,
@@ -543,3 +723,49 @@ def test_rust_and_python_agree_across_cache_hits(
         authorization = "Bearer " + pool[index % len(pool)]
         assert outcome(rust, authorization, now) == outcome(ref, authorization, now)
         assert rust.cache_len() == len(ref._cache)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pool=st.lists(
+        st.tuples(st.integers(1, 4), st.floats(NOW - 120, NOW + 6), role_lists),
+        min_size=1,
+        max_size=6,
+    ),
+    calls=st.lists(
+        st.one_of(
+            st.tuples(st.just("call"), st.integers(0, 5), nows),
+            st.tuples(
+                st.just("revoke"),
+                st.integers(1, 4),
+                st.one_of(
+                    st.floats(NOW - 130, NOW + 10), st.integers(int(NOW) - 130, int(NOW) + 10)
+                ),
+            ),
+            st.tuples(st.just("clear"), st.just(0), st.just(NOW)),
+        ),
+        max_size=30,
+    ),
+    cache_size=st.integers(0, 4),
+)
+def test_rust_and_python_agree_on_revocations(
+    pool: list[tuple[int, float, list[str]]],
+    calls: list[tuple[str, int, float]],
+    cache_size: int,
+) -> None:
+    """Tokens of a few users minted at various times, revocations and clears interleaved
+    with calls (cached and not): the same principal or reason from both, every time."""
+    tokens = ["Bearer " + auth.issue(SECRET, u, now=t, roles=r) for u, t, r in pool]
+    rust, ref = pair(cache_size=cache_size)
+    for op, arg, t in calls:
+        if op == "revoke":
+            rust.revoke_before(arg, t)
+            ref.revoke_before(arg, t)
+        elif op == "clear":
+            rust.clear_revocations()
+            ref.clear_revocations()
+        else:
+            authorization = tokens[arg % len(tokens)]
+            assert principal(rust, authorization, t) == principal(ref, authorization, t)
+        assert rust.cache_len() == len(ref._cache)
+        assert rust.revocations_len() == ref.revocations_len()

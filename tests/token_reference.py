@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import time
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -23,8 +24,14 @@ class _Header(msgspec.Struct):
 class _Claims(msgspec.Struct):
     sub: str
     exp: int | float
+    iat: int | float
     iss: str | None = None
     nbf: int | float | None = None
+    roles: Any = msgspec.UNSET  # checked after the other claims ("bad roles")
+
+
+IAT_LEEWAY_S: Final = 5.0
+ROLE_BITS: Final = {"customer": 1, "seller": 2, "admin": 4}
 
 
 _header_dec: Final = msgspec.json.Decoder(_Header)
@@ -54,32 +61,68 @@ class PyTokenVerifier:
         cache_size: int = 65_536,
         *,
         max_ttl_s: float = 86_400.0,
+        max_revocations: int = 1_000_000,
     ):
         self._key = secret.encode()
         self._max_ttl_s = max_ttl_s
         self._issuer = issuer
-        self._cache: dict[str, tuple[int, float]] = {}
+        # token -> (user id, role bits, exp, iat)
+        self._cache: dict[str, tuple[int, int, float, float]] = {}
         self._cache_size = cache_size
+        self._revoked: dict[int, float] = {}  # user id -> not before
+        self._max_revocations = max(1, max_revocations)
 
     def user_id(self, authorization: str | None, now: float | None = None) -> int:
         """The user id of a valid ``Bearer`` token, else AuthError."""
+        return self.principal(authorization, now)[0]
+
+    def principal(self, authorization: str | None, now: float | None = None) -> tuple[int, int]:
+        """(user id, role bits) of a valid ``Bearer`` token, else AuthError."""
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthError("missing bearer token")
         token = authorization[7:]
         now = time.time() if now is None else now
         hit = self._cache.get(token)
         if hit is not None:
-            if now < hit[1]:
-                return hit[0]
+            if now < hit[2]:
+                self._check_revoked(hit[0], hit[3])
+                return hit[0], hit[1]
             del self._cache[token]
             raise AuthError("token expired")
-        user_id, exp = self._verify(token, now)
+        user_id, roles, exp, iat = self._verify(token, now)
+        self._check_revoked(user_id, iat)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()  # cheap bound; a cold cache only costs a re-verify
-        self._cache[token] = (user_id, exp)
-        return user_id
+        self._cache[token] = (user_id, roles, exp, iat)
+        return user_id, roles
 
-    def _verify(self, token: str, now: float) -> tuple[int, float]:
+    def _check_revoked(self, user_id: int, iat: float) -> None:
+        not_before = self._revoked.get(user_id)
+        if not_before is not None and iat < not_before:
+            raise AuthError("token revoked")
+
+    def revoke_before(self, user_id: int, epoch_s: float, now: float | None = None) -> None:
+        if not math.isfinite(epoch_s):
+            raise ValueError("epoch_s must be finite")
+        now = time.time() if now is None else now
+        old = self._revoked.get(user_id)
+        if old is not None:
+            self._revoked[user_id] = max(old, epoch_s)
+            return
+        if len(self._revoked) >= self._max_revocations:
+            moot = now - self._max_ttl_s - 1.0
+            self._revoked = {u: nb for u, nb in self._revoked.items() if nb > moot}
+            if len(self._revoked) >= self._max_revocations:
+                raise ValueError("revocation map full")
+        self._revoked[user_id] = float(epoch_s)
+
+    def clear_revocations(self) -> None:
+        self._revoked.clear()
+
+    def revocations_len(self) -> int:
+        return len(self._revoked)
+
+    def _verify(self, token: str, now: float) -> tuple[int, int, float, float]:
         parts = token.split(".")
         if len(parts) != 3:
             raise AuthError("malformed token")
@@ -109,4 +152,17 @@ class PyTokenVerifier:
         sub = claims.sub
         if not (sub.isascii() and sub.isdigit()) or len(sub) > 18 or int(sub) == 0:
             raise AuthError("sub must be a numeric user id")
-        return int(claims.sub), float(claims.exp)
+        if now + IAT_LEEWAY_S < claims.iat:
+            raise AuthError("token issued in the future")
+        exp, iat = float(claims.exp), float(claims.iat)
+        if exp > iat + self._max_ttl_s:
+            raise AuthError("token lifetime too long")
+        roles = 0
+        if claims.roles is not msgspec.UNSET:
+            if not isinstance(claims.roles, list) or not all(
+                isinstance(r, str) for r in claims.roles
+            ):
+                raise AuthError("bad roles")
+            for r in claims.roles:
+                roles |= ROLE_BITS.get(r, 0)
+        return int(claims.sub), roles, exp, iat

@@ -40,7 +40,7 @@ class OutOfRange(InvalidArgument):
     """A number is outside the range its parameter or target type accepts."""
 
 class AuthError(NexusCartError):
-    """A buyer token was rejected; the message is the reason (e.g. 'token expired')."""
+    """An access token was rejected; the message is the reason (e.g. 'token expired')."""
 
 # -- admission gate -------------------------------------------------------------------
 
@@ -144,14 +144,18 @@ def redis_slots(keys: Sequence[bytes | str]) -> list[int]: ...
 
 @final
 class TokenVerifier:
-    """Verifies HS256 buyer tokens (``sub`` = user id) and caches the verified ones.
+    """Verifies HS256 access tokens and caches the verified ones.
 
     Only ``alg`` HS256 is accepted; the signature is compared in constant time; ``exp``
     is required and at most ``max_ttl_s`` seconds ahead, ``nbf`` is checked when present,
-    ``iss`` must equal ``issuer`` unless that is None, and ``sub`` must be 1 to 18 ASCII
-    digits, not zero. At most ``cache_size``
-    verified tokens are cached (the cache is cleared when full); a cached token is
-    still rejected once expired. Thread-safe.
+    ``iss`` must equal ``issuer`` unless that is None, ``sub`` must be 1 to 18 ASCII
+    digits, not zero; ``iat`` is required, at most 5 s ahead, and ``exp - iat`` at most
+    ``max_ttl_s``; ``roles`` is absent or an array of strings (customer = 1, seller = 2,
+    admin = 4; unknown names grant nothing). At most ``cache_size`` verified tokens are
+    cached (the cache is cleared when full); a cached token is still rejected once
+    expired or revoked. ``revoke_before`` refuses a user's tokens issued before a time;
+    at most ``max_revocations`` users are kept (entries older than ``max_ttl_s`` are
+    dropped when full). Thread-safe.
     """
 
     def __new__(
@@ -161,6 +165,7 @@ class TokenVerifier:
         cache_size: int = 65536,
         *,
         max_ttl_s: float = 86400.0,
+        max_revocations: int = 1000000,
     ) -> TokenVerifier: ...
     @property
     def issuer(self) -> str | None: ...
@@ -168,10 +173,23 @@ class TokenVerifier:
     def max_ttl_s(self) -> float: ...
     @property
     def cache_size(self) -> int: ...
+    @property
+    def max_revocations(self) -> int: ...
     def user_id(self, authorization: str | None, now: float | None = None) -> int:
         """The user id of a valid ``Bearer`` token in an ``Authorization`` header value,
         at ``now`` (seconds since the epoch, default the current time); otherwise
         ``AuthError`` whose message is the reason."""
+    def principal(self, authorization: str | None, now: float | None = None) -> tuple[int, int]:
+        """``(user id, role bits)`` of a valid ``Bearer`` token (same checks as
+        ``user_id``); otherwise ``AuthError``."""
+    def revoke_before(self, user_id: int, epoch_s: float, now: float | None = None) -> None:
+        """Refuse every token of ``user_id`` whose ``iat`` is before ``epoch_s``, cached or
+        not ("token revoked"); a user's time only moves forward. ``InvalidArgument`` when
+        ``epoch_s`` is not finite or the map is full of revocations that still matter."""
+    def clear_revocations(self) -> None:
+        """Forget every revocation."""
+    def revocations_len(self) -> int:
+        """Number of users with a revocation time."""
     def cache_len(self) -> int:
         """Number of verified tokens cached now."""
     def clear_cache(self) -> None:

@@ -381,8 +381,9 @@ class Route:
     summary: str
     request: type[Any] | None = None
     responses: dict[int, type[Any] | None] = field(default_factory=dict)
-    # "buyer" (JWT) | "admin" (token) | None: the route's security in OpenAPI, and the name
-    # of the App guard that checks it before any body byte is read (see App)
+    # the role policy ("user", "customer", "seller", "admin"; None: public): the route's
+    # security in OpenAPI, and the name of the App guard that checks it before any body
+    # byte is read (see App)
     auth: str | None = None
     idempotent_key: bool = False  # accepts Idempotency-Key
     tags: tuple[str, ...] = ()
@@ -880,10 +881,10 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
             "content": {PROBLEM_JSON: {"schema": problem_ref}},
         }
         op["responses"] = responses
-        if r.auth == "buyer":
-            op["security"] = [{"buyerJwt": []}]
-        elif r.auth == "admin":
-            op["security"] = [{"adminToken": []}]
+        if r.auth is not None:
+            # one bearer scheme; the role the route needs (its access policy) rides along
+            op["security"] = [{"accessToken": []}]
+            op["x-required-role"] = r.auth
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -892,8 +893,7 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "buyerJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                "adminToken": {"type": "http", "scheme": "bearer"},
+                "accessToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
             },
         },
     }
@@ -903,6 +903,7 @@ def openapi(routes: Sequence[Route], *, title: str, version: str) -> dict[str, A
 _PROBLEMS: Final = {
     400: "malformed request: body not JSON or UTF-8, Idempotency-Key, query",
     401: "missing or invalid credential (unauthorized)",
+    403: "valid credential without the role the route needs (forbidden)",
     404: "no such resource (not-found)",
     408: "body not received in time (body-timeout)",
     409: "refused in the resource's current state",
@@ -918,6 +919,7 @@ def _problem_statuses(r: Route) -> list[int]:
     derived = {
         400: has_body or r.idempotent_key or bool(r.query),
         401: r.auth is not None,
+        403: r.auth is not None,
         404: bool(r.params),
         408: has_body,
         413: has_body,

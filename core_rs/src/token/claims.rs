@@ -6,8 +6,9 @@
 //! - members other than the ones below are skipped, but must still be valid JSON;
 //! - a member that appears twice takes its last value (serde's derive would reject it);
 //! - header: `alg` (string, required), `typ` (string or null);
-//! - claims: `sub` (string, required), `exp` (number, required), `iss` (string or
-//!   null), `nbf` (number or null). Numbers are JSON integers or floats, not booleans.
+//! - claims: `sub` (string, required), `exp` (number, required), `iat` (number,
+//!   required), `iss` (string or null), `nbf` (number or null), `roles` (any JSON value;
+//!   see [`Roles`]). Numbers are JSON integers or floats, not booleans.
 //!
 //! Strings are borrowed from the input when they contain no escapes.
 
@@ -121,6 +122,8 @@ enum Field {
     Exp,
     Iss,
     Nbf,
+    Iat,
+    Roles,
     Other,
 }
 
@@ -140,6 +143,8 @@ impl<'de> Deserialize<'de> for Field {
                     b"exp" => Field::Exp,
                     b"iss" => Field::Iss,
                     b"nbf" => Field::Nbf,
+                    b"iat" => Field::Iat,
+                    b"roles" => Field::Roles,
                     _ => Field::Other,
                 })
             }
@@ -198,6 +203,10 @@ pub struct Claims<'a> {
     pub iss: Option<Cow<'a, str>>,
     /// Not before (seconds since the epoch).
     pub nbf: Option<NumericDate>,
+    /// Issued at (seconds since the epoch).
+    pub iat: NumericDate,
+    /// The `roles` claim; [`Roles::Bits`] of 0 when absent.
+    pub roles: Roles,
 }
 
 impl<'de> Deserialize<'de> for Claims<'de> {
@@ -210,12 +219,15 @@ impl<'de> Deserialize<'de> for Claims<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims<'de>, A::Error> {
                 let (mut sub, mut exp, mut iss, mut nbf) = (None, None, None, None);
+                let (mut iat, mut roles) = (None, Roles::Bits(0));
                 while let Some(field) = map.next_key::<Field>()? {
                     match field {
                         Field::Sub => sub = Some(map.next_value::<Str<'de>>()?.0),
                         Field::Exp => exp = Some(map.next_value::<NumericDate>()?),
                         Field::Iss => iss = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0),
                         Field::Nbf => nbf = map.next_value::<Option<NumericDate>>()?,
+                        Field::Iat => iat = Some(map.next_value::<NumericDate>()?),
+                        Field::Roles => roles = map.next_value::<Roles>()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -226,10 +238,143 @@ impl<'de> Deserialize<'de> for Claims<'de> {
                     exp: exp.ok_or_else(|| de::Error::missing_field("exp"))?,
                     iss,
                     nbf,
+                    iat: iat.ok_or_else(|| de::Error::missing_field("iat"))?,
+                    roles,
                 })
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// Role bit of `customer`.
+pub const ROLE_CUSTOMER: u8 = 1;
+/// Role bit of `seller`.
+pub const ROLE_SELLER: u8 = 2;
+/// Role bit of `admin`.
+pub const ROLE_ADMIN: u8 = 4;
+
+/// The bit of a role name; unknown names have none (a newer issuer may add roles this
+/// verifier does not know: they grant nothing here).
+pub fn role_bit(name: &str) -> u8 {
+    match name {
+        "customer" => ROLE_CUSTOMER,
+        "seller" => ROLE_SELLER,
+        "admin" => ROLE_ADMIN,
+        _ => 0,
+    }
+}
+
+/// The `roles` claim: an array of strings gives the OR of their bits; any other JSON
+/// value (null included) is [`Roles::Bad`], reported after the signature and the other
+/// claims are checked ("bad roles"), not as malformed claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// An array of strings (or no claim: 0).
+    Bits(u8),
+    /// Not an array of strings.
+    Bad,
+}
+
+/// One element of the `roles` array: a role bit, or not a string.
+struct RoleElem(Option<u8>);
+
+/// Any JSON value, read in full like msgspec decodes `Any` (numbers range-checked,
+/// strings UTF-8-checked, at any depth), unlike [`IgnoredAny`], which only checks syntax:
+/// the reference reads the whole `roles` value.
+struct Checked;
+
+/// A visitor of any JSON value: `Some(f(s))` for a string `s`, else None.
+struct AnyValue<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> T> Visitor<'de> for AnyValue<F> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<T>, E> {
+        Ok(Some((self.0)(v)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AnyValue(|_: &str| ())).map(|_| Checked)
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleElem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AnyValue(role_bit)).map(RoleElem)
+    }
+}
+
+impl<'de> Deserialize<'de> for Roles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Roles;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Roles, A::Error> {
+                let mut roles = Roles::Bits(0);
+                // every element is consumed (the document must still be valid JSON)
+                while let Some(RoleElem(bit)) = seq.next_element()? {
+                    roles = match (roles, bit) {
+                        (Roles::Bits(bits), Some(bit)) => Roles::Bits(bits | bit),
+                        _ => Roles::Bad,
+                    };
+                }
+                Ok(roles)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Roles, E> {
+                Ok(Roles::Bad)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Roles, E> {
+                Ok(Roles::Bad)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Roles, E> {
+                Ok(Roles::Bad)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Roles, E> {
+                Ok(Roles::Bad)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Roles, E> {
+                Ok(Roles::Bad)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Roles, E> {
+                Ok(Roles::Bad)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Roles, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Roles::Bad)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -359,7 +504,7 @@ mod tests {
             header(r#"{"alg":"none","alg":"HS256"}"#).as_deref(),
             Some("HS256")
         );
-        let c = claims(r#"{"sub":"1","exp":1,"exp":2,"\u0073ub":"2"}"#).unwrap();
+        let c = claims(r#"{"sub":"1","iat":0,"exp":1,"iat":0,"exp":2,"\u0073ub":"2"}"#).unwrap();
         assert_eq!((c.sub.as_ref(), c.exp), ("2", NumericDate::UInt(2)));
         // A bad first value is still an error.
         assert_eq!(header(r#"{"alg":1,"alg":"HS256"}"#), None);
@@ -367,37 +512,49 @@ mod tests {
 
     #[test]
     fn claims_required_optional_and_extra() {
-        let c = claims(r#"{"sub":"42","exp":1700000000,"iat":1,"x":{"y":[1,2.5e999]}}"#);
+        let c = claims(r#"{"sub":"42","iat":0,"exp":1700000000,"iat":1,"x":{"y":[1,2.5e999]}}"#);
         // 2.5e999 is out of range but skipped members are only checked for syntax.
         let c = c.unwrap();
         assert_eq!(c.sub, "42");
         assert_eq!(c.exp, NumericDate::UInt(1_700_000_000));
         assert_eq!((c.iss, c.nbf), (None, None));
-        let c = claims(r#"{"sub":"1","exp":-5,"nbf":1.5,"iss":null}"#).unwrap();
+        let c = claims(r#"{"sub":"1","iat":0,"exp":-5,"nbf":1.5,"iss":null}"#).unwrap();
+        assert_eq!((c.iat, c.roles), (NumericDate::UInt(0), Roles::Bits(0)));
+        assert!(
+            claims(r#"{"sub":"1","exp":1}"#).is_none(),
+            "iat is required"
+        );
+        let c = claims(r#"{"sub":"1","iat":2.5,"exp":1,"roles":["admin","seller","x"]}"#);
+        let c = c.unwrap();
+        assert_eq!(c.iat, NumericDate::Float(2.5));
+        assert_eq!(c.roles, Roles::Bits(ROLE_ADMIN | ROLE_SELLER));
+        let c = claims(r#"{"sub":"1","iat":2,"exp":1,"roles":[1,{"a":[null]}]}"#);
+        assert_eq!(c.unwrap().roles, Roles::Bad);
+        let c = claims(r#"{"sub":"1","iat":0,"exp":-5,"nbf":1.5,"iss":null}"#).unwrap();
         assert_eq!(c.exp, NumericDate::Int(-5));
         assert_eq!(c.nbf, Some(NumericDate::Float(1.5)));
         assert_eq!(c.iss, None);
         assert!(
-            claims(r#"{"sub":"1","exp":1,"iss":"nexuscart"}"#)
+            claims(r#"{"sub":"1","iat":0,"exp":1,"iss":"nexuscart"}"#)
                 .unwrap()
                 .iss
                 == Some("nexuscart".into())
         );
         for bad in [
-            r#"{"exp":1}"#,
+            r#"{"iat":0,"exp":1}"#,
             r#"{"sub":"1"}"#,
-            r#"{"sub":1,"exp":1}"#,
-            r#"{"sub":"1","exp":"1"}"#,
-            r#"{"sub":"1","exp":true}"#,
-            r#"{"sub":"1","exp":null}"#,
-            r#"{"sub":"1","exp":1e400}"#,
-            r#"{"sub":"1","exp":01}"#,
-            r#"{"sub":"1","exp":1.}"#,
-            r#"{"sub":"1","exp":NaN}"#,
-            r#"{"sub":"1","exp":1,"iss":2}"#,
-            r#"{"sub":"1","exp":1,"nbf":"2"}"#,
-            r#"{"sub":"1","exp":1,}"#,
-            r#"{"sub":"1","exp":1} x"#,
+            r#"{"sub":1,"iat":0,"exp":1}"#,
+            r#"{"sub":"1","iat":0,"exp":"1"}"#,
+            r#"{"sub":"1","iat":0,"exp":true}"#,
+            r#"{"sub":"1","iat":0,"exp":null}"#,
+            r#"{"sub":"1","iat":0,"exp":1e400}"#,
+            r#"{"sub":"1","iat":0,"exp":01}"#,
+            r#"{"sub":"1","iat":0,"exp":1.}"#,
+            r#"{"sub":"1","iat":0,"exp":NaN}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"iss":2}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"nbf":"2"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,}"#,
+            r#"{"sub":"1","iat":0,"exp":1} x"#,
             "{\"sub\":\"1\",\"exp\":1}\x0c",
             "\u{feff}{\"sub\":\"1\",\"exp\":1}",
         ] {
@@ -408,25 +565,25 @@ mod tests {
     #[test]
     fn skipped_members_must_still_be_valid_json() {
         for bad in [
-            r#"{"sub":"1","exp":1,"x":"\ud800"}"#,
-            r#"{"sub":"1","exp":1,"x":"\udc00"}"#,
-            r#"{"sub":"1","exp":1,"x":"\ud800\u0041"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\ud800"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\udc00"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\ud800\u0041"}"#,
             "{\"sub\":\"1\",\"exp\":1,\"x\":\"\x01\"}",
-            r#"{"sub":"1","exp":1,"x":[1,]}"#,
-            r#"{"sub":"1","exp":1,"x":tru}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":[1,]}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":tru}"#,
         ] {
             assert!(claims(bad).is_none(), "{bad}");
         }
-        assert!(claims(r#"{"sub":"1","exp":1,"x":"\ud83d\ude00"}"#).is_some());
-        assert!(claims(r#"{"sub":"1","exp":1,"x":"\uDBFF\uDFFF\\ud800"}"#).is_some());
+        assert!(claims(r#"{"sub":"1","iat":0,"exp":1,"x":"\ud83d\ude00"}"#).is_some());
+        assert!(claims(r#"{"sub":"1","iat":0,"exp":1,"x":"\uDBFF\uDFFF\\ud800"}"#).is_some());
         for bad in [
-            r#"{"sub":"1","exp":1,"x":"\ud800\ud800"}"#,
-            r#"{"sub":"1","exp":1,"x":"\udc00\ud800"}"#,
-            r#"{"sub":"1","exp":1,"x":"\ud800x"}"#,
-            r#"{"sub":"1","exp":1,"x":{"\ud800":1}}"#,
-            r#"{"\ud800":1,"sub":"1","exp":1}"#,
-            r#"{"sub":"\ud800","exp":1}"#,
-            r#"{"sub":"1","exp":1,"x":"\ud8"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\ud800\ud800"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\udc00\ud800"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\ud800x"}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":{"\ud800":1}}"#,
+            r#"{"\ud800":1,"sub":"1","iat":0,"exp":1}"#,
+            r#"{"sub":"\ud800","iat":0,"exp":1}"#,
+            r#"{"sub":"1","iat":0,"exp":1,"x":"\ud8"}"#,
         ] {
             assert!(claims(bad).is_none(), "{bad}");
         }
@@ -436,11 +593,17 @@ mod tests {
     fn utf8_is_checked_only_in_values_read_like_msgspec() {
         let with = |head: &[u8], tail: &[u8]| [head, tail].concat();
         // Skipped strings and member names: not validated (msgspec skips them as bytes).
-        assert!(parse_claims(&with(br#"{"sub":"1","exp":1,"x":""#, b"\xff\"}")).is_ok());
-        assert!(parse_claims(&with(b"{\"\xed\xa0\x80\":1,", br#""sub":"1","exp":1}"#)).is_ok());
+        assert!(parse_claims(&with(br#"{"sub":"1","iat":0,"exp":1,"x":""#, b"\xff\"}")).is_ok());
+        assert!(
+            parse_claims(&with(
+                b"{\"\xed\xa0\x80\":1,",
+                br#""sub":"1","iat":0,"exp":1}"#
+            ))
+            .is_ok()
+        );
         assert!(parse_header(&with(b"{\"\xff\":[\"\xc0\x80\"],", br#""alg":"x"}"#)).is_ok());
         // Strings that are read: validated.
-        assert!(parse_claims(&with(br#"{"exp":1,"sub":""#, b"1\xff\"}")).is_err());
+        assert!(parse_claims(&with(br#"{"iat":0,"exp":1,"sub":""#, b"1\xff\"}")).is_err());
         assert!(parse_header(&with(br#"{"alg":""#, b"HS256\xff\"}")).is_err());
         assert!(parse_header(&with(br#"{"alg":"a","typ":""#, b"\xff\"}")).is_err());
         // Raw control characters: rejected in every string, names included.
@@ -456,23 +619,23 @@ mod tests {
     fn numbers() {
         let exp = |json: &str| claims(json).map(|c| c.exp);
         assert_eq!(
-            exp(r#"{"sub":"1","exp":1e3}"#),
+            exp(r#"{"sub":"1","iat":0,"exp":1e3}"#),
             Some(NumericDate::Float(1000.0))
         );
         assert_eq!(
-            exp(r#"{"sub":"1","exp":18446744073709551615}"#),
+            exp(r#"{"sub":"1","iat":0,"exp":18446744073709551615}"#),
             Some(NumericDate::UInt(u64::MAX))
         );
         assert_eq!(
-            exp(r#"{"sub":"1","exp":-9223372036854775808}"#),
+            exp(r#"{"sub":"1","iat":0,"exp":-9223372036854775808}"#),
             Some(NumericDate::Int(i64::MIN))
         );
         assert_eq!(
-            exp(r#"{"sub":"1","exp":18446744073709551616}"#),
+            exp(r#"{"sub":"1","iat":0,"exp":18446744073709551616}"#),
             Some(NumericDate::Float(18446744073709551616.0))
         );
         assert_eq!(
-            exp(r#"{"sub":"1","exp":2.5e-400}"#),
+            exp(r#"{"sub":"1","iat":0,"exp":2.5e-400}"#),
             Some(NumericDate::Float(0.0))
         );
     }

@@ -45,9 +45,11 @@ const GOOD: &str = r#"{"sub":"42","iss":"nexuscart","iat":1699990000,"exp":17000
 fn accepts_a_valid_token() {
     let v = verifier();
     assert_eq!(check(&v, &token(GOOD), NOW), Ok(42));
-    let leading_zeros = r#"{"sub":"000000000000000007","iss":"nexuscart","exp":1700003600}"#;
+    let leading_zeros =
+        r#"{"sub":"000000000000000007","iss":"nexuscart","iat":1699990000,"exp":1700003600}"#;
     assert_eq!(check(&v, &token(leading_zeros), NOW), Ok(7));
-    let max = r#"{"sub":"999999999999999999","iss":"nexuscart","exp":1700003600.5}"#;
+    let max =
+        r#"{"sub":"999999999999999999","iss":"nexuscart","iat":1699990000,"exp":1700003600.5}"#;
     assert_eq!(check(&v, &token(max), NOW), Ok(999_999_999_999_999_999));
 }
 
@@ -198,13 +200,13 @@ fn malformed_claims() {
         "null",
         "[]",
         r#"{"sub":"42","iss":"nexuscart"}"#,
-        r#"{"iss":"nexuscart","exp":1700003600}"#,
-        r#"{"sub":42,"iss":"nexuscart","exp":1700003600}"#,
+        r#"{"iss":"nexuscart","iat":1699990000,"exp":1700003600}"#,
+        r#"{"sub":42,"iss":"nexuscart","iat":1699990000,"exp":1700003600}"#,
         r#"{"sub":"42","iss":"nexuscart","exp":"1700003600"}"#,
         r#"{"sub":"42","iss":"nexuscart","exp":true}"#,
-        r#"{"sub":"42","iss":7,"exp":1700003600}"#,
-        r#"{"sub":"42","iss":"nexuscart","exp":1700003600,"nbf":"0"}"#,
-        r#"{"sub":"42","iss":"nexuscart","exp":1e400}"#,
+        r#"{"sub":"42","iss":7,"iat":1699990000,"exp":1700003600}"#,
+        r#"{"sub":"42","iss":"nexuscart","iat":1699990000,"exp":1700003600,"nbf":"0"}"#,
+        r#"{"sub":"42","iss":"nexuscart","iat":1,"exp":1e400}"#,
     ] {
         assert_eq!(
             check(&v, &token(payload), NOW),
@@ -223,7 +225,7 @@ fn malformed_claims() {
 fn expiry_and_not_before() {
     let v = verifier();
     let at = |exp: &str, nbf: &str, now: f64| {
-        let payload = format!(r#"{{"sub":"1","iss":"nexuscart","exp":{exp},"nbf":{nbf}}}"#);
+        let payload = format!(r#"{{"sub":"1","iss":"nexuscart","iat":0,"exp":{exp},"nbf":{nbf}}}"#);
         v.verify(&token(&payload), now)
     };
     assert_eq!(at("100", "null", 99.5).map(|x| x.user_id), Ok(1));
@@ -242,10 +244,10 @@ fn expiry_and_not_before() {
 fn issuer() {
     let v = verifier();
     for payload in [
-        r#"{"sub":"1","exp":1700003600}"#,
-        r#"{"sub":"1","exp":1700003600,"iss":null}"#,
-        r#"{"sub":"1","exp":1700003600,"iss":"other"}"#,
-        r#"{"sub":"1","exp":1700003600,"iss":"nexuscart "}"#,
+        r#"{"sub":"1","iat":1699990000,"exp":1700003600}"#,
+        r#"{"sub":"1","iat":1699990000,"exp":1700003600,"iss":null}"#,
+        r#"{"sub":"1","iat":1699990000,"exp":1700003600,"iss":"other"}"#,
+        r#"{"sub":"1","iat":1699990000,"exp":1700003600,"iss":"nexuscart "}"#,
     ] {
         assert_eq!(
             check(&v, &token(payload), NOW),
@@ -255,13 +257,17 @@ fn issuer() {
     }
     let any = TokenVerifier::new(SECRET, None, 16, DEFAULT_MAX_TTL_S).unwrap();
     assert_eq!(
-        check(&any, &token(r#"{"sub":"1","exp":1700003600}"#), NOW),
+        check(
+            &any,
+            &token(r#"{"sub":"1","iat":1699990000,"exp":1700003600}"#),
+            NOW
+        ),
         Ok(1)
     );
     assert_eq!(
         check(
             &any,
-            &token(r#"{"sub":"1","exp":1700003600,"iss":"x"}"#),
+            &token(r#"{"sub":"1","iat":1699990000,"exp":1700003600,"iss":"x"}"#),
             NOW
         ),
         Ok(1)
@@ -271,13 +277,17 @@ fn issuer() {
     assert_eq!(
         check(
             &empty,
-            &token(r#"{"sub":"1","exp":1700003600,"iss":""}"#),
+            &token(r#"{"sub":"1","iat":1699990000,"exp":1700003600,"iss":""}"#),
             NOW
         ),
         Ok(1)
     );
     assert_eq!(
-        check(&empty, &token(r#"{"sub":"1","exp":1700003600}"#), NOW),
+        check(
+            &empty,
+            &token(r#"{"sub":"1","iat":1699990000,"exp":1700003600}"#),
+            NOW
+        ),
         Err(TokenError::WrongIssuer)
     );
 }
@@ -298,7 +308,8 @@ fn subject_must_be_a_numeric_user_id() {
         "\u{00b2}",         // superscript two: isdigit() yes, int() fails
         "１",               // fullwidth digit one
     ] {
-        let payload = format!(r#"{{"sub":"{sub}","iss":"nexuscart","exp":1700003600}}"#);
+        let payload =
+            format!(r#"{{"sub":"{sub}","iss":"nexuscart","iat":1699990000,"exp":1700003600}}"#);
         assert_eq!(
             check(&v, &token(&payload), NOW),
             Err(TokenError::BadSubject),
@@ -327,6 +338,9 @@ fn reasons_match_display() {
         TokenError::NotYetValid,
         TokenError::WrongIssuer,
         TokenError::BadSubject,
+        TokenError::IssuedInFuture,
+        TokenError::BadRoles,
+        TokenError::Revoked,
     ] {
         assert_eq!(e.to_string(), e.reason());
         assert_eq!(CoreError::from(e).to_string(), e.reason());
@@ -336,7 +350,7 @@ fn reasons_match_display() {
 #[test]
 fn cache_serves_until_expiry() {
     let v = verifier();
-    let t = token(r#"{"sub":"5","iss":"nexuscart","exp":1000}"#);
+    let t = token(r#"{"sub":"5","iss":"nexuscart","iat":0,"exp":1000}"#);
     assert_eq!(check(&v, &t, 500.0), Ok(5));
     assert_eq!(v.cache_len(), 1);
     // Served from the cache even at a time the token would fail `nbf`... (the Python
@@ -348,7 +362,7 @@ fn cache_serves_until_expiry() {
     assert_eq!(v.cache_len(), 0);
     // Rejected tokens are never cached.
     assert_eq!(
-        check(&v, &token(r#"{"sub":"x","exp":2000}"#), 1.0),
+        check(&v, &token(r#"{"sub":"x","iat":0,"exp":2000}"#), 1.0),
         Err(TokenError::WrongIssuer)
     );
     assert_eq!(v.cache_len(), 0);
@@ -358,11 +372,14 @@ fn cache_serves_until_expiry() {
 fn cache_is_bounded() {
     let v = TokenVerifier::new(SECRET, None, 4, 1e10).unwrap();
     for i in 1..5 {
-        let t = token(&format!(r#"{{"sub":"{i}","exp":1e10}}"#));
+        let t = token(&format!(r#"{{"sub":"{i}","iat":1.7e9,"exp":1e10}}"#));
         assert_eq!(check(&v, &t, NOW), Ok(i));
     }
     assert_eq!(v.cache_len(), 4);
-    assert_eq!(check(&v, &token(r#"{"sub":"9","exp":1e10}"#), NOW), Ok(9));
+    assert_eq!(
+        check(&v, &token(r#"{"sub":"9","iat":1.7e9,"exp":1e10}"#), NOW),
+        Ok(9)
+    );
     assert_eq!(
         v.cache_len(),
         1,
@@ -373,7 +390,7 @@ fn cache_is_bounded() {
 
     let zero = TokenVerifier::new(SECRET, None, 0, 1e10).unwrap();
     for i in 1..4 {
-        let t = token(&format!(r#"{{"sub":"{i}","exp":1e10}}"#));
+        let t = token(&format!(r#"{{"sub":"{i}","iat":1.7e9,"exp":1e10}}"#));
         assert_eq!(check(&zero, &t, NOW), Ok(i));
         assert_eq!(zero.cache_len(), 1);
     }
@@ -397,7 +414,7 @@ fn refuses_tokens_that_live_too_long() {
     // Regression: `exp: 1e300` was accepted, so a leaked token lived forever.
     let v = TokenVerifier::new(SECRET, Some("nexuscart"), 16, 3600.0).unwrap();
     let at = |exp: &str| {
-        let payload = format!(r#"{{"sub":"1","iss":"nexuscart","exp":{exp}}}"#);
+        let payload = format!(r#"{{"sub":"1","iss":"nexuscart","iat":1000,"exp":{exp}}}"#);
         v.verify(&token(&payload), 1000.0)
     };
     assert!(at("4600").is_ok());
@@ -413,10 +430,236 @@ fn refuses_tokens_that_live_too_long() {
 fn refuses_user_id_zero() {
     let v = verifier();
     for sub in ["0", "000000000000000000"] {
-        let payload = format!(r#"{{"sub":"{sub}","iss":"nexuscart","exp":1700003600}}"#);
+        let payload =
+            format!(r#"{{"sub":"{sub}","iss":"nexuscart","iat":1699990000,"exp":1700003600}}"#);
         assert_eq!(
             check(&v, &token(&payload), NOW),
             Err(TokenError::BadSubject)
         );
+    }
+}
+
+fn principal(v: &TokenVerifier, payload: &str, now: f64) -> Result<(u64, u8), TokenError> {
+    v.principal(Some(&bearer(&token(payload))), now)
+}
+
+#[test]
+fn roles_are_bits_and_unknown_names_grant_nothing() {
+    let v = verifier();
+    let with = |roles: &str| {
+        format!(
+            r#"{{"sub":"7","iss":"nexuscart","iat":1699990000,"exp":1700003600,"roles":{roles}}}"#
+        )
+    };
+    let cases = [
+        ("[]", Ok((7, 0))),
+        (r#"["customer"]"#, Ok((7, ROLE_CUSTOMER))),
+        (
+            r#"["seller","customer"]"#,
+            Ok((7, ROLE_CUSTOMER | ROLE_SELLER)),
+        ),
+        (r#"["admin","admin"]"#, Ok((7, ROLE_ADMIN))),
+        (r#"["admin","root","Customer"]"#, Ok((7, ROLE_ADMIN))),
+        (r#"["cust\u006fmer"]"#, Ok((7, ROLE_CUSTOMER))),
+        ("null", Err(TokenError::BadRoles)),
+        (r#""admin""#, Err(TokenError::BadRoles)),
+        ("4", Err(TokenError::BadRoles)),
+        (r#"{"admin":true}"#, Err(TokenError::BadRoles)),
+        (r#"["admin",1]"#, Err(TokenError::BadRoles)),
+        (r#"["admin",null]"#, Err(TokenError::BadRoles)),
+        (r#"[["admin"]]"#, Err(TokenError::BadRoles)),
+        (r#"["admin",{"x":[1,2e99]}]"#, Err(TokenError::BadRoles)),
+        (
+            r#"["admin",{"x":[1,2e999]}]"#,
+            Err(TokenError::MalformedClaims),
+        ),
+        (r#"{"x":[1e999]}"#, Err(TokenError::MalformedClaims)),
+        (
+            r#"[123456789012345678901234567890]"#,
+            Err(TokenError::BadRoles),
+        ),
+        ("[1e999]", Err(TokenError::MalformedClaims)),
+        (r#"["admin",]"#, Err(TokenError::MalformedClaims)),
+    ];
+    for (roles, want) in cases {
+        assert_eq!(principal(&v, &with(roles), NOW), want, "{roles}");
+    }
+    // absent: no roles
+    assert_eq!(principal(&v, GOOD, NOW), Ok((42, 0)));
+    // the last duplicate wins
+    let dup = r#"{"sub":"7","iss":"nexuscart","iat":1699990000,"exp":1700003600,"roles":null,"roles":["seller"]}"#;
+    assert_eq!(principal(&v, dup, NOW), Ok((7, ROLE_SELLER)));
+    // bad roles come after the other claim checks
+    let both_bad = r#"{"sub":"x","iss":"nexuscart","iat":1699990000,"exp":1700003600,"roles":1}"#;
+    assert_eq!(principal(&v, both_bad, NOW), Err(TokenError::BadSubject));
+    // a cache hit returns the same roles
+    let t = with(r#"["admin","customer"]"#);
+    assert_eq!(principal(&v, &t, NOW), Ok((7, ROLE_ADMIN | ROLE_CUSTOMER)));
+    assert_eq!(
+        principal(&v, &t, NOW + 1.0),
+        Ok((7, ROLE_ADMIN | ROLE_CUSTOMER))
+    );
+}
+
+#[test]
+fn iat_is_required_not_in_the_future_and_bounds_the_lifetime() {
+    let v = TokenVerifier::new(SECRET, None, 16, 3600.0).unwrap();
+    let at = |iat: &str, exp: &str, now: f64| {
+        principal(
+            &v,
+            &format!(r#"{{"sub":"1","iat":{iat},"exp":{exp}}}"#),
+            now,
+        )
+    };
+    assert_eq!(
+        principal(&v, r#"{"sub":"1","exp":2000}"#, 1000.0),
+        Err(TokenError::MalformedClaims)
+    );
+    for bad in ["null", r#""1000""#, "true", "[]"] {
+        assert_eq!(
+            at(bad, "2000", 1000.0),
+            Err(TokenError::MalformedClaims),
+            "{bad}"
+        );
+    }
+    assert_eq!(at("1005", "2000", 1000.0).map(|p| p.0), Ok(1));
+    assert_eq!(
+        at("1005.5", "2000", 1000.0),
+        Err(TokenError::IssuedInFuture)
+    );
+    assert_eq!(at("1005.5", "2000", 1000.5).map(|p| p.0), Ok(1));
+    // exp - iat <= max_ttl_s, even when exp is close
+    assert_eq!(at("1000", "4600", 1000.0).map(|p| p.0), Ok(1));
+    assert_eq!(
+        at("999.5", "4600", 1000.0),
+        Err(TokenError::LifetimeTooLong)
+    );
+    assert_eq!(
+        at("-1e300", "2000", 1000.0),
+        Err(TokenError::LifetimeTooLong)
+    );
+    assert_eq!(
+        at("-9223372036854775808", "2000", 1000.0),
+        Err(TokenError::LifetimeTooLong)
+    );
+}
+
+#[test]
+fn revocation_refuses_older_tokens_cached_or_not() {
+    let v = TokenVerifier::new(SECRET, None, 16, 86_400.0).unwrap();
+    let tok = |sub: u64, iat: f64| format!(r#"{{"sub":"{sub}","iat":{iat},"exp":1700003600}}"#);
+    let old = tok(5, NOW - 10.0);
+    let other = tok(6, NOW - 10.0);
+    assert_eq!(principal(&v, &old, NOW), Ok((5, 0)));
+    assert_eq!(v.revocations_len(), 0);
+    v.revoke_before(5, NOW - 1.0, NOW).unwrap();
+    assert_eq!(v.revocations_len(), 1);
+    // the cached token is refused, and so is a fresh verification
+    assert_eq!(principal(&v, &old, NOW), Err(TokenError::Revoked));
+    assert_eq!(check(&v, &token(&old), NOW), Err(TokenError::Revoked));
+    v.clear_cache();
+    assert_eq!(principal(&v, &old, NOW), Err(TokenError::Revoked));
+    assert_eq!(v.cache_len(), 0, "a revoked token is not cached");
+    // other users are not affected; a token issued at or after the time is accepted
+    assert_eq!(principal(&v, &other, NOW), Ok((6, 0)));
+    assert_eq!(principal(&v, &tok(5, NOW - 1.0), NOW), Ok((5, 0)));
+    assert_eq!(
+        principal(&v, &tok(5, NOW - 1.001), NOW),
+        Err(TokenError::Revoked)
+    );
+    // the time only moves forward
+    v.revoke_before(5, NOW - 100.0, NOW).unwrap();
+    assert_eq!(
+        principal(&v, &tok(5, NOW - 1.001), NOW),
+        Err(TokenError::Revoked)
+    );
+    assert!(v.revoke_before(5, f64::NAN, NOW).is_err());
+    assert!(v.revoke_before(5, f64::INFINITY, NOW).is_err());
+    // expiry is still reported first for a cached token
+    let short = tok(7, NOW - 10.0).replace("1700003600", "1700000001");
+    assert_eq!(principal(&v, &short, NOW), Ok((7, 0)));
+    v.revoke_before(7, NOW, NOW).unwrap();
+    assert_eq!(principal(&v, &short, NOW + 5.0), Err(TokenError::Expired));
+    v.clear_revocations();
+    assert_eq!(v.revocations_len(), 0);
+    assert_eq!(principal(&v, &old, NOW), Ok((5, 0)));
+}
+
+#[test]
+fn revocation_map_is_bounded() {
+    let v = TokenVerifier::new(SECRET, None, 16, 100.0)
+        .unwrap()
+        .with_max_revocations(3);
+    assert_eq!(v.max_revocations(), 3);
+    for user in 1..=3 {
+        v.revoke_before(user, 1000.0 + user as f64, 1000.0).unwrap();
+    }
+    // updating a user already in the map needs no room
+    v.revoke_before(2, 1500.0, 1000.0).unwrap();
+    assert_eq!(v.revoke_before(4, 1000.0, 1000.0), Err(RevokeError::Full));
+    // entries older than max_ttl_s (+1 s slack) can no longer refuse anything: dropped
+    v.revoke_before(4, 1102.5, 1102.5).unwrap();
+    assert_eq!(
+        v.revocations_len(),
+        3,
+        "users 1 and 3 dropped, 2 and 4 kept"
+    );
+    let tok = |sub: u64, iat: f64| format!(r#"{{"sub":"{sub}","iat":{iat},"exp":1150}}"#);
+    assert_eq!(
+        principal(&v, &tok(2, 1100.0), 1102.5),
+        Err(TokenError::Revoked)
+    );
+    assert_eq!(principal(&v, &tok(1, 1100.0), 1102.5), Ok((1, 0)));
+    assert_eq!(
+        TokenVerifier::new(SECRET, None, 1, 1.0)
+            .unwrap()
+            .with_max_revocations(0)
+            .max_revocations(),
+        1
+    );
+}
+
+#[test]
+fn revocations_and_cache_under_threads() {
+    let v = std::sync::Arc::new(TokenVerifier::new(SECRET, None, 8, 86_400.0).unwrap());
+    let tokens: Vec<String> = (1..=16u64)
+        .map(|i| {
+            token(&format!(
+                r#"{{"sub":"{i}","iat":{},"exp":1700003600}}"#,
+                NOW - 5.0
+            ))
+        })
+        .collect();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (v, tokens) = (v.clone(), tokens.clone());
+            std::thread::spawn(move || {
+                for round in 0..50u64 {
+                    for (i, t) in tokens.iter().enumerate() {
+                        let user = i as u64 + 1;
+                        if w == 0 && round == 10 && user % 2 == 0 {
+                            v.revoke_before(user, NOW, NOW).unwrap();
+                        }
+                        let got = v.principal(Some(&bearer(t)), NOW);
+                        assert!(
+                            got == Ok((user, 0))
+                                || (user % 2 == 0 && got == Err(TokenError::Revoked))
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let user = i as u64 + 1;
+        let want = if user % 2 == 0 {
+            Err(TokenError::Revoked)
+        } else {
+            Ok((user, 0))
+        };
+        assert_eq!(v.principal(Some(&bearer(t)), NOW), want);
     }
 }

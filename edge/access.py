@@ -1,0 +1,132 @@
+"""Who may call which route: THE one table (``POLICIES``) and the guards built from it.
+
+A policy is one of:
+
+- ``public``: anyone, no credential read;
+- ``user``: any signed-in user (a valid access token with at least one known role);
+- ``customer``: a token with the ``customer`` role (buyers);
+- ``seller``: ``seller`` or ``admin``;
+- ``admin``: ``admin``.
+
+Every route of the edge must have an entry (``apply`` refuses to build the app otherwise),
+so a new route cannot ship without someone deciding who may call it. The guards run before
+any body byte is read: no or a bad, expired or revoked token is 401 ``unauthorized`` (with
+``WWW-Authenticate: Bearer``); a valid token without the role is 403 ``forbidden``. A
+guard returns the principal ``(user id, role bits)``, which handlers find in
+``req.principal`` (``user_of`` / ``roles_of``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Final, Literal, cast
+
+from nexuscart import _core
+from nexuscart.auth import ROLE_BITS, AuthError
+from nexuscart.web import Guard, HTTPError, Request, Route
+
+Policy = Literal["public", "user", "customer", "seller", "admin"]
+
+# (method, path template) -> policy. ACCOUNTS' routes are added here as they land.
+POLICIES: Final[dict[tuple[str, str], Policy]] = {
+    # operations
+    ("GET", "/healthz"): "public",
+    ("GET", "/readyz"): "public",
+    ("GET", "/metrics"): "public",
+    ("GET", "/openapi.json"): "public",
+    # flash sales
+    ("POST", "/admin/flash-sales"): "admin",
+    ("PATCH", "/admin/flash-sales/{sale_id}"): "admin",
+    ("POST", "/admin/flash-sales/{sale_id}/end"): "admin",
+    ("GET", "/flash-sales/{sale_id}"): "public",
+    ("POST", "/flash-sales/{sale_id}/purchase"): "customer",
+    # a user's own orders: anyone signed in may read theirs (a seller or admin who bought
+    # as a customer before losing that role still sees the orders)
+    ("GET", "/orders/{order_id}"): "user",
+    ("GET", "/users/me/orders"): "user",
+    # accounts: the credential of the /auth routes is in their body (a password or a
+    # refresh token), checked by the handler
+    ("POST", "/auth/register"): "public",
+    ("POST", "/auth/login"): "public",
+    ("POST", "/auth/refresh"): "public",
+    ("POST", "/auth/logout"): "public",
+    ("GET", "/users/me"): "user",
+    ("PATCH", "/users/me"): "user",
+    ("POST", "/users/me/password"): "user",
+    ("GET", "/admin/users"): "admin",
+    ("PATCH", "/admin/users/{user_id}/roles"): "admin",
+    ("POST", "/admin/users/{user_id}/disable"): "admin",
+    ("POST", "/admin/users/{user_id}/enable"): "admin",
+}
+
+# policy -> the role bits of which at least one is needed
+_NEEDS: Final[dict[str, int]] = {
+    "user": ROLE_BITS["customer"] | ROLE_BITS["seller"] | ROLE_BITS["admin"],
+    "customer": ROLE_BITS["customer"],
+    "seller": ROLE_BITS["seller"] | ROLE_BITS["admin"],
+    "admin": ROLE_BITS["admin"],
+}
+GUARDED: Final = tuple(_NEEDS)  # the policies that need a token (Route.auth values)
+
+Principal = tuple[int, int]  # (user id, role bits)
+
+
+def policy_of(method: str, path: str) -> Policy | None:
+    return POLICIES.get((method, path))
+
+
+def apply(routes: Iterable[Route]) -> list[Route]:
+    """The routes with ``auth`` set from the table (None for public routes). Raises
+    ValueError for a route without an entry, or one whose ``auth`` says otherwise."""
+    out: list[Route] = []
+    missing: list[str] = []
+    for r in routes:
+        policy = POLICIES.get((r.method, r.path))
+        if policy is None:
+            missing.append(f"{r.method} {r.path}")
+            continue
+        auth = None if policy == "public" else policy
+        if r.auth is not None and r.auth != auth:
+            raise ValueError(f"{r.method} {r.path}: auth {r.auth!r} but the table says {policy!r}")
+        out.append(dataclasses.replace(r, auth=auth) if r.auth != auth else r)
+    if missing:
+        raise ValueError(f"routes missing from the access table (edge/access.py): {missing}")
+    return out
+
+
+def user_of(req: Request) -> int:
+    """The signed-in user's id (set by the guard before the handler runs)."""
+    return cast(Principal, req.principal)[0]
+
+
+def roles_of(req: Request) -> int:
+    """The signed-in user's role bits."""
+    return cast(Principal, req.principal)[1]
+
+
+def guards(verifier: _core.TokenVerifier) -> dict[str, Guard]:
+    """Route.auth (a policy) -> the check the App runs before reading any body byte."""
+    principal = verifier.principal
+
+    def guard(policy: str, needs: int) -> Guard:
+        detail = f"this route needs the {policy} role" if policy != "user" else "no role"
+
+        def check(req: Request) -> Principal:
+            try:
+                p = principal(req.header("authorization"))
+            except AuthError as exc:
+                raise HTTPError(
+                    401,
+                    "unauthorized",
+                    "Valid access token required",
+                    str(exc),
+                    headers=[("www-authenticate", "Bearer")],
+                ) from None
+            if not p[1] & needs:
+                raise HTTPError(403, "forbidden", "Not allowed for your role", detail)
+            return p
+
+        return check
+
+    return {policy: guard(policy, needs) for policy, needs in _NEEDS.items()}
