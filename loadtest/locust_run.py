@@ -31,7 +31,7 @@ def main() -> int:
     server = Server(args.workers, work)  # scripts/serve.py as shipped: edge and services
     try:
         env = {**os.environ, **server.env, "PYTHONPATH": str(ROOT)}
-        sale = create_sale(server.url, server.env["ADMIN_TOKEN"], units=1_000_000, limit=3)
+        sale = create_sale(server.url, server.env["JWT_SECRET"], units=1_000_000, limit=3)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = ROOT / "loadtest" / "reports" / f"locust-{stamp}"
         out.parent.mkdir(exist_ok=True)

@@ -215,7 +215,16 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def create_sale(base: str, admin: str, units: int, limit: int) -> int:
+ADMIN_USER_ID = 1  # the load generator acts as an admin: an access token it mints itself
+
+
+def admin_token(secret: str) -> str:
+    """An admin's access token, signed with JWT_SECRET (there is no shared admin password)."""
+    return auth.issue(secret, ADMIN_USER_ID, ttl_s=600, roles=("admin",))
+
+
+def create_sale(base: str, secret: str, units: int, limit: int) -> int:
+    """Create a sale as an admin (``secret``: the server's JWT_SECRET)."""
     now = int(time.time() * 1000)
     sale = http(
         "POST",
@@ -228,7 +237,10 @@ def create_sale(base: str, admin: str, units: int, limit: int) -> int:
             "starts_at_ms": now - 1000,
             "ends_at_ms": now + 3_600_000,
         },
-        {"authorization": f"Bearer {admin}", "idempotency-key": f"bench-{time.time_ns()}"},
+        {
+            "authorization": f"Bearer {admin_token(secret)}",
+            "idempotency-key": f"bench-{time.time_ns()}",
+        },
     )
     return int(sale["sale_id"])
 
@@ -323,7 +335,7 @@ def main() -> int:
         }
         server = srv = Server(args.workers, work, args.server_arg)
         print(f"server ready at {srv.url}", file=sys.stderr)
-        secret, admin = srv.env["JWT_SECRET"], srv.env["ADMIN_TOKEN"]
+        secret = srv.env["JWT_SECRET"]
         bare = devstack.GranianServer(
             "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
         )
@@ -339,7 +351,7 @@ def main() -> int:
 
         r = redis.Redis.from_url(server.env["REDIS_URL"])
         tokens = work / "tokens.txt"
-        rich = create_sale(server.url, admin, units=(1 << 24) - 1, limit=100)
+        rich = create_sale(server.url, secret, units=(1 << 24) - 1, limit=100)
         results["view"] = wrk(
             server.url,
             HERE / "wrk/get.lua",
@@ -377,7 +389,7 @@ def main() -> int:
         for n in range(args.runs):
             # fresh buyers for every run: a token range of its own
             write_tokens(tokens, secret, 10_000_000 * (n + 1), args.buyers)
-            sale = create_sale(srv.url, admin, units=args.units, limit=1)
+            sale = create_sale(srv.url, secret, units=args.units, limit=1)
             storm = purchases(sale, args.seconds)
             h = held(sale)
             orders = asyncio.run(orders_of_sale(server.env["PG_DSN"], sale, h, 60))
@@ -401,7 +413,7 @@ def main() -> int:
 
         n_open = args.rate * args.open_seconds
         targets = work / "targets.json"
-        open_sale = create_sale(srv.url, admin, units=args.units, limit=1)
+        open_sale = create_sale(srv.url, secret, units=args.units, limit=1)
         url = f"{server.url}/flash-sales/{open_sale}/purchase"
         write_targets(targets, url, secret, 95_000_000, n_open, purchase=True)
         results["open_loop"] = vegeta(targets, args.rate, args.open_seconds)

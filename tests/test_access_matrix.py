@@ -158,9 +158,10 @@ def test_make_app_refuses_to_start_with_a_route_missing_from_the_table(
     edge: EdgeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from edge import app as edge_app  # builds its own app at import: needs the stack's env
+    from edge.deps import build
 
     monkeypatch.delitem(access.POLICIES, ("GET", "/flash-sales/{sale_id}"))
-    deps = edge_app.build()
+    deps = build()
     try:
         with pytest.raises(ValueError, match=r"GET /flash-sales/\{sale_id\}"):
             edge_app.make_app(deps)

@@ -66,3 +66,20 @@ def test_outside_dev_a_secret_is_accepted_iff_it_has_32_bytes(
 def test_an_unknown_environment_is_refused() -> None:
     with pytest.raises(config.ConfigError, match="NEXUSCART_ENV must be one of dev, test, prod"):
         config.load({**URLS, **strong(), "NEXUSCART_ENV": "production"})
+
+
+def test_there_is_no_shared_admin_token() -> None:
+    """Admins sign in with an account that has the admin role; no static bearer secret."""
+    assert "ADMIN_TOKEN" not in {var for var, *_ in config.ENV_VARS}
+    assert "ADMIN_TOKEN" not in config.SECRET_VARS
+    assert "ADMIN_TOKEN" not in config.dev_defaults()
+
+
+@pytest.mark.parametrize(("value", "ok"), [("900", True), ("604800", True), ("604801", False)])
+def test_jwt_max_ttl_is_at_most_the_time_revocations_are_kept(value: str, ok: bool) -> None:
+    env = {**URLS, **config.dev_defaults(), "JWT_MAX_TTL_S": value}
+    if ok:
+        assert config.load(env).auth.jwt_max_ttl_s == float(value)
+    else:
+        with pytest.raises(config.ConfigError, match="jwt_max_ttl_s"):
+            config.load(env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -42,7 +43,7 @@ async def test_revoke_before_is_durable_and_only_moves_forward(
     await revocations.revoke_before(redis_client, user, 1_800_000_000.25)
     await revocations.revoke_before(redis_client, user, 1_700_000_000.0)  # earlier: no change
     assert await redis_client.zscore(NOT_BEFORE_KEY, str(user)) == 1_800_000_000.25
-    entries = await redis_client.xrevrange(FEED_KEY, count=2)
+    entries: list[Any] = await redis_client.xrevrange(FEED_KEY, count=2) or []
     assert [(e[1][b"user"], e[1][b"nb"]) for e in entries] == [
         (str(user).encode(), b"1700000000.0"),
         (str(user).encode(), b"1800000000.25"),

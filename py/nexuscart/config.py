@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -43,9 +43,10 @@ class StripeSettings(msgspec.Struct, frozen=True):
 
 class AuthSettings(msgspec.Struct, frozen=True):
     jwt_secret: str
-    admin_token: str
     jwt_issuer: str = "nexuscart"
-    jwt_max_ttl_s: float = 86_400.0  # tokens whose exp lies further ahead are refused
+    # tokens whose exp lies further ahead, or whose exp - iat is longer, are refused; at most
+    # 7 days, how long revocations are kept (adapters/revocations.py)
+    jwt_max_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=7 * 86_400)] = 86_400.0
 
 
 class EdgeSettings(msgspec.Struct, frozen=True):
@@ -139,9 +140,14 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
     ("STRIPE_WEBHOOK_SECRET", "stripe", "webhook_secret", True, "Stripe webhook signing secret"),
     ("STRIPE_API_BASE", "stripe", "api_base", False, "Stripe API base URL (stripe-mock)"),
     ("JWT_SECRET", "auth", "jwt_secret", True, "HS256 secret for buyer JWTs"),
-    ("ADMIN_TOKEN", "auth", "admin_token", True, "Bearer token for admin endpoints"),
     ("JWT_ISSUER", "auth", "jwt_issuer", False, "expected JWT issuer"),
-    ("JWT_MAX_TTL_S", "auth", "jwt_max_ttl_s", False, "longest accepted token lifetime (s)"),
+    (
+        "JWT_MAX_TTL_S",
+        "auth",
+        "jwt_max_ttl_s",
+        False,
+        "longest accepted token lifetime (s), at most 604800",
+    ),
     ("EDGE_HOST", "edge", "host", False, "edge bind address"),
     ("EDGE_PORT", "edge", "port", False, "edge port"),
     ("EDGE_WORKERS", "edge", "workers", False, "Granian worker processes"),
@@ -265,7 +271,7 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
 
 # Credentials checked outside dev: each must be at least MIN_SECRET_BYTES and none of the
 # development defaults (which are public: they are in this file and in the README).
-SECRET_VARS: Final = ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "JWT_SECRET", "ADMIN_TOKEN")
+SECRET_VARS: Final = ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "JWT_SECRET")
 MIN_SECRET_BYTES: Final = 32
 
 
@@ -329,7 +335,6 @@ _DEV_SECRETS: Final = {
     "STRIPE_API_KEY": "sk_test_123",
     "STRIPE_WEBHOOK_SECRET": "whsec_dev_secret",
     "JWT_SECRET": "dev-jwt-secret-change-me",
-    "ADMIN_TOKEN": "dev-admin-token",
 }
 
 

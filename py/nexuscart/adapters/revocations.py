@@ -36,7 +36,7 @@ __all__ = ["FEED_KEY", "KEEP_S", "NOT_BEFORE_KEY", "RevocationFeed", "revoke_bef
 
 NOT_BEFORE_KEY: Final = "{revocations}:not_before"
 FEED_KEY: Final = "{revocations}:feed"
-KEEP_S: Final = 7 * 86_400
+KEEP_S: Final = 7 * 86_400  # = the largest JWT_MAX_TTL_S config accepts
 FEED_MAXLEN: Final = 100_000
 
 log = logging.getLogger("nexuscart.revocations")
