@@ -1,4 +1,5 @@
-"""Demo data for scripts/server: one running flash sale, created once (idempotent)."""
+"""Demo data for scripts/server: one running flash sale and, in dev, an admin account
+(config.DEV_ADMIN_EMAIL / DEV_ADMIN_PASSWORD), created once (idempotent)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from nexuscart import config
 from nexuscart.adapters import redis_conn, sales_repo
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.domain.flash_sale import SaleSpec
+from services.accounts.admin import create_admin
 
 DEMO_KEY = "demo-seed-flash-sale-v1"
 
@@ -38,3 +40,6 @@ async def seed(settings: config.Settings) -> None:
     finally:
         await pool.close()
         await client.aclose()
+    if settings.app.environment == "dev":
+        # the dev admin's password is public: never outside dev (create-admin refuses it too)
+        await create_admin(settings, config.DEV_ADMIN_EMAIL, config.DEV_ADMIN_PASSWORD, "Dev admin")

@@ -17,6 +17,8 @@ from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.revocations import RevocationFeed
+from nexuscart.app.accounts import Accounts
+from nexuscart.app.accounts import build as build_accounts
 from nexuscart.app.flash_sales import FlashSales
 
 PROBE_EVERY_S: Final = 0.5
@@ -69,6 +71,7 @@ class Deps:
     redis: aioredis.Redis
     verifier: _core.TokenVerifier
     flash_sales: FlashSales
+    accounts: Accounts
     pg: asyncpg.Pool | None = None
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
@@ -145,6 +148,7 @@ def build(settings: config.Settings | None = None) -> Deps:
         default_hold_ttl_s=s.sale.hold_ttl_s,
         sold_out_refresh_s=s.gate.sold_out_refresh_ms / 1000,
     )
+    accounts = build_accounts(s, client, pg)
     deps = Deps(
         settings=settings,
         redis=client,
@@ -152,9 +156,11 @@ def build(settings: config.Settings | None = None) -> Deps:
             s.auth.jwt_secret, s.auth.jwt_issuer, max_ttl_s=s.auth.jwt_max_ttl_s
         ),
         flash_sales=flash_sales,
+        accounts=accounts,
     )
     deps.background.append(flash_sales.watch.run)
     # per-user token revocations, followed in the background: no Redis call per request
     deps.background.append(RevocationFeed(client, deps.verifier).run)
     deps.closers.append(store.close)
+    deps.closers.append(accounts.hasher.close)
     return deps

@@ -112,10 +112,10 @@ def test_a_refresh_token_reused_after_rotation_revokes_its_family(
             assert await store.client.exists(family_key(uid, token.family)) == int(model.alive)
         outcome, _ = await rotate(store, bystander)
         assert outcome == ("ok" if bystander_alive else "invalid")
-        want = {bystander.family} if bystander_alive else set()
+        families: set[str] = {bystander.family} if bystander_alive else set()
         if model.alive:
-            want.add(model.tokens[0].family)
-        assert await store.families(uid) == want
+            families.add(model.tokens[0].family)
+        assert await store.families(uid) == families
 
     env.runner.run(scenario())
 

@@ -1,18 +1,29 @@
-"""Composition root of the outbox relay process."""
+"""Composition root of the outbox relay process: the flash-sale outboxes in Redis and the
+users outbox in PostgreSQL, each relayed to Kafka by its own loop."""
 
 from __future__ import annotations
 
 import asyncio
 
-from nexuscart import config
-from nexuscart.adapters import kafka, redis_conn
+import asyncpg
+
+from nexuscart import config, events
+from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.users_repo import UsersRepo
 from services.outbox_relay.relay import OutboxRelay, consumer_name
+from services.outbox_relay.users import UsersOutboxRelay
 
 
 async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
+    await kafka.ensure_topics(settings.kafka.bootstrap, [events.USERS_TOPIC])
+    pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
+
+    async def pg() -> asyncpg.Pool:
+        return pool
+
     producer = kafka.producer(settings.kafka, "relay")
     await producer.start()
     relay = OutboxRelay(
@@ -21,8 +32,10 @@ async def main(stop: asyncio.Event) -> None:
         consumer=consumer_name(),
         claim_idle_ms=settings.relay.claim_idle_ms,
     )
+    users = UsersOutboxRelay(UsersRepo(pg), producer)
     try:
-        await relay.run(stop)
+        await asyncio.gather(relay.run(stop), users.run(stop))
     finally:
         await producer.stop()
+        await pool.close()
         await client.aclose()

@@ -1,0 +1,5 @@
+import sys
+
+from services.accounts.admin import main
+
+sys.exit(main())
