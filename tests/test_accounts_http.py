@@ -459,3 +459,22 @@ def test_a_locked_account_and_an_unknown_one_answer_identically(edge: EdgeServer
         if a.status_code == 429:
             assert abs(int(a.headers["retry-after"]) - int(b.headers["retry-after"])) <= 1
     assert [r.status_code for r in answers[known]] == [401] * 5 + [429] * 2
+
+
+async def test_a_login_rehashes_a_password_hashed_with_older_parameters(
+    edge: EdgeServer, settings: config.Settings
+) -> None:
+    import argon2
+
+    email = new_email()
+    uid = register(edge, email)["user_id"]
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD.encode())
+    conn = await asyncpg.connect(settings.postgres.dsn)
+    try:
+        await conn.execute("UPDATE users SET password_hash = $2 WHERE user_id = $1", uid, weak)
+        login(edge, email)
+        stored = await conn.fetchval("SELECT password_hash FROM users WHERE user_id = $1", uid)
+    finally:
+        await conn.close()
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    login(edge, email)  # and the new hash verifies

@@ -25,7 +25,7 @@ from nexuscart import config
 from nexuscart.adapters.postgres import migrate, migration_files
 
 # Tables that grow with users: distributed by user_id, co-located (docs/scaling.md).
-USER_TABLES = ["users", "orders", "order_items", "payments", "inbox"]
+USER_TABLES = ["users", "orders", "order_items", "payments", "inbox", "users_outbox"]
 CATALOG_TABLES = ["products", "flash_sales"]
 
 # Citus' API, reduced to what 0002 calls; each call is recorded and registers the table in a
@@ -211,10 +211,13 @@ async def test_citus_block_distributes_and_colocates_once(fresh_db: str) -> None
             ("distributed", "order_items", "user_id", "users"),
             ("distributed", "payments", "user_id", "users"),
             ("distributed", "inbox", "user_id", "users"),
+            # 0004: the email lookup in a group of its own (ADR 0010), the users outbox
+            ("distributed", "user_emails", "email", "none"),
+            ("distributed", "users_outbox", "user_id", "users"),
         ]
         # idempotent: run again, nothing is distributed twice
-        sql = next(s for v, _, s in migration_files() if v == 2)
-        await conn.execute(sql)
+        for sql in (s for v, _, s in migration_files() if v in (2, 4)):
+            await conn.execute(sql)
         assert await conn.fetchval("SELECT count(*) FROM citus_standin.calls") == len(calls)
     finally:
         await conn.close()
