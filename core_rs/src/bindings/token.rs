@@ -1,9 +1,10 @@
-//! Python class `TokenVerifier` (buyer tokens, HS256 JWT).
+//! Python class `TokenVerifier` (access tokens, HS256 JWT).
 //!
 //! A verification is about a microsecond (one HMAC-SHA256 and two small JSON documents),
-//! and a cache hit a fraction of that, so calls keep the GIL
-//! (docs/adr/0002-gate-keeps-gil-for-single-decisions.md). Rejections raise `AuthError`
-//! whose message is the reason.
+//! a cache hit a fraction of that, and a revocation check one hash lookup, so calls keep
+//! the GIL (docs/adr/0002-gate-keeps-gil-for-single-decisions.md); so does `revoke_before`
+//! (one insert; only on a full map, which is rare, a sweep of it). Rejections raise
+//! `AuthError` whose message is the reason.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyString};
@@ -15,7 +16,7 @@ use crate::token::{
     TokenVerifier, now_or,
 };
 
-/// Verifies HS256 buyer tokens (`sub` = user id) and caches the verified ones.
+/// Verifies HS256 access tokens (`sub` = user id, `roles`) and caches the verified ones.
 #[pyclass(name = "TokenVerifier", module = "nexuscart._core", frozen)]
 #[derive(Debug)]
 pub struct PyTokenVerifier {
