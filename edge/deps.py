@@ -160,7 +160,9 @@ def build(settings: config.Settings | None = None) -> Deps:
     )
     deps.background.append(flash_sales.watch.run)
     # per-user token revocations, followed in the background: no Redis call per request
-    deps.background.append(RevocationFeed(client, deps.verifier).run)
+    # (each blocking read well inside the client's socket timeout)
+    block_ms = max(10, int(min(1.0, timeout / 2) * 1000))  # 0 would block forever
+    deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
     deps.closers.append(store.close)
     deps.closers.append(accounts.hasher.close)
     return deps

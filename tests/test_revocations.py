@@ -144,3 +144,41 @@ async def test_a_running_edge_refuses_a_revoked_users_token(
     for _ in range(10):
         assert status(theirs).status_code == 200
         assert status(fresh).status_code == 200
+
+
+async def test_feed_reloads_the_set_so_a_missed_stream_entry_is_not_lost(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A revocation in the sorted set without its stream entry (trimmed, or written while
+    the worker was away) is applied at the next periodic reload."""
+    verifier = _core.TokenVerifier(SECRET, "nexuscart")
+    feed = RevocationFeed(redis_client, verifier, block_ms=50, resync_s=0.2)
+    task = asyncio.create_task(feed.run())
+    try:
+        await asyncio.wait_for(feed.loaded.wait(), DEADLINE_S)
+        user = next(_users)
+        token = bearer(user, time.time() - 5)
+        assert verifier.principal(token)[0] == user
+        await redis_client.zadd(NOT_BEFORE_KEY, {str(user): time.time()})  # no stream entry
+        await eventually(lambda: _refused(verifier, token))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_feed_keeps_retrying_while_redis_is_unreachable() -> None:
+    """No Redis at all: the feed neither raises nor gives up; what the verifier knows stays."""
+    verifier = _core.TokenVerifier(SECRET, "nexuscart")
+    verifier.revoke_before(5, time.time())
+    dead = aioredis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+    feed = RevocationFeed(dead, verifier, retry_s=0.01)
+    task = asyncio.create_task(feed.run())
+    try:
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        assert not feed.loaded.is_set()
+        assert verifier.revocations_len() == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await dead.aclose()

@@ -89,16 +89,22 @@ class RevocationFeed:
         self.applied = 0  # entries applied, loads included
 
     async def run(self) -> None:
+        failing = False
         while True:
             try:
                 last_id = await self._load()
+                if failing:
+                    log.warning("revocation feed: Redis answers again; revocations reloaded")
+                    failing = False
                 reloaded = time.monotonic()
                 while time.monotonic() - reloaded < self.resync_s:
                     last_id = await self._follow(last_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down or slow: keep what we know, retry
-                log.warning("revocation feed: %s: %s; retrying", type(exc).__name__, exc)
+                if not failing:  # once per outage, not every retry
+                    log.warning("revocation feed: %s: %s; retrying", type(exc).__name__, exc)
+                    failing = True
                 await asyncio.sleep(self.retry_s)
 
     async def _load(self) -> bytes | str:
