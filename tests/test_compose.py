@@ -27,6 +27,9 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 # Every ${VAR:?message} of the file: compose refuses to run while one is unset or empty.
 REQUIRED = sorted(set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text())))
+# Profiles of containers run on demand (`docker compose run`), never by `up` alone.
+ONE_SHOT_PROFILES = ("admin",)
+
 # `docker compose config` without the rest of Compose: tools/composecheck.
 CHECKER = "nexuscart-composecheck"
 
@@ -40,7 +43,10 @@ def _composecheck() -> str:
 
 
 def compose_config(
-    tmp_path: Path, values: dict[str, str], compose_file: Path = COMPOSE
+    tmp_path: Path,
+    values: dict[str, str],
+    compose_file: Path = COMPOSE,
+    profiles: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """`docker compose config` with exactly ``values`` as the .env file. The process gets no
     other variables (the test session's dev secrets must not leak in) and an explicit
@@ -54,6 +60,7 @@ def compose_config(
             "-f", str(compose_file),
             "--env-file", str(env_file),
             "--format", "json",
+            *(arg for p in profiles for arg in ("--profile", p)),
         ],
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
         capture_output=True, text=True, timeout=60, check=False,
@@ -70,7 +77,8 @@ def strong_secrets() -> dict[str, str]:
 def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("compose")
     values = strong_secrets()
-    proc = compose_config(tmp, values)
+    # with the on-demand containers (profile "admin": create-admin) checked like the rest
+    proc = compose_config(tmp, values, profiles=ONE_SHOT_PROFILES)
     assert proc.returncode == 0, proc.stderr
     out: dict[str, Any] = json.loads(proc.stdout)
     out["x-values"] = values
@@ -175,3 +183,14 @@ def test_the_checker_rejects_what_docker_compose_config_rejects(
     proc = compose_config(tmp_path, strong_secrets(), broken)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_the_first_admin_is_created_on_demand_only(tmp_path: Path) -> None:
+    """create-admin (the bootstrap path of admins; no shared admin password) runs only when
+    asked for: `docker compose up` alone does not start it."""
+    proc = compose_config(tmp_path, strong_secrets())
+    assert proc.returncode == 0, proc.stderr
+    assert "create-admin" not in json.loads(proc.stdout)["services"]
+    proc = compose_config(tmp_path, strong_secrets(), profiles=ONE_SHOT_PROFILES)
+    svc = json.loads(proc.stdout)["services"]["create-admin"]
+    assert svc["command"][:4] == ["python", "-m", "services.accounts", "create-admin"]
