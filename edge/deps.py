@@ -164,5 +164,5 @@ def build(settings: config.Settings | None = None) -> Deps:
     block_ms = max(10, int(min(1.0, timeout / 2) * 1000))  # 0 would block forever
     deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
     deps.closers.append(store.close)
-    deps.closers.append(accounts.hasher.close)
+    deps.closers.append(accounts.close)
     return deps

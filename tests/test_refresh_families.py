@@ -17,6 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from nexuscart import config
+from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.sessions import SessionStore, families_key, family_key
 from nexuscart.domain import accounts as rules
 
@@ -183,5 +184,23 @@ def test_a_missing_user_record_is_reported_not_guessed(env: Env) -> None:
         successor = rules.new_refresh_token(uid, t1.family)
         rot = await store.rotate(t1, successor, 0, TTL_S)
         assert (rot.outcome, rot.roles) == ("ok", ("customer", "seller"))
+
+    env.runner.run(scenario())
+
+
+def test_rotation_on_the_lean_pipe_survives_a_lost_script_cache(
+    env: Env, settings: config.Settings
+) -> None:
+    async def scenario() -> None:
+        pipe = RedisPipe(settings.redis.url)
+        store = SessionStore(env.store.client, pipe)
+        try:
+            t1 = await login(store, next(_users))
+            await store.client.script_flush()  # as after a Redis restart
+            outcome, _ = await rotate(store, t1)
+            assert outcome == "ok"
+            assert await rotate(store, t1) == ("reused", None)
+        finally:
+            pipe.close()
 
     env.runner.run(scenario())

@@ -38,7 +38,7 @@ async def create_admin(settings: config.Settings, email: str, password: str, nam
         user = await acc.ensure_admin(email, password, name)
         return user.user_id
     finally:
-        acc.hasher.close()
+        acc.close()
         await pool.close()
         await client.aclose()
 

@@ -17,6 +17,7 @@ from nexuscart import _core, auth, config
 from nexuscart.adapters import revocations
 from nexuscart.adapters.login_guard import Limits, LoginGuard
 from nexuscart.adapters.passwords import HasherBusy, PasswordHasher
+from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.sessions import RegistrationReplays, SessionStore
 from nexuscart.adapters.users_repo import User, UsersRepo
 from nexuscart.app.flash_sales import Refused, Unavailable, pg_errors, redis_errors
@@ -107,6 +108,11 @@ class Accounts:
         self.revoke_before = revoke_before
         self.settings = settings
         self.ip_gate = ip_gate
+
+    def close(self) -> None:
+        self.hasher.close()
+        if self.sessions.pipe is not None:
+            self.sessions.pipe.close()
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -423,7 +429,7 @@ def build(
     window = a.login_failure_window_s
     return Accounts(
         UsersRepo(pg),
-        SessionStore(client),
+        SessionStore(client, RedisPipe(s.redis.url, s.edge.dependency_timeout_s)),
         RegistrationReplays(client),
         LoginGuard(
             client,
