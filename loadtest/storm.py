@@ -38,7 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import redis
@@ -200,6 +200,11 @@ class Server:
         except (urllib.error.URLError, OSError):
             return False
 
+    @property
+    def pid(self) -> int:
+        assert self.process.proc is not None
+        return self.process.proc.pid
+
     def stop(self) -> None:
         self.process.stop(timeout=30)
 
@@ -271,6 +276,50 @@ def write_targets(
             }
             f.write(json.dumps({"method": "POST", "url": url, "header": header, "body": body}))
             f.write("\n")
+
+
+# the server's processes, by the part of the platform they are (first match of the command line)
+_PARTS: Final = (
+    ("granian", "edge (Granian workers)"),
+    ("services.orders", "orders service"),
+    ("services.outbox_relay", "outbox relay"),
+    ("services.inventory", "inventory service"),
+    ("redis-server", "Redis"),
+    ("java", "Kafka"),
+    ("postgres", "PostgreSQL"),
+)
+
+
+def cpu_by_part(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by every process under ``root_pid``, summed
+    per part of the platform: what one admitted purchase costs each part, whatever else the
+    machine is doing (unlike throughput, which any other load on the two cores changes)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    todo = [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        part = next((name for key, name in _PARTS if key in cmd), "other")
+        times = stats.get(pid)
+        if times is not None:  # fields 14 and 15 of stat: utime, stime
+            out[part] = out.get(part, 0.0) + (int(times[11]) + int(times[12])) / tick
+    return out
 
 
 def redis_commands(r: redis.Redis) -> int:
@@ -373,6 +422,7 @@ def main() -> int:
         write_tokens(tokens, secret, 1, args.buyers)
         rich_secs = min(args.seconds, 15)
         t0 = time.monotonic()
+        cpu0 = cpu_by_part(srv.pid)
         results["stock_rich"] = purchases(rich, rich_secs)
         held_rich = held(rich)
         # the services write every hold's order: wait for them (bounded) so that the next
@@ -380,6 +430,10 @@ def main() -> int:
         orders_rich = asyncio.run(orders_of_sale(srv.env["PG_DSN"], rich, held_rich, 300))
         results["stock_rich"]["orders"] = orders_rich
         results["stock_rich"]["orders_per_s"] = orders_rich / (time.monotonic() - t0)
+        cpu1 = cpu_by_part(srv.pid)
+        results["stock_rich"]["cpu_us_per_hold"] = {
+            part: 1e6 * (cpu1[part] - cpu0.get(part, 0.0)) / max(held_rich, 1) for part in cpu1
+        }
         results["stock_rich"]["holds"] = held_rich
         results["stock_rich"]["holds_per_s"] = held_rich / rich_secs
         print(f"stock-rich: {held_rich / rich_secs:.0f} holds/s", file=sys.stderr)
@@ -474,6 +528,17 @@ def report(res: dict[str, Any]) -> None:
             f"| {name} | {r['rps']:,.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | "
             f"{r['p99']} | {note} |"
         )
+    cpu = res["stock_rich"]["cpu_us_per_hold"]
+    lines += [
+        "",
+        "CPU per admitted purchase, stock-rich phase until its orders were in PostgreSQL "
+        "(user + system time of each part's processes / holds):",
+        "",
+        "| part | CPU µs per hold |",
+        "|---|---|",
+        *(f"| {part} | {us:,.0f} |" for part, us in sorted(cpu.items(), key=lambda kv: -kv[1])),
+        f"| total | {sum(cpu.values()):,.0f} |",
+    ]
     lines += [
         "",
         "Open loop (vegeta, fixed offered rate):",
