@@ -110,7 +110,10 @@ def guards(verifier: _core.TokenVerifier) -> dict[str, Guard]:
     principal = verifier.principal
 
     def guard(policy: str, needs: int) -> Guard:
-        detail = f"this route needs the {policy} role" if policy != "user" else "no role"
+        detail = {
+            "user": "this route needs a signed-in user with a role",
+            "seller": "this route needs the seller or admin role",
+        }.get(policy, f"this route needs the {policy} role")
 
         def check(req: Request) -> Principal:
             try:
