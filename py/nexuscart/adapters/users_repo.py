@@ -127,13 +127,15 @@ class UsersRepo:
             return None  # a row without a password predates accounts: not an account
         return _user(row)
 
-    async def set_password(
-        self, user_id: int, new_hash: str, expected_old: str | None, changed: bool
-    ) -> bool:
+    async def set_password(self, user_id: int, new_hash: str) -> bool:
+        """A password change."""
         p = await self.pool()
-        done = await p.fetchval(
-            query("user_set_password"), user_id, new_hash, expected_old, changed
-        )
+        return await p.fetchval(query("user_set_password"), user_id, new_hash) is not None
+
+    async def rehash_password(self, user_id: int, new_hash: str, old_hash: str) -> bool:
+        """Today's parameters for an old hash, unless the password changed meanwhile."""
+        p = await self.pool()
+        done = await p.fetchval(query("user_rehash_password"), user_id, new_hash, old_hash)
         return done is not None
 
     async def _update(self, name: str, *args: object) -> User | None:

@@ -250,7 +250,7 @@ class Accounts:
             # password changed meanwhile wins (compare-and-set on the old hash)
             new_hash = await self._hash(password)
             with pg_errors():
-                await self.repo.set_password(user.user_id, new_hash, user.password_hash, False)
+                await self.repo.rehash_password(user.user_id, new_hash, user.password_hash)
         return await self._new_session(user)
 
     # -- sessions -------------------------------------------------------------------------
@@ -337,7 +337,7 @@ class Accounts:
             await self.guard.succeeded(user.email, ip)
         new_hash = await self._hash(new)
         with pg_errors():
-            await self.repo.set_password(user_id, new_hash, None, True)
+            await self.repo.set_password(user_id, new_hash)
         with redis_errors():
             await self.sessions.revoke_all(user_id)
         await self._revoke_tokens(user_id)
