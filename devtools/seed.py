@@ -1,4 +1,5 @@
-"""Demo data for scripts/server: one running flash sale and, in dev, an admin account
+"""Demo data for scripts/server: one running flash sale, a small generated catalog
+(devtools/catalog_gen.py, DEMO_PRODUCTS products) and, in dev, an admin account
 (config.DEV_ADMIN_EMAIL / DEV_ADMIN_PASSWORD), created once (idempotent)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ import time
 
 import asyncpg
 
+from devtools import catalog_gen
 from nexuscart import config
 from nexuscart.adapters import redis_conn, sales_repo
 from nexuscart.adapters.flash_sales import FlashSaleStore
@@ -40,6 +42,8 @@ async def seed(settings: config.Settings) -> None:
     finally:
         await pool.close()
         await client.aclose()
+    # the generator skips what is there: a re-run adds nothing
+    await catalog_gen.load(settings.postgres.dsn, settings.redis.url, catalog_gen.DEMO_PRODUCTS)
     if settings.app.environment == "dev":
         # the dev admin's password is public: never outside dev (create-admin refuses it too)
         await create_admin(settings, config.DEV_ADMIN_EMAIL, config.DEV_ADMIN_PASSWORD, "Dev admin")

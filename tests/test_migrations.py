@@ -26,7 +26,15 @@ from nexuscart.adapters.postgres import migrate, migration_files
 
 # Tables that grow with users: distributed by user_id, co-located (docs/scaling.md).
 USER_TABLES = ["users", "orders", "order_items", "payments", "inbox", "users_outbox"]
-CATALOG_TABLES = ["products", "flash_sales"]
+CATALOG_TABLES = [
+    "products",
+    "flash_sales",
+    "categories",
+    "variants",
+    "skus",
+    "stock_adjustments",
+    "catalog_outbox",
+]
 
 # Citus' API, reduced to what 0002 calls; each call is recorded and registers the table in a
 # pg_dist_partition look-alike, as the real functions do.
@@ -214,9 +222,17 @@ async def test_citus_block_distributes_and_colocates_once(fresh_db: str) -> None
             # 0004: the email lookup in a group of its own (ADR 0010), the users outbox
             ("distributed", "user_emails", "email", "none"),
             ("distributed", "users_outbox", "user_id", "users"),
+            # 0005: the catalog (0001's placeholder products replaced): the category tree
+            # everywhere, products in a group of their own with their rows, SKUs by sku
+            ("reference", "categories", None, None),
+            ("distributed", "products", "product_id", "none"),
+            ("distributed", "variants", "product_id", "products"),
+            ("distributed", "stock_adjustments", "product_id", "products"),
+            ("distributed", "catalog_outbox", "product_id", "products"),
+            ("distributed", "skus", "sku", "none"),
         ]
         # idempotent: run again, nothing is distributed twice
-        for sql in (s for v, _, s in migration_files() if v in (2, 4)):
+        for sql in (s for v, _, s in migration_files() if v in (2, 4, 5)):
             await conn.execute(sql)
         assert await conn.fetchval("SELECT count(*) FROM citus_standin.calls") == len(calls)
     finally:

@@ -21,6 +21,7 @@ import msgspec
 ORDERS_TOPIC: Final = "orders.v1"
 PAYMENTS_TOPIC: Final = "payments.v1"
 USERS_TOPIC: Final = "users.v1"
+CATALOG_TOPIC: Final = "catalog.v1"
 # Records a consumer cannot apply (undecodable, or failing for good) go, unchanged, to the
 # dead-letter topic of their topic, with headers naming their source and the error.
 DLQ_SUFFIX: Final = ".dlq"
@@ -84,6 +85,82 @@ class UserRegistered(msgspec.Struct, frozen=True, tag="UserRegistered"):
     registered_at_ms: int
 
 
+# catalog.v1 (docs/catalog.md): written to PostgreSQL's catalog_outbox in the transaction of
+# the change, relayed by services/outbox_relay; the Kafka key and the envelope's ``key`` are
+# the product id. Product events carry the whole product after the change (state transfer:
+# a consumer such as the search index needs no read back), ordered per product by
+# ``version``.
+
+
+class VariantData(msgspec.Struct, frozen=True):
+    sku: str
+    price_minor: int
+    currency: str  # ISO 4217, upper case
+    attributes: dict[str, str]
+    low_stock_threshold: int
+    stock: int  # units available when the event was written
+
+
+class ProductData(msgspec.Struct, frozen=True):
+    product_id: int
+    seller_id: int
+    category_id: int
+    title: str
+    description: str
+    brand: str
+    attributes: dict[str, str]
+    images: list[str]
+    status: str  # draft | active | archived
+    version: int
+    popularity: float
+    variants: list[VariantData]
+    created_at_ms: int
+    updated_at_ms: int
+
+
+class ProductCreated(msgspec.Struct, frozen=True, tag="ProductCreated"):
+    product: ProductData
+
+
+class ProductUpdated(msgspec.Struct, frozen=True, tag="ProductUpdated"):
+    """Any change of the product or its variants (status changes between draft and active
+    included); ``product`` is the product after it."""
+
+    product: ProductData
+
+
+class ProductArchived(msgspec.Struct, frozen=True, tag="ProductArchived"):
+    product: ProductData
+
+
+class StockAdjusted(msgspec.Struct, frozen=True, tag="StockAdjusted"):
+    """An audited stock adjustment (restock, correction, ...) of one SKU."""
+
+    product_id: int
+    seller_id: int
+    sku: str
+    adjustment_id: uuid.UUID
+    delta: int
+    reason: str
+    stock_after: int
+    stock_version: int
+    actor_id: int
+
+
+class StockLow(msgspec.Struct, frozen=True, tag="StockLow"):
+    """A SKU's stock went from above its low-stock threshold to at or below it: once per
+    crossing (it must rise above the threshold again before the next one)."""
+
+    product_id: int
+    seller_id: int
+    sku: str
+    stock: int
+    threshold: int
+
+
+CatalogEvent = ProductCreated | ProductUpdated | ProductArchived | StockAdjusted | StockLow
+
+
 # the events of orders.v1 and payments.v1 (users.v1 has UserEnvelope: a consumer of one
 # topic handles only its own events)
 Event = StockReserved | StockReleased | StockSold | PaymentSucceeded
@@ -109,7 +186,19 @@ class UserEnvelope(msgspec.Struct, frozen=True):
     data: UserRegistered
 
 
+class CatalogEnvelope(msgspec.Struct, frozen=True):
+    """The envelope of catalog.v1, same fields as ``Envelope``; ``key`` is the product id."""
+
+    id: uuid.UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    key: str
+    data: CatalogEvent
+
+
 _decoder: Final = msgspec.json.Decoder(Envelope)
+_catalog_decoder: Final = msgspec.json.Decoder(CatalogEnvelope)
 _user_decoder: Final = msgspec.json.Decoder(UserEnvelope)
 
 
@@ -136,3 +225,7 @@ def decode(raw: bytes) -> Envelope:
 
 def decode_user(raw: bytes) -> UserEnvelope:
     return _user_decoder.decode(raw)
+
+
+def decode_catalog(raw: bytes) -> CatalogEnvelope:
+    return _catalog_decoder.decode(raw)

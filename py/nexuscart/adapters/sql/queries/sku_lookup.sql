@@ -1,0 +1,2 @@
+-- The product of a SKU. Single shard (by sku).
+SELECT product_id FROM skus WHERE sku = $1
