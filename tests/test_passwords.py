@@ -65,3 +65,33 @@ def test_an_unreadable_hash_needs_a_rehash(garbage: str) -> None:
         assert hasher.needs_rehash(garbage)
     finally:
         hasher.close()
+
+
+async def test_the_event_loop_keeps_running_while_a_hash_is_computed() -> None:
+    hasher = PasswordHasher()
+    try:
+        turns = 0
+        task = asyncio.ensure_future(hasher.hash(b"pw"))
+        while not task.done():
+            turns += 1
+            await asyncio.sleep(0)
+        await task
+        # a hash on the loop would have run to completion before the first turn
+        assert turns > 1
+    finally:
+        hasher.close()
+
+
+def test_hashing_threads_run_reniced() -> None:
+    import os
+    import threading
+
+    hasher = PasswordHasher()
+    try:
+
+        def nice() -> int:
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        assert hasher._pool.submit(nice).result() == min(19, nice() + 10)
+    finally:
+        hasher.close()

@@ -25,7 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 TIME_COST: Final = 2
 MEMORY_KIB: Final = 19_456
 PARALLELISM: Final = 1
-HASH_THREAD_NICE: Final = 10
+HASH_THREAD_NICE: Final = 10  # added to the process's nice value
 
 
 class HasherBusy(Exception):
@@ -35,7 +35,9 @@ class HasherBusy(Exception):
 def _renice() -> None:
     # Linux applies a nice value per thread (its native id); elsewhere this is a no-op.
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICE)
+        tid = threading.get_native_id()
+        own = os.getpriority(os.PRIO_PROCESS, tid)  # inherited from the event loop's thread
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, own + HASH_THREAD_NICE))
 
 
 class PasswordHasher:
