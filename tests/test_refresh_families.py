@@ -5,6 +5,7 @@ hypothesis-drawn interleavings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from nexuscart import config
 from nexuscart.adapters.redis_pipe import RedisPipe
-from nexuscart.adapters.sessions import SessionStore, families_key, family_key
+from nexuscart.adapters.sessions import SessionStore, families_key, family_key, seal, unseal
 from nexuscart.domain import accounts as rules
 
 TTL_S = 600
@@ -204,3 +205,15 @@ def test_rotation_on_the_lean_pipe_survives_a_lost_script_cache(
             pipe.close()
 
     env.runner.run(scenario())
+
+
+@given(st.integers(1, 10**18 - 1))
+def test_a_sealed_successor_opens_only_with_the_token_it_was_sealed_for(user_id: int) -> None:
+    presented = rules.new_refresh_token(user_id, rules.new_family()).raw
+    successor = rules.new_refresh_token(user_id, rules.new_family()).raw
+    sealed = seal(successor, presented)
+    assert unseal(sealed, presented) == successor
+    assert successor.encode() not in sealed
+    other = rules.new_refresh_token(user_id, rules.new_family()).raw
+    with contextlib.suppress(UnicodeDecodeError):
+        assert unseal(sealed, other) != successor

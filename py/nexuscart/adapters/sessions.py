@@ -61,14 +61,17 @@ def seal(successor: str, presented: str) -> bytes:
     """``successor`` readable only with ``presented``: XOR with a SHAKE-256 stream keyed by
     the presented token, which is used once (a token is rotated at most once) and is never
     stored (only its SHA-256, a different function of it)."""
-    data = successor.encode()
-    return bytes(a ^ b for a, b in zip(data, _keystream(presented, len(data)), strict=True))
+    return _xor(successor.encode(), presented)
 
 
 def unseal(sealed: bytes, presented: str) -> str:
-    return bytes(
-        a ^ b for a, b in zip(sealed, _keystream(presented, len(sealed)), strict=True)
-    ).decode()
+    return _xor(sealed, presented).decode()
+
+
+def _xor(data: bytes, presented: str) -> bytes:
+    n = len(data)  # as integers: a byte-by-byte loop costs ~20 us a refresh
+    key = int.from_bytes(_keystream(presented, n), "big")
+    return (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
 
 
 class Rotation(NamedTuple):
