@@ -20,6 +20,7 @@ from nexuscart.adapters.revocations import RevocationFeed
 from nexuscart.app.accounts import Accounts
 from nexuscart.app.accounts import build as build_accounts
 from nexuscart.app.flash_sales import FlashSales
+from nexuscart.app.search import Search
 
 PROBE_EVERY_S: Final = 0.5
 STALE_AFTER_S: Final = 1.0  # an older answer says nothing about now: the dependency is down
@@ -73,6 +74,8 @@ class Deps:
     flash_sales: FlashSales
     accounts: Accounts
     pg: asyncpg.Pool | None = None
+    # this worker's search index (built at start, then following catalog.v1)
+    search: Search = field(default_factory=Search)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -163,6 +166,20 @@ def build(settings: config.Settings | None = None) -> Deps:
     # (each blocking read well inside the client's socket timeout)
     block_ms = max(10, int(min(1.0, timeout / 2) * 1000))  # 0 would block forever
     deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
+    deps.background.append(_search_follower(deps, pg))
     deps.closers.append(store.close)
     deps.closers.append(accounts.close)
     return deps
+
+
+def _search_follower(
+    deps: Deps, pg: Callable[[], Awaitable[asyncpg.Pool]]
+) -> Callable[[], Awaitable[None]]:
+    # imported here: the follower lives with the services (it is a ConsumerLoop)
+    from nexuscart.adapters.search_source import PgCatalogSource
+    from services.search.follower import follow
+
+    async def job() -> None:
+        await follow(deps.settings, deps.search, PgCatalogSource(pg), asyncio.Event())
+
+    return job

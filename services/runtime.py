@@ -45,7 +45,9 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 # --- the consumer loop every service uses ---------------------------------------------------
 
-Handler = Callable[[list[events.Envelope]], Awaitable[object]]  # its result is not used
+# its result is not used; it gets what ``decode`` made of each record (events.Envelope by
+# default, the envelope of another topic's events when a consumer passes its decoder)
+Handler = Callable[[list[Any]], Awaitable[object]]
 
 # SQLSTATE classes that blame the event's data: data exceptions (22: out of range, bad
 # value) and integrity violations (23: check, not null, foreign key), and an error raised
@@ -103,8 +105,10 @@ class ConsumerLoop:
         max_records: int = 2000,
         backoff_s: float = 0.05,
         max_backoff_s: float = 5.0,
+        decode: Callable[[bytes], Any] = events.decode,
     ):
         self.name = name
+        self.decode = decode
         self.consumer = consumer
         self.producer = producer
         self.handle = handle
@@ -128,17 +132,17 @@ class ConsumerLoop:
         self, records: Sequence[ConsumerRecord[Any, Any]], stop: asyncio.Event
     ) -> bool:
         """Apply or dead-letter every record; False when ``stop`` interrupted (no commit)."""
-        good: list[tuple[ConsumerRecord[Any, Any], events.Envelope]] = []
+        good: list[tuple[ConsumerRecord[Any, Any], Any]] = []
         for rec in records:
             try:
-                good.append((rec, events.decode(rec.value)))
+                good.append((rec, self.decode(rec.value)))
             except (msgspec.DecodeError, TypeError) as exc:  # TypeError: a null value
                 if not await self._dead_letter(rec, exc, stop):
                     return False
         return await self._apply(good, stop)
 
     async def _apply(
-        self, pairs: list[tuple[ConsumerRecord[Any, Any], events.Envelope]], stop: asyncio.Event
+        self, pairs: list[tuple[ConsumerRecord[Any, Any], Any]], stop: asyncio.Event
     ) -> bool:
         if not pairs:
             return True

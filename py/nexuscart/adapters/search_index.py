@@ -44,6 +44,7 @@ def _schema() -> tantivy.Schema:
     sb.add_text_field("currency", stored=True, tokenizer_name="raw")
     sb.add_integer_field("in_stock", stored=True, indexed=True, fast=True)
     sb.add_integer_field("created_at_ms", fast=True)
+    sb.add_float_field("weight", fast=True)  # rules.rank_weight of the product's popularity
     return sb.build()
 
 
@@ -132,6 +133,7 @@ class SearchIndex:
         doc.add_text("currency", d.currency)
         doc.add_integer("in_stock", int(d.in_stock))
         doc.add_integer("created_at_ms", d.created_at_ms)
+        doc.add_float("weight", rules.rank_weight(d.popularity))
         return doc
 
     def apply(self, upserts: Iterable[SearchDoc], deletes: Iterable[int] = ()) -> None:
@@ -266,7 +268,7 @@ class SearchIndex:
         full, text = self.build_query(query)
         n = query.offset + query.limit
         if query.sort == "relevance" and text is not None:
-            res = searcher.search(full, n)
+            res = searcher.search(full, n, weight_by_field="weight")
         elif query.sort == "price_desc":
             res = searcher.search(full, n, order_by_field="price_min", order=tantivy.Order.Desc)
         elif query.sort == "price_asc":

@@ -131,9 +131,10 @@ class Search:
             in_stock=in_stock,
             created_at_ms=p.created_at_ms,
             version=p.version,
+            popularity=p.popularity,
         )
 
-    def _take_product(
+    def take_product(
         self, p: events.ProductData, stocks: Iterable[tuple[str, int, int | None]]
     ) -> SearchDoc | None:
         """Record a product's state (version, SKUs and their stock) and return its document
@@ -182,7 +183,7 @@ class Search:
                     for v in row.variants
                 ]
                 p = msgspec.structs.replace(row.product, variants=variants)
-                doc = self._take_product(p, stocks)
+                doc = self.take_product(p, stocks)
                 if doc is not None:
                     pending.append(doc)
             if len(pending) >= REBUILD_CHUNK:
@@ -229,7 +230,7 @@ class Search:
                 if p.category_id not in self.parents:
                     log.info("search: product %d in category %d not loaded", pid, p.category_id)
                 stocks = [(v.sku, v.stock, None) for v in p.variants]
-                doc = self._take_product(p, stocks)
+                doc = self.take_product(p, stocks)
             elif isinstance(data, events.StockAdjusted):
                 known = self.skus.get(data.sku)
                 if known is None or known.product_id != pid:

@@ -66,6 +66,21 @@ class SearchDoc(msgspec.Struct, frozen=True):
     in_stock: bool
     created_at_ms: int
     version: int
+    popularity: float = 0.0  # relative demand (the catalog's), a ranking signal
+
+
+def rank_weight(popularity: float) -> float:
+    """What a text match's score is multiplied by: 1 for the least popular products, up to
+    POPULARITY_WEIGHT_MAX for the most popular (logarithmic: demand spans orders of
+    magnitude, relevance must still come first)."""
+    if popularity <= 0:
+        return 1.0
+    x = min(max(math.log10(popularity) + POPULARITY_DECADES, 0.0), POPULARITY_DECADES)
+    return 1.0 + (POPULARITY_WEIGHT_MAX - 1.0) * x / POPULARITY_DECADES
+
+
+POPULARITY_DECADES: Final = 6.0  # popularity 1e-6 and below weigh 1
+POPULARITY_WEIGHT_MAX: Final = 4.0
 
 
 class SearchQuery(msgspec.Struct, frozen=True):
