@@ -193,4 +193,4 @@ def test_the_first_admin_is_created_on_demand_only(tmp_path: Path) -> None:
     assert "create-admin" not in json.loads(proc.stdout)["services"]
     proc = compose_config(tmp_path, strong_secrets(), profiles=ONE_SHOT_PROFILES)
     svc = json.loads(proc.stdout)["services"]["create-admin"]
-    assert svc["command"][:4] == ["python", "-m", "services.accounts", "create-admin"]
+    assert svc["command"][:4] == ["python", "-m", "services.accounts.admin", "create-admin"]

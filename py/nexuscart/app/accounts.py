@@ -396,7 +396,7 @@ class Accounts:
     # -- bootstrap ------------------------------------------------------------------------
 
     async def ensure_admin(self, email: str, password: str, display_name: str) -> User:
-        """The bootstrap path (``python -m services.accounts create-admin``): register the
+        """The bootstrap path (``python -m services.accounts.admin create-admin``): register the
         account if the email has none, then give it the admin role (and customer). An
         existing account keeps its password: the command never resets anyone's password."""
         await self.register(email, password, display_name, f"create-admin-{time.time_ns()}")

@@ -1,6 +1,7 @@
-"""Account administration commands.
+"""Account administration commands (a command, not a service: services/accounts has no
+``__main__.py``, so ``scripts/server`` does not start it as one; ``__main__.py`` is here).
 
-    python -m services.accounts create-admin --email admin@example.com [--name "Ops"]
+    python -m services.accounts.admin create-admin --email admin@example.com [--name "Ops"]
 
 Creates the first admin (the bootstrap path: there is no shared admin password). The
 password is read from NEXUSCART_ADMIN_PASSWORD or, when unset, from standard input (one
@@ -44,7 +45,7 @@ async def create_admin(settings: config.Settings, email: str, password: str, nam
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.accounts")
+    parser = argparse.ArgumentParser(prog="python -m services.accounts.admin")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-admin", help="create the first admin (or promote a user)")
     create.add_argument("--email", required=True)
