@@ -58,6 +58,18 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("PATCH", "/admin/users/{user_id}/roles"): "admin",
     ("POST", "/admin/users/{user_id}/disable"): "admin",
     ("POST", "/admin/users/{user_id}/enable"): "admin",
+    # catalog: public reads (drafts and archived products only for their seller and admins,
+    # checked by the handler); writes by sellers on their own products, admins on any
+    ("GET", "/products/{product_id}"): "public",
+    ("GET", "/products"): "public",
+    ("GET", "/categories"): "public",
+    ("GET", "/inventory"): "public",
+    ("POST", "/products"): "seller",
+    ("PATCH", "/products/{product_id}"): "seller",
+    ("POST", "/products/{product_id}/archive"): "seller",
+    ("POST", "/products/{product_id}/variants"): "seller",
+    ("PATCH", "/products/{product_id}/variants/{sku}"): "seller",
+    ("POST", "/products/{product_id}/variants/{sku}/stock"): "seller",
     # search: active products only, the same answer for everyone
     ("GET", "/search"): "public",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from edge import access, accounts, flash_sales, search
+from edge import access, accounts, catalog, flash_sales, search
 from edge.deps import Deps, build
 from nexuscart import __version__
 from nexuscart.web import (
@@ -88,6 +88,7 @@ def make_app(deps: Deps) -> App:
         ),
         *flash_sales.routes(deps),
         *accounts.routes(deps),
+        *catalog.routes(deps),
         *search.routes(deps),
     ]
     routes = access.apply(routes)  # refuses a route the access table does not know
@@ -98,6 +99,7 @@ def make_app(deps: Deps) -> App:
         client_address=ClientAddress(deps.settings.edge.trusted_networks()),
         guards=access.guards(deps.verifier),
         share_metrics=deps.settings.edge.metrics_dir,
+        metrics=deps.metrics,
         on_startup=deps.start,
         on_shutdown=deps.close,
     )

@@ -14,13 +14,17 @@ import redis.asyncio as aioredis
 
 from nexuscart import _core, config
 from nexuscart.adapters import kafka, postgres, redis_conn
+from nexuscart.adapters.catalog_repo import CatalogRepo
+from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.revocations import RevocationFeed
 from nexuscart.app.accounts import Accounts
 from nexuscart.app.accounts import build as build_accounts
+from nexuscart.app.catalog import Catalog, ChangeFeed, PageCache
 from nexuscart.app.flash_sales import FlashSales
 from nexuscart.app.search import Search
+from nexuscart.web import Metrics
 
 PROBE_EVERY_S: Final = 0.5
 STALE_AFTER_S: Final = 1.0  # an older answer says nothing about now: the dependency is down
@@ -73,7 +77,9 @@ class Deps:
     verifier: _core.TokenVerifier
     flash_sales: FlashSales
     accounts: Accounts
+    catalog: Catalog
     pg: asyncpg.Pool | None = None
+    metrics: Metrics = field(default_factory=Metrics)  # the App's (handlers count into it)
     # this worker's search index (built at start, then following catalog.v1)
     search: Search = field(default_factory=Search)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -152,6 +158,17 @@ def build(settings: config.Settings | None = None) -> Deps:
         sold_out_refresh_s=s.gate.sold_out_refresh_ms / 1000,
     )
     accounts = build_accounts(s, client, pg)
+    # the catalog's hot reads (stock MGETs) share a lean pipelined connection per worker
+    catalog_pipe = RedisPipe(s.redis.url, timeout)
+    catalog_store = CatalogStore(client, catalog_pipe)
+    page_cache = PageCache(s.catalog.page_ttl_s, s.catalog.page_cache_max)
+    metrics = Metrics()
+    catalog = Catalog(
+        CatalogRepo(pg),
+        catalog_store,
+        page_cache,
+        on_stock_low=lambda: metrics.inc("catalog_stock_low_total"),
+    )
     deps = Deps(
         settings=settings,
         redis=client,
@@ -160,6 +177,8 @@ def build(settings: config.Settings | None = None) -> Deps:
         ),
         flash_sales=flash_sales,
         accounts=accounts,
+        catalog=catalog,
+        metrics=metrics,
     )
     deps.background.append(flash_sales.watch.run)
     # per-user token revocations, followed in the background: no Redis call per request
@@ -167,7 +186,10 @@ def build(settings: config.Settings | None = None) -> Deps:
     block_ms = max(10, int(min(1.0, timeout / 2) * 1000))  # 0 would block forever
     deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
     deps.background.append(_search_follower(deps, pg))
+    # product pages stay cached only while this follows the change stream
+    deps.background.append(ChangeFeed(catalog_store, page_cache, block_ms=block_ms).run)
     deps.closers.append(store.close)
+    deps.closers.append(catalog_pipe.close)
     deps.closers.append(accounts.close)
     return deps
 

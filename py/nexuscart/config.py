@@ -99,6 +99,13 @@ class AccountsSettings(msgspec.Struct, frozen=True):
     login_ip_burst: int = 60
 
 
+class CatalogSettings(msgspec.Struct, frozen=True):
+    # a product page's longest life in a worker's cache should its change never be announced
+    # (Redis failing right after the commit); announced changes drop it within milliseconds
+    page_ttl_s: float = 60.0
+    page_cache_max: int = 200_000  # product pages (and unknown ids) cached per edge worker
+
+
 ENVIRONMENTS: Final = ("dev", "test", "prod")
 
 
@@ -119,6 +126,7 @@ class Settings(msgspec.Struct, frozen=True):
     app: AppSettings = msgspec.field(default_factory=AppSettings)
     relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
     accounts: AccountsSettings = msgspec.field(default_factory=AccountsSettings)
+    catalog: CatalogSettings = msgspec.field(default_factory=CatalogSettings)
 
 
 # (env var, section, field, required, description)
@@ -260,6 +268,20 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "login/register requests/s per client IP (in-process GCRA)",
     ),
     ("LOGIN_IP_BURST", "accounts", "login_ip_burst", False, "burst of LOGIN_IP_RATE"),
+    (
+        "CATALOG_PAGE_TTL_S",
+        "catalog",
+        "page_ttl_s",
+        False,
+        "longest life (s) of a cached product page whose change was never announced",
+    ),
+    (
+        "CATALOG_PAGE_CACHE_MAX",
+        "catalog",
+        "page_cache_max",
+        False,
+        "product pages cached per edge worker",
+    ),
     (
         "NEXUSCART_ENV",
         "app",

@@ -907,8 +907,10 @@ _PROBLEMS: Final = {
     404: "no such resource (not-found)",
     408: "body not received in time (body-timeout)",
     409: "refused in the resource's current state",
+    412: "If-Match names another version than the resource's (precondition-failed)",
     413: "body over MAX_BODY_BYTES (body-too-large)",
     422: "body failed validation (validation-error, idempotency-key-reused)",
+    428: "If-Match required (precondition-required)",
     429: "rate limited (rate-limited); Retry-After",
     503: "a dependency is unavailable or the route is busy; Retry-After",
 }

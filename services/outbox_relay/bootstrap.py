@@ -1,5 +1,5 @@
-"""Composition root of the outbox relay process: the flash-sale outboxes in Redis and the
-users outbox in PostgreSQL, each relayed to Kafka by its own loop."""
+"""Composition root of the outbox relay process: the flash-sale outboxes in Redis, and the
+users and catalog outboxes in PostgreSQL, each relayed to Kafka by its own loop."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import asyncpg
 
 from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres, redis_conn
+from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.users_repo import UsersRepo
+from services.outbox_relay.catalog import CatalogOutboxRelay
 from services.outbox_relay.relay import OutboxRelay, consumer_name
 from services.outbox_relay.users import UsersOutboxRelay
 
@@ -18,7 +20,7 @@ from services.outbox_relay.users import UsersOutboxRelay
 async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
-    await kafka.ensure_topics(settings.kafka.bootstrap, [events.USERS_TOPIC])
+    await kafka.ensure_topics(settings.kafka.bootstrap, [events.USERS_TOPIC, events.CATALOG_TOPIC])
     pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
 
     async def pg() -> asyncpg.Pool:
@@ -33,8 +35,9 @@ async def main(stop: asyncio.Event) -> None:
         claim_idle_ms=settings.relay.claim_idle_ms,
     )
     users = UsersOutboxRelay(UsersRepo(pg), producer)
+    catalog = CatalogOutboxRelay(CatalogRepo(pg), producer)
     try:
-        await asyncio.gather(relay.run(stop), users.run(stop))
+        await asyncio.gather(relay.run(stop), users.run(stop), catalog.run(stop))
     finally:
         await producer.stop()
         await pool.close()

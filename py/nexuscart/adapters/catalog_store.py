@@ -7,14 +7,17 @@ Keys (this module owns them):
   PostgreSQL committed the level (Lua ``cat_stock_set``: only a newer version replaces an
   older one). PostgreSQL is the truth (``variants.stock``, audited); Redis is what the hot
   reads see, one MGET per batch.
-- channel ``cat:changed``: a product id per message, published after every committed write;
-  each edge worker drops that product from its cache on receipt.
+- stream ``cat:changes``: a product id per entry (field ``p``), added after every committed
+  write of the product or its stock; each edge worker follows it with a blocking XREAD and
+  drops that product from its page cache. A stream rather than pub/sub: a worker whose
+  read failed resumes where it was (and serves uncached meanwhile). Capped near
+  CHANGES_MAXLEN entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
@@ -22,7 +25,8 @@ from nexuscart.adapters.redis_conn import Script
 from nexuscart.adapters.redis_pipe import RedisPipe
 
 STOCK_PREFIX: Final = b"cat:stk:"
-CHANGED_CHANNEL: Final = b"cat:changed"
+CHANGES_STREAM: Final = b"cat:changes"
+CHANGES_MAXLEN: Final = 100_000
 _SET: Final = Script("cat_stock_set")
 LOAD_BATCH: Final = 500  # SKUs per script call when loading many
 
@@ -86,7 +90,35 @@ class CatalogStore:
         return [parse_level(r) for r in raw]
 
     async def publish_changed(self, product_id: int) -> None:
-        await self.client.publish(CHANGED_CHANNEL, str(product_id).encode())
+        await self.client.xadd(
+            CHANGES_STREAM,
+            {b"p": str(product_id).encode()},
+            maxlen=CHANGES_MAXLEN,
+            approximate=True,
+        )
+
+    async def changes_head(self) -> bytes:
+        """The id of the newest change ("0-0" when none): where a follower starts."""
+        newest = cast("list[Any]", await self.client.xrevrange(CHANGES_STREAM, count=1))
+        return bytes(newest[0][0]) if newest else b"0-0"
+
+    async def read_changes(
+        self, last_id: bytes, block_ms: int, count: int = 1000
+    ) -> tuple[bytes, list[int]]:
+        """The product ids changed after ``last_id`` (waiting up to ``block_ms`` for one),
+        and the id to continue from."""
+        reply = cast(
+            "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None",
+            await self.client.xread({CHANGES_STREAM: last_id}, count=count, block=block_ms),
+        )
+        ids: list[int] = []
+        for _, entries in reply or ():
+            for entry_id, fields in entries:
+                last_id = entry_id
+                raw = fields.get(b"p")
+                if raw is not None and raw.isdigit():
+                    ids.append(int(raw))
+        return last_id, ids
 
     async def forget(self, skus: Sequence[str]) -> None:
         """Drop SKUs' levels (tests; a SKU whose variant is gone)."""
