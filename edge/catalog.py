@@ -245,7 +245,7 @@ def routes(deps: Deps) -> list[Route]:
             product_page,
             "A product with its variants and live stock status (ETag, 304; active products "
             "for everyone, drafts and archived ones for their seller and admins)",
-            responses={200: ProductView},
+            responses={200: ProductView, 304: None},
             params=("product_id",),
             tags=tags,
         ),
