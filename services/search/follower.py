@@ -31,12 +31,13 @@ class IndexFollower(ConsumerLoop):
         from the end of the topic."""
 
 
-async def start_at_end(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def start_at_end(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str
+) -> list[TopicPartition]:
     """Assign every partition of ``topic`` and fix the positions at their current ends."""
-    await consumer.topics()  # a metadata round trip: the topic's partitions are known after
-    parts = consumer.partitions_for_topic(topic) or set()
-    if not parts:
-        raise RuntimeError(f"topic {topic} has no partitions yet")
+    # the producer waits for the topic's metadata (the consumer's cluster view is only
+    # filled for subscribed topics)
+    parts = await producer.partitions_for(topic)
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     consumer.assign(tps)
     await consumer.seek_to_end(*tps)
@@ -64,6 +65,8 @@ async def follow(
                 await kafka.ensure_topics(
                     settings.kafka.bootstrap, [topic, events.dead_letter_topic(topic)]
                 )
+                producer = kafka.producer(settings.kafka, f"{name}-dlq")  # dead letters
+                await producer.start()
                 consumer = AIOKafkaConsumer(
                     bootstrap_servers=settings.kafka.bootstrap,
                     group_id=None,
@@ -72,7 +75,7 @@ async def follow(
                     isolation_level="read_committed",
                 )
                 await consumer.start()
-                await start_at_end(consumer, topic)
+                await start_at_end(consumer, producer, topic)
             except Exception as exc:
                 if not search.ready:
                     n = await search.rebuild(source)
@@ -81,8 +84,6 @@ async def follow(
                 raise
             n = await search.rebuild(source)
             log.info("search: indexed %d products; following %s", n, topic)
-            producer = kafka.producer(settings.kafka, f"{name}-dlq")
-            await producer.start()
             loop = IndexFollower(name, consumer, producer, search.apply,
                                  decode=events.decode_catalog, max_records=5000)  # fmt: skip
             await loop.run(stop)

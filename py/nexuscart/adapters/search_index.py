@@ -8,6 +8,7 @@ whole batch or none of it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable
 from typing import Any, Final
@@ -27,6 +28,8 @@ BRAND_FACET_SIZE: Final = 20
 CATEGORY_FACET_SIZE: Final = 20
 ATTR_FACET_SIZE: Final = 40
 WRITER_HEAP: Final = 50_000_000  # tantivy's floor is 15 MB per thread
+# process-wide, so a rebuilt index (a new object) never reuses a generation caches know
+_generations: Final = itertools.count(1)
 
 
 def _schema() -> tantivy.Schema:
@@ -108,7 +111,7 @@ class SearchIndex:
         self._writer = self.index.writer(WRITER_HEAP, 1)
         self._lock = threading.Lock()
         self.searcher = self.index.searcher()
-        self.generation = 0  # bumped per commit: result caches key on it
+        self.generation = next(_generations)  # new per commit: result caches key on it
         self._aggs = self._facet_aggs()
         # known words (title, brand) -> documents that had them, for typo correction; a word
         # of a deleted document stays (a correction to it then finds nothing, as before)
@@ -151,7 +154,7 @@ class SearchIndex:
             w.commit()
             self.index.reload()
             self.searcher = self.index.searcher()
-            self.generation += 1
+            self.generation = next(_generations)
 
     def clear(self) -> None:
         with self._lock:
@@ -159,7 +162,7 @@ class SearchIndex:
             self._writer.commit()
             self.index.reload()
             self.searcher = self.index.searcher()
-            self.generation += 1
+            self.generation = next(_generations)
 
     @property
     def size(self) -> int:

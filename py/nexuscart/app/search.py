@@ -166,13 +166,11 @@ class Search:
     # --- rebuild --------------------------------------------------------------------------
 
     async def rebuild(self, source: CatalogSource, page: int = 2_000) -> int:
-        """Index every active product of the catalog from scratch; returns how many."""
-        self.parents = await source.category_parents()
-        self.index.clear()
-        self.versions.clear()
-        self.docs.clear()
-        self.skus.clear()
-        self.product_skus.clear()
+        """Index every active product of the catalog into a new index, then swap it in (a
+        rebuild after a restart of the follower never shows a half-built index); returns
+        how many products it indexed."""
+        fresh = Search()
+        fresh.parents = await source.category_parents()
         pending: list[SearchDoc] = []
         n = 0
         async for rows in source.active_products(page):
@@ -183,17 +181,20 @@ class Search:
                     for v in row.variants
                 ]
                 p = msgspec.structs.replace(row.product, variants=variants)
-                doc = self.take_product(p, stocks)
+                doc = fresh.take_product(p, stocks)
                 if doc is not None:
                     pending.append(doc)
             if len(pending) >= REBUILD_CHUNK:
                 n += len(pending)
                 # off the event loop: indexing thousands of documents takes a while
-                await asyncio.to_thread(self.index.apply, pending)
+                await asyncio.to_thread(fresh.index.apply, pending)
                 pending = []
         if pending:
             n += len(pending)
-            await asyncio.to_thread(self.index.apply, pending)
+            await asyncio.to_thread(fresh.index.apply, pending)
+        # one synchronous swap: searches (same event loop) see the old state or the new
+        self.index, self.parents, self.versions = fresh.index, fresh.parents, fresh.versions
+        self.docs, self.skus, self.product_skus = fresh.docs, fresh.skus, fresh.product_skus
         self.ready = True
         return n
 

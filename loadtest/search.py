@@ -1,0 +1,166 @@
+"""Search load run against the configuration ``scripts/server`` ships, on loopback, with
+the generator's catalog (default 100,000 products) loaded before the edge starts (each
+worker builds its index from the catalog at start).
+
+Phases (each bounded in time, 127.0.0.1 only, wrk with --connections, 256 by default):
+  1. ceiling   wrk on a bare Granian RSGI JSON endpoint (loadtest/bare_app.py): the most
+               this machine serves with the same wrk, the figure the others are compared to
+  2. mix       GET /search over a realistic query mix: words (a third with typos), filters,
+               category browsing with sorts, every answer with its facets; popular queries
+               repeat (Zipf over --distinct queries), as a store's search box sees them
+  3. cold      the same shapes, every request a different query (no answer cache hit): what
+               the engine itself sustains
+
+Usage: scripts/bench search [--workers 2] [--seconds 20] [--products 100000]
+Writes loadtest/reports/search-<time>.md and .json, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from devtools import catalog_gen, devstack
+from loadtest.search_engines import load_judged, parents
+from loadtest.storm import HERE, ROOT, Server, wrk
+from nexuscart.domain import search as rules
+
+
+def query_paths(n: int, distinct: int, seed: int = 5, cold: bool = False) -> list[str]:
+    """``n`` search paths: Zipf over ``distinct`` queries (or all different when ``cold``)."""
+    rng = random.Random(seed)
+    judged = load_judged()
+    tree = parents()
+    mids = sorted(c for c, p in tree.items() if p is not None and tree.get(p) is None)
+    shapes: list[list[tuple[str, str]]] = []
+    for i in range(distinct if not cold else n):
+        j = judged[i % len(judged)]
+        kind = i % 5
+        params: list[tuple[str, str]] = [("q", j.q)]
+        if kind == 1:
+            params += [("in_stock", "true"), ("price_max", str(rng.choice([5000, 20000, 100000])))]
+        elif kind == 2:
+            params = [("category", str(rng.choice(mids))), ("sort", rng.choice(rules.SORTS[1:]))]
+        elif kind == 3:
+            params += [("sort", "price_asc"), ("limit", "24")]
+        elif kind == 4 and i % 10 == 4:
+            params = [("q", j.q.split()[0])]  # a single word, as typed in a search box
+        if cold:
+            params.append(("price_min", str(i)))  # unique: no cached answer
+        shapes.append(params)
+    if cold:
+        return ["/search?" + urlencode(p) for p in shapes]
+    weights = list(itertools.accumulate(catalog_gen.zipf_weights(len(shapes))))
+    picks = rng.choices(range(len(shapes)), cum_weights=weights, k=n)
+    return ["/search?" + urlencode(shapes[k]) for k in picks]
+
+
+def wait_for_index(url: str, products: int, within_s: float = 600) -> float:
+    """Seconds until every worker answers /search with the whole catalog indexed."""
+    t0 = time.monotonic()
+    ok = 0
+    while ok < 20:
+        try:
+            r = httpx.get(f"{url}/search", params={"limit": 1}, timeout=10)
+            full = r.status_code == 200 and r.json()["total"] >= products * 0.9
+        except httpx.HTTPError:
+            full = False
+        ok = ok + 1 if full else 0
+        if time.monotonic() - t0 > within_s:
+            sys.exit("the search index was not built in time")
+        if not full:
+            time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def _table(results: dict[str, Any]) -> str:
+    ceiling = results["ceiling"]["rps"]
+    out = ["| phase | req/s | ratio to bare | p50 | p99 | non-2xx |", "|---|---|---|---|---|---|"]
+    for name in ("ceiling", "mix", "cold"):
+        r = results[name]
+        out.append(
+            f"| {name} | {r['rps']:.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | {r['p99']} "
+            f"| {r['non2xx']} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--products", type=int, default=catalog_gen.DEFAULT_PRODUCTS)
+    ap.add_argument("--distinct", type=int, default=2000, help="distinct queries in the mix")
+    ap.add_argument("--server-arg", action="append", default=[])
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-search-"))
+    server: Server | None = None
+    bare: devstack.GranianServer | None = None
+    try:
+        # first start: the stack; load the catalog; second start: the workers index it
+        server = Server(args.workers, work, args.server_arg)
+        t = time.monotonic()
+        asyncio.run(catalog_gen.load(server.env["PG_DSN"], server.env["REDIS_URL"], args.products))
+        print(f"catalog of {args.products} loaded in {time.monotonic() - t:.0f}s", file=sys.stderr)
+        server.stop()
+        server = srv = Server(args.workers, work, args.server_arg)
+        results: dict[str, Any] = {
+            "workers": args.workers,
+            "seconds": args.seconds,
+            "connections": args.connections,
+            "products": args.products,
+        }
+        results["index_ready_s"] = wait_for_index(srv.url, args.products)
+        print(f"index ready after {results['index_ready_s']:.0f}s", file=sys.stderr)
+
+        bare = devstack.GranianServer(
+            "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
+        )
+        results["ceiling"] = wrk(
+            f"{bare.url}/", HERE / "wrk/get.lua", args.seconds, args.connections,
+            {"PATH_TO_GET": "/"},
+        )  # fmt: skip
+        bare.stop()
+        bare = None
+        for phase, cold in (("mix", False), ("cold", True)):
+            paths = work / f"{phase}.txt"
+            paths.write_text("\n".join(query_paths(20_000, args.distinct, cold=cold)) + "\n")
+            results[phase] = wrk(
+                srv.url, HERE / "wrk/paths.lua", args.seconds, args.connections,
+                {"PATHS": str(paths)},
+            )  # fmt: skip
+            print(f"{phase}: {results[phase]['rps']:.0f} req/s", file=sys.stderr)
+        for phase in ("ceiling", "mix", "cold"):
+            results[phase].pop("raw", None)
+        table = _table(results)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        reports = ROOT / "loadtest/reports"
+        (reports / f"search-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (reports / f"search-{stamp}.md").write_text(
+            f"# Search load run {stamp}\n\n{args.workers} workers, {args.products} products, "
+            f"{args.seconds} s per phase, {args.connections} connections\n\n{table}\n"
+        )
+        print(table)
+        return 0
+    finally:
+        if bare is not None:
+            bare.stop()
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
