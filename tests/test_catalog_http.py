@@ -17,12 +17,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from devtools import catalog_gen
 from nexuscart import auth, config, events
+from nexuscart.adapters.catalog_store import CatalogStore
 from tests.conftest import EDGE_TEST_ENV, EdgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -446,3 +448,34 @@ def test_archive_is_final_and_hides_the_product(edge: EdgeServer, leaf: int) -> 
     )
     assert back.status_code == 409
     assert back.json()["type"] == "/problems/invalid-transition"
+
+
+def test_stock_missing_from_redis_is_read_from_postgres_and_written_back(
+    edge: EdgeServer, leaf: int, settings: config.Settings
+) -> None:
+    _, tok = token("seller")
+    p = create(edge, tok, leaf)
+    pid, sku = p["product_id"], p["variants"][0]["sku"]
+    r = httpx.post(
+        f"{edge.url}/products/{pid}/variants/{sku}/stock",
+        json={"delta": 9, "reason": "restock"},
+        headers=headers(tok),
+    )
+    assert r.status_code == 200
+
+    async def forget_then_level() -> Any:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            store = CatalogStore(client)
+            await store.forget([sku])  # as after a Redis flush
+            async with httpx.AsyncClient() as http:
+                got = (await http.get(f"{edge.url}/inventory?sku={sku}")).json()["items"]
+            (level,) = await store.levels([sku])
+            return got, level
+        finally:
+            await client.aclose()
+
+    items, level = asyncio.run(forget_then_level())
+    assert items == [{"sku": sku, "available": 9, "status": "in_stock"}]
+    assert level is not None
+    assert level.stock == 9

@@ -300,9 +300,19 @@ class CatalogRepo:
             cursor = ids[-1]
 
     async def stock_by_sku(self, skus: Sequence[str]) -> dict[str, Variant]:
-        """Variants of these SKUs from PostgreSQL (the fallback when Redis lacks them)."""
+        """Variants of these SKUs from PostgreSQL (the fallback when Redis lacks them): the
+        SKUs' shards, then their products' shards."""
         p = await self.pool()
-        rows = await p.fetch(query("sku_stock_many"), list(skus))
+        async with p.acquire() as conn:
+            owners = await conn.fetch(query("skus_lookup_many"), list(skus))
+            if not owners:
+                return {}
+            rows = await conn.fetch(
+                query("variants_stock_of"),
+                sorted({r["product_id"] for r in owners}),
+                [r["sku"] for r in owners],
+            )
+        owner = {r["sku"]: r["product_id"] for r in owners}
         return {
             r["sku"]: Variant(
                 r["product_id"],
@@ -316,6 +326,7 @@ class CatalogRepo:
                 0,
             )
             for r in rows
+            if owner.get(r["sku"]) == r["product_id"]  # a variant of the SKU's owner
         }
 
     # -- writes -----------------------------------------------------------------------
