@@ -10,6 +10,9 @@ Phases (each bounded in time, 127.0.0.1 only, wrk with --connections, 256 by def
                repeat (Zipf over --distinct queries), as a store's search box sees them
   3. cold      the same shapes, every request a different query (no answer cache hit): what
                the engine itself sustains
+  4. freshness --changes price changes (PATCH of a variant through the API, as a seller's
+               tool would), each timed from the write's answer until 10 searches in a row
+               (each on a new connection, so both workers answer) show the new price
 
 Usage: scripts/bench search [--workers 2] [--seconds 20] [--products 100000]
 Writes loadtest/reports/search-<time>.md and .json, and prints the table.
@@ -22,9 +25,11 @@ import asyncio
 import itertools
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,6 +39,7 @@ import httpx
 from devtools import catalog_gen, devstack
 from loadtest.search_engines import load_judged, parents
 from loadtest.storm import HERE, ROOT, Server, wrk
+from nexuscart import auth
 from nexuscart.domain import search as rules
 
 
@@ -84,6 +90,55 @@ def wait_for_index(url: str, products: int, within_s: float = 600) -> float:
     return time.monotonic() - t0
 
 
+def freshness(base: str, secret: str, changes: int) -> dict[str, Any]:
+    token = auth.issue(secret, 1, roles=("admin",))
+    lags: list[float] = []
+    with httpx.Client(base_url=base, timeout=10) as http:
+        for pid in range(1, changes * 3):
+            if len(lags) == changes:
+                break
+            page = http.get(f"/products/{pid}")
+            if page.status_code != 200:
+                continue  # a draft
+            product = page.json()
+            variant = min(product["variants"], key=lambda v: v["price_minor"])
+            price = max(0, variant["price_minor"] - 1)  # still the cheapest: price_min moves
+            r = http.patch(
+                f"/products/{pid}/variants/{variant['sku']}",
+                json={"price_minor": price},
+                headers={
+                    "authorization": f"Bearer {token}",
+                    "if-match": page.headers["etag"],
+                    "idempotency-key": uuid.uuid4().hex,
+                },
+            )
+            r.raise_for_status()
+            written = time.perf_counter()
+            q = {"q": " ".join(product["title"].split()[: rules.Q_MAX_TERMS]), "limit": 50}
+            first_seen: float | None = None
+            streak = 0
+            while streak < 10:
+                if time.perf_counter() > written + 30:
+                    sys.exit(f"product {pid}: the new price was not searchable within 30 s")
+                got = httpx.get(f"{base}/search", params=q, headers={"connection": "close"})
+                t = time.perf_counter()  # answered by now: an upper bound of the lag
+                hit = [h for h in got.json().get("items", []) if h["product_id"] == pid]
+                if hit and hit[0]["price_min"] == price:
+                    first_seen = t if streak == 0 else first_seen
+                    streak += 1
+                else:
+                    streak = 0
+            assert first_seen is not None
+            lags.append(max(0.0, first_seen - written))
+    lags.sort()
+    return {
+        "changes": len(lags),
+        "p50_ms": 1000 * statistics.median(lags) if lags else None,
+        "p99_ms": 1000 * lags[int(0.99 * (len(lags) - 1))] if lags else None,
+        "max_ms": 1000 * lags[-1] if lags else None,
+    }
+
+
 def _table(results: dict[str, Any]) -> str:
     ceiling = results["ceiling"]["rps"]
     out = ["| phase | req/s | ratio to bare | p50 | p99 | non-2xx |", "|---|---|---|---|---|---|"]
@@ -92,6 +147,12 @@ def _table(results: dict[str, Any]) -> str:
         out.append(
             f"| {name} | {r['rps']:.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | {r['p99']} "
             f"| {r['non2xx']} |"
+        )
+    f = results.get("freshness")
+    if f and f["changes"]:
+        out.append(
+            f"\nfreshness: {f['changes']} price changes searchable after p50 "
+            f"{f['p50_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms, max {f['max_ms']:.0f} ms"
         )
     return "\n".join(out)
 
@@ -103,6 +164,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--products", type=int, default=catalog_gen.DEFAULT_PRODUCTS)
     ap.add_argument("--distinct", type=int, default=2000, help="distinct queries in the mix")
+    ap.add_argument("--changes", type=int, default=50, help="price changes timed (freshness)")
     ap.add_argument("--server-arg", action="append", default=[])
     args = ap.parse_args()
 
@@ -143,6 +205,8 @@ def main() -> int:
                 {"PATHS": str(paths)},
             )  # fmt: skip
             print(f"{phase}: {results[phase]['rps']:.0f} req/s", file=sys.stderr)
+        results["freshness"] = freshness(srv.url, srv.env["JWT_SECRET"], args.changes)
+        print(f"freshness: {results['freshness']}", file=sys.stderr)
         for phase in ("ceiling", "mix", "cold"):
             results[phase].pop("raw", None)
         table = _table(results)

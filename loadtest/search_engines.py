@@ -251,6 +251,7 @@ CREATE TABLE search_bench (
     price_min bigint NOT NULL,
     in_stock boolean NOT NULL,
     created_at_ms bigint NOT NULL,
+    weight double precision NOT NULL,  -- rank_weight(popularity), as tantivy's ranking
     doc tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('simple', title), 'A')
         || setweight(to_tsvector('simple', brand), 'A')
@@ -280,14 +281,15 @@ class PgEngine:
         rows = [
             (d.product_id, d.title, d.brand, d.description, d.category_id, list(d.category_path),
              [rules.attr_term(k, v) for k, vs in d.attributes.items() for v in vs],
-             d.price_min, d.in_stock, d.created_at_ms)
+             d.price_min, d.in_stock, d.created_at_ms, rules.rank_weight(d.popularity))
             for d in s.docs.values()
         ]  # fmt: skip
         await self.conn.copy_records_to_table(
             "search_bench",
             records=rows,
             columns=["product_id", "title", "brand", "description", "category_id",
-                     "category_path", "attrs", "price_min", "in_stock", "created_at_ms"],
+                     "category_path", "attrs", "price_min", "in_stock", "created_at_ms",
+                     "weight"],
         )  # fmt: skip
         await self.conn.execute(PG_INDEXES)
 
@@ -337,7 +339,7 @@ class PgEngine:
             "price_asc": "price_min ASC",
             "price_desc": "price_min DESC",
             "newest": "created_at_ms DESC",
-        }.get(q.sort, f"ts_rank(doc, {tsq}) DESC" if tsq else "created_at_ms DESC")
+        }.get(q.sort, f"ts_rank(doc, {tsq}) * weight DESC" if tsq else "created_at_ms DESC")
         head = (
             f"ts_headline('simple', title, {tsq}, 'StartSel=<b>,StopSel=</b>')" if tsq else "title"
         )
