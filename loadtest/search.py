@@ -114,7 +114,10 @@ def freshness(base: str, secret: str, changes: int) -> dict[str, Any]:
             )
             r.raise_for_status()
             written = time.perf_counter()
-            q = {"q": " ".join(product["title"].split()[: rules.Q_MAX_TERMS]), "limit": 50}
+            q: dict[str, str | int] = {
+                "q": " ".join(product["title"].split()[: rules.Q_MAX_TERMS]),
+                "limit": 50,
+            }
             first_seen: float | None = None
             streak = 0
             while streak < 10:

@@ -116,6 +116,8 @@ class SearchIndex:
         # known words (title, brand) -> documents that had them, for typo correction; a word
         # of a deleted document stays (a correction to it then finds nothing, as before)
         self._vocab: dict[str, int] = {}
+        # unknown word -> its correction (or None), until the vocabulary changes
+        self._corrections: dict[str, str | None] = {}
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class SearchIndex:
                 w.add_document(self._document(d))
                 for word in set(analyze(d.title)) | set(analyze(d.brand)):
                     vocab[word] = vocab.get(word, 0) + 1
+            self._corrections = {}  # new words may be nearer neighbours
             w.commit()
             self.index.reload()
             self.searcher = self.index.searcher()
@@ -182,11 +185,17 @@ class SearchIndex:
             return word
         if len(word) < 4:
             return None
+        known = self._corrections.get(word, _UNSEEN)
+        if known is not _UNSEEN:
+            return known  # type: ignore[return-value]  # str | None, never the marker
         best, best_df = None, 0
         for cand in _edits1(word):
             df = vocab.get(cand, 0)
             if df > best_df:
                 best, best_df = cand, df
+        if len(self._corrections) >= CORRECTIONS_MAX:
+            self._corrections.clear()
+        self._corrections[word] = best
         return best
 
     def _text_query(self, words: list[str]) -> tantivy.Query:
@@ -329,6 +338,8 @@ class SearchIndex:
 
 _NO_FACETS: Final = Facets([], [], [], {})
 _LETTERS: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+_UNSEEN: Final = object()
+CORRECTIONS_MAX: Final = 50_000
 
 
 def _edits1(w: str) -> set[str]:
