@@ -288,7 +288,8 @@ class Search:
             raise NotReady
         words = self.index.words(query.q)
         fixed = [self.index.correct(w) or w for w in words]
-        result = self.index.search(query)
+        # facets describe the match set, the same on every page: the first page has them
+        result = self.index.search(query, facets=query.offset == 0)
         return SearchPage(
             total=result.total,
             items=result.hits,
