@@ -83,20 +83,3 @@ async def test_load_writes_the_catalog_once(settings: config.Settings, migrated:
     finally:
         await conn.close()
         await client.aclose()
-
-
-async def test_the_demo_seed_loads_the_small_catalog_once(
-    settings: config.Settings, migrated: None
-) -> None:
-    from devtools.seed import seed
-
-    await seed(settings)
-    await seed(settings)  # idempotent: nothing twice
-    conn = await asyncpg.connect(settings.postgres.dsn)
-    try:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM products WHERE product_id <= $1", gen.DEMO_PRODUCTS
-        )
-    finally:
-        await conn.close()
-    assert n == gen.DEMO_PRODUCTS
