@@ -479,3 +479,46 @@ def test_stock_missing_from_redis_is_read_from_postgres_and_written_back(
     assert items == [{"sku": sku, "available": 9, "status": "in_stock"}]
     assert level is not None
     assert level.stock == 9
+
+
+@pytest.mark.parametrize("seller_id", [0, -1, 2**63, 10**30])
+def test_an_admin_naming_an_impossible_seller_is_422(
+    edge: EdgeServer, leaf: int, seller_id: int
+) -> None:
+    _, admin = token("admin")
+    r = httpx.post(
+        f"{edge.url}/products",
+        json=product_body(leaf, seller_id=seller_id),
+        headers=headers(admin),
+    )
+    assert r.status_code in (400, 422), r.text
+
+
+def test_an_admin_creates_for_a_seller_who_then_owns_it(edge: EdgeServer, leaf: int) -> None:
+    seller_id, seller = token("seller")
+    _, admin = token("admin")
+    _, other = token("seller")
+    p = httpx.post(
+        f"{edge.url}/products",
+        json=product_body(leaf, seller_id=seller_id),
+        headers=headers(admin),
+    ).json()
+    assert p["seller_id"] == seller_id
+    url = f"{edge.url}/products/{p['product_id']}"
+    tag = etag_of(edge, p["product_id"])
+    assert (
+        httpx.patch(
+            url, json={"brand": "X"}, headers=headers(other, **{"if-match": tag})
+        ).status_code
+        == 404
+    )
+    assert (
+        httpx.patch(
+            url, json={"brand": "X"}, headers=headers(seller, **{"if-match": tag})
+        ).status_code
+        == 200
+    )
+    sneaky = httpx.post(
+        f"{edge.url}/products", json=product_body(leaf, seller_id=seller_id), headers=headers(other)
+    )
+    assert sneaky.status_code == 403  # only admins create for another seller

@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 
@@ -27,7 +27,7 @@ from nexuscart.adapters.catalog_repo import (
     VariantFields,
 )
 from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
-from nexuscart.app.flash_sales import Refused, Unavailable, pg_errors, redis_errors
+from nexuscart.app.errors import Refused, Unavailable, pg_errors, redis_errors
 from nexuscart.domain import catalog as rules
 
 __all__ = ["Catalog", "Refused", "Unavailable"]
@@ -58,7 +58,8 @@ class ProductCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     attributes: Attributes = {}
     images: list[str] = []
     status: str = "draft"
-    seller_id: int | None = None  # admins only: create for this seller (default: the caller)
+    # admins only: create for this seller (default: the caller); a PostgreSQL bigint
+    seller_id: Annotated[int, msgspec.Meta(ge=1, le=(1 << 63) - 1)] | None = None
 
 
 class ProductPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
