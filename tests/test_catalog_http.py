@@ -288,6 +288,8 @@ def test_etag_and_304(edge: EdgeServer, leaf: int) -> None:
         ({"category_id": 987_654_321}, 422, "unknown-category"),
         ({"title": "x" * 10_000}, 422, "validation-error"),
         ({"title": "  "}, 422, "validation-error"),
+        ({"title": "nul\u0000byte"}, 422, "validation-error"),
+        ({"attributes": {"colour": "red\u0000"}}, 422, "validation-error"),
         ({"images": ["ftp://nope"]}, 422, "validation-error"),
         ({"images": [f"https://i.example/{i}.jpg" for i in range(21)]}, 422, "validation-error"),
         ({"attributes": {f"a{i}": "v" for i in range(31)}}, 422, "validation-error"),

@@ -102,3 +102,16 @@ def test_subtree() -> None:
     children = {1: [2, 3], 2: [4], 4: [5]}
     assert sorted(rules.subtree(children, 1)) == [1, 2, 3, 4, 5]
     assert rules.subtree(children, 3) == [3]
+
+
+@given(text=st.text(min_size=1, max_size=50))
+def test_texts_postgresql_cannot_store_are_refused(text: str) -> None:
+    nul = text + "\x00"
+    for check in (
+        lambda e: rules.check_text(e, "title", nul, rules.TITLE_MAX, required=True),
+        lambda e: rules.check_attributes(e, "attributes", {"colour": nul}),
+        lambda e: rules.check_images(e, ["https://i.example/" + nul]),
+    ):
+        errors: list[str] = []
+        check(errors)
+        assert errors

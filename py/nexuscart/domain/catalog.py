@@ -68,6 +68,8 @@ def check_text(errors: list[str], name: str, value: str, max_len: int, required:
         errors.append(f"{name}: must not be empty")
     if len(value) > max_len:
         errors.append(f"{name}: at most {max_len} characters")
+    if "\x00" in value:  # PostgreSQL text and jsonb cannot hold it
+        errors.append(f"{name}: must not contain NUL characters")
 
 
 def check_attributes(errors: list[str], name: str, attrs: Mapping[str, str]) -> None:
@@ -76,15 +78,15 @@ def check_attributes(errors: list[str], name: str, attrs: Mapping[str, str]) -> 
     for k, v in attrs.items():
         if not _ATTR.match(k):
             errors.append(f"{name}.{k[:40]}: names are lower-case letters, digits and _")
-        if not v.strip() or len(v) > ATTRIBUTE_VALUE_MAX:
-            errors.append(f"{name}.{k[:40]}: 1 to {ATTRIBUTE_VALUE_MAX} characters")
+        if not v.strip() or len(v) > ATTRIBUTE_VALUE_MAX or "\x00" in v:
+            errors.append(f"{name}.{k[:40]}: 1 to {ATTRIBUTE_VALUE_MAX} characters, no NUL")
 
 
 def check_images(errors: list[str], images: Sequence[str]) -> None:
     if len(images) > IMAGES_MAX:
         errors.append(f"images: at most {IMAGES_MAX}")
     for i, url in enumerate(images):
-        if len(url) > IMAGE_URL_MAX or not _URL.match(url):
+        if len(url) > IMAGE_URL_MAX or not _URL.match(url) or "\x00" in url:
             errors.append(f"images[{i}]: an http(s) URL of at most {IMAGE_URL_MAX} characters")
 
 
