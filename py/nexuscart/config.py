@@ -103,7 +103,8 @@ class CatalogSettings(msgspec.Struct, frozen=True):
     # a product page's longest life in a worker's cache should its change never be announced
     # (Redis failing right after the commit); announced changes drop it within milliseconds
     page_ttl_s: float = 60.0
-    page_cache_max: int = 200_000  # product pages (and unknown ids) cached per edge worker
+    # product pages (and unknown ids) cached per edge worker: ~1.7 KB each with its headers
+    page_cache_max: int = 50_000
 
 
 ENVIRONMENTS: Final = ("dev", "test", "prod")
