@@ -27,6 +27,11 @@ def _bad(detail: str) -> HTTPError:
 
 def routes(deps: Deps) -> list[Route]:
     svc = deps.search
+    metrics = deps.metrics
+    # what /metrics says of this worker's index (answer-cache hits are the route's requests
+    # less these misses)
+    metrics.gauges["search_index_documents"] = lambda: svc.index.size
+    metrics.gauges["search_index_ready"] = lambda: int(svc.ready)
 
     async def search(req: Request) -> Response:
         raw = req.query
@@ -50,6 +55,7 @@ def routes(deps: Deps) -> list[Route]:
             except NotReady:
                 raise DependencyUnavailable("search index") from None
             svc.remember(raw, body)
+            metrics.inc("search_cache_misses_total")
         return Response(200, body, _HEADERS)
 
     q: tuple[tuple[str, str] | tuple[str, str, dict[str, object]], ...] = (
