@@ -11,11 +11,10 @@ from typing import Annotated, Final
 import msgspec
 
 from edge.deps import Deps
-from nexuscart.app.accounts import Refused, TokenPair, Unavailable, UsersPage, UserView
+from edge.http import handles_refusals, idem_key
+from nexuscart.app.accounts import TokenPair, UsersPage, UserView
 from nexuscart.web import (
     ID_MAX,
-    DependencyUnavailable,
-    Handler,
     HTTPError,
     Request,
     Response,
@@ -23,11 +22,8 @@ from nexuscart.web import (
     decode_body,
     json_response,
     path_int,
-    problem_response,
     query_int,
 )
-
-IDEM_MAX: Final = 200
 
 # Wire limits: generous bounds on what a client sends (the rules in domain.accounts are
 # stricter and answer with every rule broken); they keep a huge field from reaching them.
@@ -71,20 +67,6 @@ class RolesUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     roles: Annotated[list[Role], msgspec.Meta(min_length=1, max_length=3)]
 
 
-def idem_key(req: Request) -> str:
-    key = req.header("idempotency-key")
-    if not key:
-        raise HTTPError(400, "idempotency-key-required", "Idempotency-Key header required")
-    if len(key) > IDEM_MAX or not key.isprintable() or " " in key:
-        raise HTTPError(
-            400,
-            "idempotency-key-invalid",
-            "Idempotency-Key is invalid",
-            f"1 to {IDEM_MAX} printable characters without spaces",
-        )
-    return key
-
-
 def caller(req: Request) -> int:
     """The signed-in user's id: the guard's principal is (user id, role bits)."""
     p = req.principal
@@ -95,31 +77,13 @@ def caller(req: Request) -> int:
     raise HTTPError(401, "unauthorized", "Valid token required")  # a route left unguarded
 
 
-def _http(handler: Handler) -> Handler:
-    async def wrapped(req: Request) -> Response:
-        try:
-            return await handler(req)
-        except Refused as r:
-            headers = [("retry-after", str(r.retry_after_s))] if r.retry_after_s else []
-            if r.status == 401:
-                headers.append(("www-authenticate", "Bearer"))
-            return problem_response(
-                HTTPError(r.status, r.slug, r.title, r.detail, headers), req.path
-            )
-        except Unavailable as exc:
-            raise DependencyUnavailable(exc.dependency) from exc
-
-    wrapped.__name__ = handler.__name__  # the OpenAPI operationId
-    return wrapped
-
-
 _no_store: Final = [("cache-control", "no-store")]  # token answers must not be cached
 
 
 def routes(deps: Deps) -> list[Route]:
     acc = deps.accounts
 
-    @_http
+    @handles_refusals
     async def register(req: Request) -> Response:
         key = idem_key(req)
         body = decode_body(req, RegisterRequest)
@@ -128,37 +92,37 @@ def routes(deps: Deps) -> list[Route]:
         headers = [("idempotent-replayed", "true")] if replayed else []
         return json_response(user, status=201, headers=headers)
 
-    @_http
+    @handles_refusals
     async def login(req: Request) -> Response:
         idem_key(req)  # every login is a new session: a retry makes another one
         body = decode_body(req, LoginRequest)
         pair = await acc.login(body.email, body.password, req.client_ip)
         return json_response(pair, headers=_no_store)
 
-    @_http
+    @handles_refusals
     async def refresh(req: Request) -> Response:
         idem_key(req)  # the retry of a lost answer is recognised by its token (grace period)
         body = decode_body(req, RefreshRequest)
         return json_response(await acc.refresh(body.refresh_token), headers=_no_store)
 
-    @_http
+    @handles_refusals
     async def logout(req: Request) -> Response:
         idem_key(req)  # ending a session twice is ending it once
         body = decode_body(req, LogoutRequest)
         await acc.logout(body.refresh_token, body.everywhere)
         return Response(204, b"", [])
 
-    @_http
+    @handles_refusals
     async def get_me(req: Request) -> Response:
         return json_response(await acc.me(caller(req)))
 
-    @_http
+    @handles_refusals
     async def update_me(req: Request) -> Response:
         idem_key(req)  # sets values: repeating it leaves the same state
         body = decode_body(req, ProfileUpdate)
         return json_response(await acc.update_me(caller(req), body.display_name))
 
-    @_http
+    @handles_refusals
     async def change_password(req: Request) -> Response:
         idem_key(req)
         body = decode_body(req, PasswordChange)
@@ -167,7 +131,7 @@ def routes(deps: Deps) -> list[Route]:
         )
         return json_response(pair, headers=_no_store)
 
-    @_http
+    @handles_refusals
     async def list_users(req: Request) -> Response:
         limit = query_int(req, "limit", 20, 1, 100)
         cursor = query_int(req, "cursor", None, 0, ID_MAX)
@@ -176,19 +140,19 @@ def routes(deps: Deps) -> list[Route]:
             raise HTTPError(400, "bad-query", "Invalid query parameter", "email: 1-320 chars")
         return json_response(await acc.list_users(cursor, limit, email))
 
-    @_http
+    @handles_refusals
     async def set_roles(req: Request) -> Response:
         idem_key(req)  # sets values
         user_id = path_int(req, "user_id")
         body = decode_body(req, RolesUpdate)
         return json_response(await acc.set_roles(caller(req), user_id, list(body.roles)))
 
-    @_http
+    @handles_refusals
     async def disable_user(req: Request) -> Response:
         idem_key(req)  # disabling twice is disabling once
         return json_response(await acc.set_disabled(caller(req), path_int(req, "user_id"), True))
 
-    @_http
+    @handles_refusals
     async def enable_user(req: Request) -> Response:
         idem_key(req)
         return json_response(await acc.set_disabled(caller(req), path_int(req, "user_id"), False))

@@ -13,8 +13,8 @@ from typing import Final
 from urllib.parse import unquote
 
 from edge.access import roles_of, user_of
-from edge.accounts import idem_key
 from edge.deps import Deps
+from edge.http import handles_refusals, idem_key
 from nexuscart.app.catalog import (
     AdjustmentView,
     Caller,
@@ -24,7 +24,6 @@ from nexuscart.app.catalog import (
     ProductPatch,
     ProductsPage,
     ProductView,
-    Refused,
     StockAdjustment,
     Unavailable,
     VariantCreate,
@@ -35,7 +34,6 @@ from nexuscart.domain import catalog as rules
 from nexuscart.web import (
     ID_MAX,
     DependencyUnavailable,
-    Handler,
     HTTPError,
     Request,
     Response,
@@ -51,22 +49,6 @@ from nexuscart.web import (
 _SKU: Final = re.compile(rules.SKU_PATTERN)
 _ADMIN: Final = ROLE_BITS["admin"]
 _NOT_FOUND: Final = HTTPError(404, "not-found", "Not found", "no such product")
-
-
-def _http(handler: Handler) -> Handler:
-    async def wrapped(req: Request) -> Response:
-        try:
-            return await handler(req)
-        except Refused as r:
-            headers = [("retry-after", str(r.retry_after_s))] if r.retry_after_s else []
-            return problem_response(
-                HTTPError(r.status, r.slug, r.title, r.detail, headers), req.path
-            )
-        except Unavailable as exc:
-            raise DependencyUnavailable(exc.dependency) from exc
-
-    wrapped.__name__ = handler.__name__  # the OpenAPI operationId
-    return wrapped
 
 
 def _caller(req: Request) -> Caller:
@@ -176,11 +158,11 @@ def routes(deps: Deps) -> list[Route]:
             raise DependencyUnavailable(exc.dependency) from exc
         return json_response(answer, headers=_INVENTORY_HEADERS)
 
-    @_http
+    @handles_refusals
     async def categories(_: Request) -> Response:
         return raw_json(await cat.categories_body(), headers=_CATEGORY_HEADERS)
 
-    @_http
+    @handles_refusals
     async def list_products(req: Request) -> Response:
         limit = query_int(req, "limit", 20, 1, rules.LIST_LIMIT_MAX)
         cursor = query_int(req, "cursor", None, 0, ID_MAX)
@@ -188,14 +170,14 @@ def routes(deps: Deps) -> list[Route]:
         page = await cat.list_products(cursor, category, limit)
         return json_response(page, headers=_LIST_HEADERS)
 
-    @_http
+    @handles_refusals
     async def create_product(req: Request) -> Response:
         key = idem_key(req)
         body = decode_body(req, ProductCreate)
         view, etag, replayed = await cat.create(_caller(req), body, key)
         return _written(view, etag, replayed, created=True)
 
-    @_http
+    @handles_refusals
     async def update_product(req: Request) -> Response:
         key = idem_key(req)
         pid = path_int(req, "product_id")
@@ -203,14 +185,14 @@ def routes(deps: Deps) -> list[Route]:
         body = decode_body(req, ProductPatch)
         return _written(*await cat.update(_caller(req), pid, version, key, body))
 
-    @_http
+    @handles_refusals
     async def archive_product(req: Request) -> Response:
         key = idem_key(req)
         pid = path_int(req, "product_id")
         version = _if_match(req)
         return _written(*await cat.archive(_caller(req), pid, version, key))
 
-    @_http
+    @handles_refusals
     async def add_variant(req: Request) -> Response:
         key = idem_key(req)
         pid = path_int(req, "product_id")
@@ -218,7 +200,7 @@ def routes(deps: Deps) -> list[Route]:
         body = decode_body(req, VariantCreate)
         return _written(*await cat.add_variant(_caller(req), pid, version, key, body))
 
-    @_http
+    @handles_refusals
     async def update_variant(req: Request) -> Response:
         key = idem_key(req)
         pid = path_int(req, "product_id")
@@ -227,7 +209,7 @@ def routes(deps: Deps) -> list[Route]:
         body = decode_body(req, VariantPatch)
         return _written(*await cat.update_variant(_caller(req), pid, sku, version, key, body))
 
-    @_http
+    @handles_refusals
     async def adjust_stock(req: Request) -> Response:
         key = idem_key(req)
         pid = path_int(req, "product_id")

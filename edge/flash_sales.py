@@ -19,21 +19,20 @@ import msgspec
 
 from edge.access import user_of
 from edge.deps import Deps
+from edge.http import handles_refusals, idem_key, refused
 from nexuscart.adapters.sales_repo import OrderView
-from nexuscart.app.flash_sales import OrderPage, Refused, SaleView, Unavailable
+from nexuscart.app.errors import Refused, Unavailable
+from nexuscart.app.flash_sales import OrderPage, SaleView
 from nexuscart.domain.flash_sale import MAX_QUANTITY, Outcome, SaleSpec, SaleUpdate
 from nexuscart.web import (
     ID_MAX,
     DependencyUnavailable,
-    Handler,
-    HTTPError,
     Request,
     Response,
     Route,
     decode_body,
     json_response,
     path_int,
-    problem_response,
     query_int,
 )
 
@@ -50,7 +49,6 @@ class PurchaseAccepted(msgspec.Struct, frozen=True):
     expires_at: dt.datetime
 
 
-IDEM_MAX: Final = 200
 VIEW_CACHE_S: Final = 0.1
 _json_headers: Final = [("content-type", "application/json")]
 _replayed_headers: Final = [*_json_headers, ("idempotent-replayed", "true")]
@@ -102,74 +100,26 @@ def _retrieve(fut: asyncio.Future[bytes]) -> None:
         fut.exception()
 
 
-def _idem_key(req: Request) -> str:
-    key = req.header("idempotency-key")
-    if not key:
-        raise HTTPError(400, "idempotency-key-required", "Idempotency-Key header required")
-    if len(key) > IDEM_MAX or not key.isprintable() or " " in key:
-        raise HTTPError(
-            400,
-            "idempotency-key-invalid",
-            "Idempotency-Key is invalid",
-            f"1 to {IDEM_MAX} printable characters without spaces",
-        )
-    return key
-
-
-def _http(handler: Handler) -> Handler:
-    """Map the use cases' refusals and dependency failures to HTTP answers (the purchase
-    handler, the hot path, calls ``_refused`` itself instead of taking this frame)."""
-
-    async def wrapped(req: Request) -> Response:
-        try:
-            return await handler(req)
-        except Refused as r:
-            return _refused(r, req.path)
-        except Unavailable as exc:
-            raise DependencyUnavailable(exc.dependency) from exc
-
-    wrapped.__name__ = handler.__name__  # the OpenAPI operationId
-    return wrapped
-
-
-_refusals: dict[tuple[str, str], Response] = {}
-
-
-def _refused(r: Refused, path: str) -> Response:
-    """The one mapping of a refusal to its problem response; the fixed ones (no detail, no
-    Retry-After: sold out, ended, ...) are built once per path, as a storm repeats them."""
-    fixed = not (r.retry_after_s or r.detail)
-    resp = _refusals.get((r.slug, path)) if fixed else None
-    if resp is None:
-        headers = [("retry-after", str(r.retry_after_s))] if r.retry_after_s else []
-        resp = problem_response(HTTPError(r.status, r.slug, r.title, r.detail, headers), path)
-        if fixed:
-            if len(_refusals) >= 10_000:
-                _refusals.clear()
-            _refusals[(r.slug, path)] = resp
-    return resp
-
-
 def routes(deps: Deps) -> list[Route]:
     sales = deps.flash_sales
     encode = msgspec.json.encode
 
     async def purchase(req: Request) -> Response:
-        # the hot path maps refusals itself (no _http wrapper): one frame less per request
+        # the hot path maps refusals itself (no handles_refusals frame per request)
         user_id = user_of(req)
         sale_id = path_int(req, "sale_id")
-        key = _idem_key(req)
+        key = idem_key(req)
         # Admission before the body: a rejection in a storm costs no body read and no
         # Redis call. Bad bodies still get 400/422 whenever admission passes.
         refusal = sales.admit(sale_id, user_id, req.client_ip)
         if refusal is not None:
-            return _refused(refusal, req.path)
+            return refused(refusal, req.path)
         await req.read_body()
         qty = decode_body(req, PurchaseRequest).quantity
         try:
             res = await sales.buy(sale_id, user_id, qty, key)
         except Refused as r:
-            return _refused(r, req.path)
+            return refused(r, req.path)
         except Unavailable as exc:
             raise DependencyUnavailable(exc.dependency) from exc
         body = encode(
@@ -186,13 +136,13 @@ def routes(deps: Deps) -> list[Route]:
 
     views = ViewCache(load_view, VIEW_CACHE_S)
 
-    @_http
+    @handles_refusals
     async def get_sale(req: Request) -> Response:
         return Response(200, await views.get(path_int(req, "sale_id")), _json_headers)
 
-    @_http
+    @handles_refusals
     async def create_sale(req: Request) -> Response:
-        key = _idem_key(req)
+        key = idem_key(req)
         view, existed = await sales.create(key, decode_body(req, SaleSpec))
         return json_response(
             view,
@@ -200,23 +150,23 @@ def routes(deps: Deps) -> list[Route]:
             headers=[("location", f"/flash-sales/{view.sale_id}")],
         )
 
-    @_http
+    @handles_refusals
     async def update_sale(req: Request) -> Response:
-        _idem_key(req)  # PATCH sets values: repeating it leaves the same state
+        idem_key(req)  # PATCH sets values: repeating it leaves the same state
         sale_id = path_int(req, "sale_id")
         return json_response(await sales.update(sale_id, decode_body(req, SaleUpdate)))
 
-    @_http
+    @handles_refusals
     async def end_sale(req: Request) -> Response:
-        _idem_key(req)  # ending twice is the same as ending once
+        idem_key(req)  # ending twice is the same as ending once
         return json_response(await sales.end(path_int(req, "sale_id")))
 
-    @_http
+    @handles_refusals
     async def get_order(req: Request) -> Response:
         user_id = user_of(req)
         return json_response(await sales.order(user_id, path_int(req, "order_id")))
 
-    @_http
+    @handles_refusals
     async def my_orders(req: Request) -> Response:
         user_id = user_of(req)
         limit = query_int(req, "limit", 20, 1, 100)

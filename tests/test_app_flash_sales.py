@@ -12,7 +12,8 @@ import pytest
 
 from nexuscart import _core, config
 from nexuscart.adapters.flash_sales import FlashSaleStore
-from nexuscart.app.flash_sales import FlashSales, Refused, Unavailable
+from nexuscart.app.errors import Refused, Unavailable
+from nexuscart.app.flash_sales import FlashSales
 from nexuscart.domain.flash_sale import SaleSpec, SaleUpdate
 
 

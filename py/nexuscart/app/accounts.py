@@ -20,7 +20,7 @@ from nexuscart.adapters.passwords import HasherBusy, PasswordHasher
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.sessions import RegistrationReplays, SessionStore
 from nexuscart.adapters.users_repo import User, UsersRepo
-from nexuscart.app.flash_sales import Refused, Unavailable, pg_errors, redis_errors
+from nexuscart.app.errors import Refused, Unavailable, pg_errors, redis_errors
 from nexuscart.domain import accounts as rules
 
 __all__ = ["Accounts", "Refused", "TokenPair", "Unavailable", "UserView", "UsersPage"]

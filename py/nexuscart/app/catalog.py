@@ -7,6 +7,7 @@ live stock and the change stream that keeps every worker's cache fresh)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -445,11 +446,15 @@ class Catalog:
 
     async def _levels(self, variants: Sequence[Variant]) -> list[int]:
         """Live stock of the variants (Redis; PostgreSQL's value where Redis has none,
-        written back)."""
+        written back, or for all of them while Redis is down)."""
         if not variants:
             return []
-        with redis_errors():
-            levels = await self.store.levels([v.sku for v in variants])
+        try:
+            with redis_errors():
+                levels = await self.store.levels([v.sku for v in variants])
+        except Unavailable:
+            # PostgreSQL's stock is the truth: a page stays correct while Redis is down
+            return [v.stock for v in variants]
         out: list[int] = []
         missing: list[tuple[str, StockLevel]] = []
         for v, lv in zip(variants, levels, strict=True):
@@ -459,8 +464,8 @@ class Catalog:
             else:
                 out.append(lv.stock)
         if missing:
-            with redis_errors():
-                await self.store.set_levels(missing)
+            with contextlib.suppress(Unavailable), redis_errors():
+                await self.store.set_levels(missing)  # best effort: the answer stands
         return out
 
     async def inventory(self, skus: Sequence[str]) -> Inventory:

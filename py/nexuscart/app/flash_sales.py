@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import asyncpg
@@ -28,6 +28,7 @@ from nexuscart import _core
 from nexuscart.adapters import sales_repo
 from nexuscart.adapters.flash_sales import FlashSaleStore, PurchaseReply, StockConflict
 from nexuscart.adapters.sales_repo import OrderView
+from nexuscart.app.errors import Refused, Unavailable, pg_errors, redis_errors
 from nexuscart.domain.flash_sale import (
     REJECTIONS,
     Outcome,
@@ -45,33 +46,6 @@ _EMPTY: Final[frozenset[int]] = frozenset()
 _OK: Final = int(Outcome.OK)
 _REPLAY: Final = int(Outcome.REPLAY)
 _SOLD_OUT: Final = int(Outcome.SOLD_OUT)
-
-
-class Refused(Exception):
-    """The rules refuse the request; nothing changed."""
-
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        title: str,
-        detail: str | None = None,
-        retry_after_s: int | None = None,
-    ):
-        super().__init__(detail or title)
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.retry_after_s = retry_after_s
-
-
-class Unavailable(Exception):
-    """A dependency (``redis``, ``postgres``) failed or timed out."""
-
-    def __init__(self, dependency: str):
-        super().__init__(f"{dependency} unavailable")
-        self.dependency = dependency
 
 
 NOT_FOUND: Final = (404, "not-found", "No such flash sale")
@@ -100,29 +74,6 @@ class SaleView(msgspec.Struct, frozen=True):
 class OrderPage(msgspec.Struct, frozen=True):
     items: list[OrderView]
     next_cursor: str | None
-
-
-@contextlib.contextmanager
-def redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise Unavailable("redis") from exc
-
-
-@contextlib.contextmanager
-def pg_errors() -> Iterator[None]:
-    """PostgreSQL unreachable, failing over or too slow."""
-    try:
-        yield
-    except (
-        OSError,
-        TimeoutError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.InterfaceError,
-    ) as exc:
-        raise Unavailable("postgres") from exc
 
 
 class SoldOutWatch:

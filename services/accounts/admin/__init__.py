@@ -21,7 +21,7 @@ import asyncpg
 from nexuscart import config
 from nexuscart.adapters import postgres, redis_conn
 from nexuscart.app import accounts
-from nexuscart.app.flash_sales import Refused
+from nexuscart.app.errors import Refused
 
 PASSWORD_ENV = "NEXUSCART_ADMIN_PASSWORD"
 
