@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import uvloop
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from devtools import catalog_gen
-from nexuscart import config
+from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.catalog_store import CatalogStore
@@ -175,34 +176,56 @@ def test_the_index_converges_to_the_catalog_after_any_writes(
         world.runner.run(asyncio.sleep(0.05))
 
 
-def test_the_follower_goes_on_past_poison_events(world: World) -> None:
+def test_poison_events_are_dead_lettered_and_the_follower_goes_on(world: World) -> None:
     """An event whose key is not its product, and a record that is not JSON, can never be
     applied: the ConsumerLoop parks them on catalog.v1.dlq and later events still reach
     the index."""
-    from nexuscart import events
+    poison = (
+        b'{"id":"%s","type":"ProductUpdated","version":1,'
+        % str(uuid.uuid4()).encode()
+        + b'"occurred_at":"2026-01-01T00:00:00Z","key":"999","data":{"type":'
+        b'"ProductUpdated","product":{"product_id":12345,"seller_id":1,"category_id":1,'
+        b'"title":"x","description":"","brand":"","attributes":{},"images":[],'
+        b'"status":"active","version":1,"popularity":0,"variants":[],'
+        b'"created_at_ms":0,"updated_at_ms":0}}}'
+    )
+    garbage = b"not json " + uuid.uuid4().hex.encode()
+    s = config.load()
 
-    async def send_poison() -> None:
-        s = config.load()
+    async def send() -> None:
         producer = kafka.producer(s.kafka, "search-test-poison")
         await producer.start()
         try:
-            pid, payload = (
-                12345,
-                b'{"id":"%s","type":"ProductUpdated","version":1,' % (str(uuid.uuid4()).encode()),
-            )
-            payload += (
-                b'"occurred_at":"2026-01-01T00:00:00Z","key":"999","data":{"type":'
-                b'"ProductUpdated","product":{"product_id":%d,"seller_id":1,"category_id":1,'
-                b'"title":"x","description":"","brand":"","attributes":{},"images":[],'
-                b'"status":"active","version":1,"popularity":0,"variants":[],'
-                b'"created_at_ms":0,"updated_at_ms":0}}}' % pid
-            )
-            await producer.send_and_wait(events.CATALOG_TOPIC, payload, key=b"999")
-            await producer.send_and_wait(events.CATALOG_TOPIC, b"not json", key=b"1")
+            await producer.send_and_wait(events.CATALOG_TOPIC, poison, key=b"999")
+            await producer.send_and_wait(events.CATALOG_TOPIC, garbage, key=b"1")
         finally:
             await producer.stop()
 
-    world.runner.run(send_poison())
+    async def parked(within_s: float) -> set[bytes]:
+        """Values on the dead-letter topic that a search follower parked."""
+        topic = events.dead_letter_topic(events.CATALOG_TOPIC)
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap, group_id=None)
+        producer = kafka.producer(s.kafka, "search-test-dlq-reader")
+        await consumer.start()
+        await producer.start()
+        found: set[bytes] = set()
+        try:
+            tps = [TopicPartition(topic, p) for p in await producer.partitions_for(topic)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            deadline = time.monotonic() + within_s
+            while {poison, garbage} - found and time.monotonic() < deadline:
+                for recs in (await consumer.getmany(timeout_ms=200)).values():
+                    for r in recs:
+                        who = dict(r.headers or ()).get("dlq.consumer", b"")
+                        if who.startswith(b"search-"):
+                            found.add(r.value)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+        return found
+
+    world.runner.run(send())
     tag = "p" + uuid.uuid4().hex[:10]
     pids = world.runner.run(run_ops(world, tag, 801_234, [("create", "active", 700)]))
     want = world.runner.run(expected(world, pids))
@@ -210,3 +233,4 @@ def test_the_follower_goes_on_past_poison_events(world: World) -> None:
     while indexed(world, tag) != want:
         assert time.monotonic() < deadline
         world.runner.run(asyncio.sleep(0.05))
+    assert {poison, garbage} <= world.runner.run(parked(CONVERGE_S))

@@ -14,7 +14,7 @@ import asyncpg
 
 from nexuscart import events
 from nexuscart.adapters.postgres import query
-from nexuscart.app.search import ProductRow, Variant
+from nexuscart.domain.search import ProductRow, Variant
 
 Pool = Callable[[], Awaitable[asyncpg.Pool]]
 

@@ -21,7 +21,7 @@ import msgspec
 from nexuscart import events
 from nexuscart.adapters.search_index import Facets, Hit, SearchIndex
 from nexuscart.domain import search as rules
-from nexuscart.domain.search import SearchDoc, SearchQuery
+from nexuscart.domain.search import ProductRow, SearchDoc, SearchQuery
 
 log = logging.getLogger("nexuscart.search")
 
@@ -44,22 +44,6 @@ class SearchPage(msgspec.Struct, frozen=True):
     facets: Facets
     next_cursor: str | None
     corrected: list[str]  # query words as searched after typo correction (empty: none)
-
-
-class Variant(msgspec.Struct, frozen=True):
-    sku: str
-    price_minor: int
-    currency: str
-    attributes: dict[str, str]
-    stock: int
-    stock_version: int = 0
-
-
-class ProductRow(msgspec.Struct, frozen=True):
-    """A product as the catalog reader returns it for a rebuild."""
-
-    product: events.ProductData
-    variants: list[Variant]
 
 
 class CatalogSource(Protocol):

@@ -15,6 +15,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from nexuscart import events
+
 # --- limits on what a client controls ------------------------------------------------------
 
 Q_MAX_CHARS: Final = 200
@@ -81,6 +83,22 @@ def rank_weight(popularity: float) -> float:
 
 POPULARITY_DECADES: Final = 6.0  # popularity 1e-6 and below weigh 1
 POPULARITY_WEIGHT_MAX: Final = 4.0
+
+
+class Variant(msgspec.Struct, frozen=True):
+    sku: str
+    price_minor: int
+    currency: str
+    attributes: dict[str, str]
+    stock: int
+    stock_version: int = 0
+
+
+class ProductRow(msgspec.Struct, frozen=True):
+    """A product as the catalog reader returns it for a rebuild."""
+
+    product: events.ProductData
+    variants: list[Variant]
 
 
 class SearchQuery(msgspec.Struct, frozen=True):
