@@ -524,3 +524,66 @@ def test_an_admin_creates_for_a_seller_who_then_owns_it(edge: EdgeServer, leaf: 
         f"{edge.url}/products", json=product_body(leaf, seller_id=seller_id), headers=headers(other)
     )
     assert sneaky.status_code == 403  # only admins create for another seller
+
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("title"), st.text(alphabet="abcdefgh ", min_size=1, max_size=12)),
+        st.tuples(st.just("price"), st.integers(0, 10**6)),
+        st.tuples(st.just("stock"), st.integers(1, 50)),
+        st.tuples(st.just("unstock"), st.integers(1, 50)),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+async def _db_view(settings: config.Settings, pid: int) -> tuple[str, int, int]:
+    conn = await asyncpg.connect(settings.postgres.dsn)
+    try:
+        title = await conn.fetchval("SELECT title FROM products WHERE product_id = $1", pid)
+        v = await conn.fetchrow(
+            "SELECT price_minor, stock FROM variants WHERE product_id = $1", pid
+        )
+    finally:
+        await conn.close()
+    return title, v["price_minor"], v["stock"]
+
+
+@hsettings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_ops)
+def test_after_any_sequence_of_writes_every_worker_serves_the_database_state(
+    edge: EdgeServer, leaf: int, settings: config.Settings, ops: list[tuple[str, Any]]
+) -> None:
+    _, tok = token("seller")
+    p = create(edge, tok, leaf)
+    pid, sku = p["product_id"], p["variants"][0]["sku"]
+    url = f"{edge.url}/products/{pid}"
+    for _ in range(6):  # cached on both workers before the writes
+        httpx.get(url, headers={"connection": "close"})
+    for op, value in ops:
+        if op == "title":
+            body, path = {"title": value.strip() or "x"}, url
+        elif op == "price":
+            body, path = {"price_minor": value}, f"{url}/variants/{sku}"
+        else:
+            delta = value if op == "stock" else -value
+            r = httpx.post(
+                f"{url}/variants/{sku}/stock",
+                json={"delta": delta, "reason": "count"},
+                headers=headers(tok),
+            )
+            assert r.status_code in (200, 409), r.text  # 409: not that many in stock
+            continue
+        r = httpx.patch(path, json=body, headers=headers(tok, **{"if-match": etag_of(edge, pid)}))
+        assert r.status_code == 200, r.text
+    title, price, stock = asyncio.run(_db_view(settings, pid))
+    streak, deadline = 0, time.monotonic() + 10
+    while streak < 20:  # every worker, on fresh connections, within the bound
+        assert time.monotonic() < deadline, "a worker kept a stale page"
+        page = httpx.get(url, headers={"connection": "close"}).json()
+        v = page["variants"][0]
+        same = (page["title"], v["price_minor"], v["available"]) == (title, price, stock)
+        streak = streak + 1 if same else 0
