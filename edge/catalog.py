@@ -140,7 +140,7 @@ def routes(deps: Deps) -> list[Route]:
                     user, roles = principal(req.header("authorization"))
                 except AuthError:
                     return problem_response(_NOT_FOUND, req.path)
-                if not rules.may_write(user, bool(roles & _ADMIN), page.seller_id):
+                if not rules.visible_to(page.status, user, bool(roles & _ADMIN), page.seller_id):
                     return problem_response(_NOT_FOUND, req.path)
                 fresh = await cat.fresh_page(pid)
                 if fresh is None:

@@ -302,11 +302,7 @@ def _fingerprint(body: ProductCreate, seller_id: int) -> str:
 
 
 def _broken(exc: rules.RuleBroken) -> Refused:
-    r = Refused(422, "validation-error", "Request body failed validation", "; ".join(exc.errors))
-    return r
-
-
-NOT_FOUND: Final = (404, "not-found", "No such product")
+    return Refused(422, "validation-error", "Request body failed validation", "; ".join(exc.errors))
 
 
 def _not_found(detail: str = "no such product") -> Refused:
