@@ -286,3 +286,18 @@ def test_answers_are_cached_until_the_index_changes() -> None:
     assert s.cached("q=a") == b"1"
     s.index.apply([])
     assert s.cached("q=a") is None
+
+
+def test_highlight_marks_searched_words_and_the_prefix_and_escapes() -> None:
+    assert rules.highlight("Apple iPhone 15", ["iphone"]) == "Apple <b>iPhone</b> 15"
+    assert rules.highlight("Bose Headphones", ["bose", "head"], "head") == (
+        "<b>Bose</b> <b>Headphones</b>"
+    )
+    assert rules.highlight("Café <Crème>", ["cafe"]) == "<b>Café</b> &lt;Crème&gt;"
+    assert rules.highlight("A&B", []) == "A&amp;B"
+
+
+async def test_a_prefix_match_is_highlighted() -> None:
+    s = await loaded()
+    page = s.search(parse([("q", "runn")]))
+    assert page.items[0].title_html == "Trail <b>running</b> shoes"

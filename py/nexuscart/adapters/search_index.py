@@ -287,25 +287,21 @@ class SearchIndex:
             res = searcher.search(full, n, order_by_field="price_min", order=tantivy.Order.Asc)
         else:  # newest, and relevance without words (nothing to rank by but recency)
             res = searcher.search(full, n, order_by_field="created_at_ms")
-        snippets = (
-            tantivy.SnippetGenerator.create(searcher, text, self.schema, "title")
-            if text is not None
-            else None
-        )
+        # what matched, for the highlights: the searched (corrected) words, and the last
+        # word as typed, which also matched as a prefix
+        typed = self.words(query.q)
+        searched = [self.correct(w) or w for w in typed]
+        prefix = typed[-1] if typed else None
         hits: list[Hit] = []
         for score, addr in res.hits[query.offset :]:
             doc = searcher.doc(addr)
             title = doc.get_first("title") or ""
-            if snippets is not None:
-                snippets.set_max_num_chars(max(150, len(title)))
-                html = snippets.snippet_from_doc(doc).to_html() or _escape(title)
-            else:
-                html = _escape(title)
+            marked = rules.highlight(title, searched, prefix)
             hits.append(
                 Hit(
                     product_id=int(doc.get_first("product_id") or 0),
                     title=title,
-                    title_html=html,
+                    title_html=marked,
                     brand=doc.get_first("brand") or "",
                     category_id=int(doc.get_first("category_id") or 0),
                     price_min=int(doc.get_first("price_min") or 0),
@@ -350,7 +346,3 @@ def _edits1(w: str) -> set[str]:
         *(a + c + b[1:] for a, b in splits if b for c in _LETTERS),
         *(a + c + b for a, b in splits for c in _LETTERS),
     }
-
-
-def _escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

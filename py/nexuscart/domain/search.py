@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import html
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
@@ -277,6 +279,34 @@ def price_band_label(lo: int, hi: int | None) -> str:
 def attr_term(name: str, value: str) -> str:
     """The one string an attribute value is indexed as (facets count these)."""
     return f"{name}={value.lower()}"
+
+
+# --- highlighting ---------------------------------------------------------------------------
+
+_TOKEN: Final = re.compile(r"[^\W_]+")  # runs of letters and digits, as the index splits
+
+
+def fold(word: str) -> str:
+    """A word as the index holds it: lower case, accents dropped ("Café" -> "cafe")."""
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def highlight(title: str, words: Sequence[str], prefix: str | None = None) -> str:
+    """``title`` HTML-escaped, each word that matched in ``<b>``: a word equal to one of
+    ``words`` (as searched, after typo correction), or starting with ``prefix`` (the last
+    query word, which also matches as a prefix)."""
+    exact = set(words)
+    out: list[str] = []
+    at = 0
+    for m in _TOKEN.finditer(title):
+        token = fold(m.group())
+        if token in exact or (prefix and len(prefix) >= 2 and token.startswith(prefix)):
+            out.append(html.escape(title[at : m.start()]))
+            out.append(f"<b>{html.escape(m.group())}</b>")
+            at = m.end()
+    out.append(html.escape(title[at:]))
+    return "".join(out)
 
 
 # --- relevance ------------------------------------------------------------------------------
