@@ -7,7 +7,8 @@ Phases (each bounded in time, 127.0.0.1 only, wrk with --connections, 256 by def
                this machine serves with the same wrk, the figure the others are compared to
   2. mix       GET /search over a realistic query mix: words (a third with typos), filters,
                category browsing with sorts, every answer with its facets; popular queries
-               repeat (Zipf over --distinct queries), as a store's search box sees them
+               repeat (Zipf over --distinct queries), as a store's search box sees them;
+               measured after --warmup seconds of the same mix (the answer caches warm)
   3. cold      the same shapes, every request a different query (no answer cache hit): what
                the engine itself sustains
   4. freshness --changes price changes (PATCH of a variant through the API, as a seller's
@@ -168,6 +169,7 @@ def main() -> int:
     ap.add_argument("--products", type=int, default=catalog_gen.DEFAULT_PRODUCTS)
     ap.add_argument("--distinct", type=int, default=2000, help="distinct queries in the mix")
     ap.add_argument("--changes", type=int, default=50, help="price changes timed (freshness)")
+    ap.add_argument("--warmup", type=int, default=10, help="seconds of the mix before measuring")
     ap.add_argument("--server-arg", action="append", default=[])
     args = ap.parse_args()
 
@@ -203,6 +205,10 @@ def main() -> int:
         for phase, cold in (("mix", False), ("cold", True)):
             paths = work / f"{phase}.txt"
             paths.write_text("\n".join(query_paths(20_000, args.distinct, cold=cold)) + "\n")
+            if not cold and args.warmup:
+                # the workers' answer caches start empty; a store's are warm: measure that
+                wrk(srv.url, HERE / "wrk/paths.lua", args.warmup, args.connections,
+                    {"PATHS": str(paths)})  # fmt: skip
             results[phase] = wrk(
                 srv.url, HERE / "wrk/paths.lua", args.seconds, args.connections,
                 {"PATHS": str(paths)},
