@@ -26,7 +26,7 @@ from nexuscart.domain.search import ProductRow, SearchDoc, SearchQuery
 log = logging.getLogger("nexuscart.search")
 
 SEEN_IDS_MAX: Final = 100_000  # event ids remembered for dedup (versions guard the rest)
-CACHE_MAX: Final = 20_000  # cached answers per worker (a few KB each)
+CACHE_MAX: Final = 10_000  # cached answers per worker (a few KB each: ~40 MB at most)
 REBUILD_CHUNK: Final = 5_000  # products per index commit during a rebuild
 
 
