@@ -25,7 +25,17 @@ from nexuscart import config
 from nexuscart.adapters.postgres import migrate, migration_files
 
 # Tables that grow with users: distributed by user_id, co-located (docs/scaling.md).
-USER_TABLES = ["users", "orders", "order_items", "payments", "inbox", "users_outbox"]
+USER_TABLES = [
+    "users",
+    "orders",
+    "order_items",
+    "payments",
+    "inbox",
+    "users_outbox",
+    "payment_webhooks",
+    "payment_refunds",
+    "payments_outbox",
+]
 CATALOG_TABLES = [
     "products",
     "flash_sales",
@@ -230,9 +240,13 @@ async def test_citus_block_distributes_and_colocates_once(fresh_db: str) -> None
             ("distributed", "stock_adjustments", "product_id", "products"),
             ("distributed", "catalog_outbox", "product_id", "products"),
             ("distributed", "skus", "sku", "none"),
+            # 0006: payments' webhook dedup, refunds and outbox, with the payment rows
+            ("distributed", "payment_webhooks", "user_id", "users"),
+            ("distributed", "payment_refunds", "user_id", "users"),
+            ("distributed", "payments_outbox", "user_id", "users"),
         ]
         # idempotent: run again, nothing is distributed twice
-        for sql in (s for v, _, s in migration_files() if v in (2, 4, 5)):
+        for sql in (s for v, _, s in migration_files() if v in (2, 4, 5, 6)):
             await conn.execute(sql)
         assert await conn.fetchval("SELECT count(*) FROM citus_standin.calls") == len(calls)
     finally:

@@ -19,7 +19,14 @@ QUERIES = sorted(
 DISTRIBUTED = ("orders", "order_items", "inbox", "payments", "users")
 # statements that cannot name one user: a sale's orders are spread over every shard; the
 # admin's users page lists every user (the email filter goes through user_emails instead)
-FAN_OUT = {"reconcile_sale_orders", "users_page"}
+# the payments reconciliation and refund sweeper are audits/background polls over every shard
+FAN_OUT = {
+    "reconcile_sale_orders",
+    "users_page",
+    "payments_refund_due",
+    "payments_reconcile",
+    "payments_paid_orders",
+}
 
 
 def _sql(name: str) -> str:

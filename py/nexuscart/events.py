@@ -45,7 +45,8 @@ class StockReserved(msgspec.Struct, frozen=True, tag="StockReserved"):
 
 
 class StockReleased(msgspec.Struct, frozen=True, tag="StockReleased"):
-    """A hold ended without payment (``reason``: expired | cancelled); its units are back."""
+    """A hold ended without payment (``reason``: expired | cancelled | payment_failed); its
+    units are back."""
 
     order_id: int
     sale_id: int
@@ -63,15 +64,58 @@ class StockSold(msgspec.Struct, frozen=True, tag="StockSold"):
     quantity: int
 
 
-class PaymentSucceeded(msgspec.Struct, frozen=True, tag="PaymentSucceeded"):
-    """The buyer's payment for an order succeeded (published on payments.v1 by the payments
-    service, which is not built yet)."""
+# payments.v1 (docs/payments.md): written to PostgreSQL's payments_outbox by the payments
+# service and the webhook endpoint, in the transaction of the change; key: the buyer's user
+# id. ``sale_id`` is the flash sale of the order (None for an everyday order); ``payment_id``
+# is derived from the order (one payment per order).
+
+
+class PaymentRequested(msgspec.Struct, frozen=True, tag="PaymentRequested"):
+    """A payment was opened with the provider for an order; the buyer can now pay it."""
 
     order_id: int
-    sale_id: int
+    sale_id: int | None
+    user_id: int
+    amount_cents: int
+    currency: str
+    payment_id: str
+    provider: str
+    provider_ref: str
+
+
+class PaymentSucceeded(msgspec.Struct, frozen=True, tag="PaymentSucceeded"):
+    """The buyer's payment for an order succeeded (the money is captured)."""
+
+    order_id: int
+    sale_id: int | None
     user_id: int
     amount_cents: int
     payment_id: str
+
+
+class PaymentFailed(msgspec.Struct, frozen=True, tag="PaymentFailed"):
+    """The payment of an order failed or was cancelled before any capture: the order is not
+    paid and its hold is released (``reason``: failed | canceled | refused)."""
+
+    order_id: int
+    sale_id: int | None
+    user_id: int
+    payment_id: str
+    reason: str
+
+
+class PaymentRefunded(msgspec.Struct, frozen=True, tag="PaymentRefunded"):
+    """Money went back to the buyer: ``refunded_cents`` in total so far (``amount_cents`` by
+    this refund); ``reason``: late (paid after the hold ended) | admin | cancelled | provider
+    (a refund made at the provider, learnt from its webhook)."""
+
+    order_id: int
+    sale_id: int | None
+    user_id: int
+    payment_id: str
+    amount_cents: int
+    refunded_cents: int
+    reason: str
 
 
 class UserRegistered(msgspec.Struct, frozen=True, tag="UserRegistered"):
@@ -163,7 +207,15 @@ CatalogEvent = ProductCreated | ProductUpdated | ProductArchived | StockAdjusted
 
 # the events of orders.v1 and payments.v1 (users.v1 has UserEnvelope: a consumer of one
 # topic handles only its own events)
-Event = StockReserved | StockReleased | StockSold | PaymentSucceeded
+Event = (
+    StockReserved
+    | StockReleased
+    | StockSold
+    | PaymentRequested
+    | PaymentSucceeded
+    | PaymentFailed
+    | PaymentRefunded
+)
 
 
 class Envelope(msgspec.Struct, frozen=True):

@@ -1,5 +1,5 @@
 """Composition root of the outbox relay process: the flash-sale outboxes in Redis, and the
-users and catalog outboxes in PostgreSQL, each relayed to Kafka by its own loop."""
+users, catalog and payments outboxes in PostgreSQL, each relayed to Kafka by its own loop."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.users_repo import UsersRepo
 from services.outbox_relay.catalog import CatalogOutboxRelay
+from services.outbox_relay.payments import PaymentsOutboxRelay
 from services.outbox_relay.relay import OutboxRelay, consumer_name
 from services.outbox_relay.users import UsersOutboxRelay
 
@@ -20,7 +22,10 @@ from services.outbox_relay.users import UsersOutboxRelay
 async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
-    await kafka.ensure_topics(settings.kafka.bootstrap, [events.USERS_TOPIC, events.CATALOG_TOPIC])
+    await kafka.ensure_topics(
+        settings.kafka.bootstrap,
+        [events.USERS_TOPIC, events.CATALOG_TOPIC, events.PAYMENTS_TOPIC],
+    )
     pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
 
     async def pg() -> asyncpg.Pool:
@@ -36,8 +41,11 @@ async def main(stop: asyncio.Event) -> None:
     )
     users = UsersOutboxRelay(UsersRepo(pg), producer)
     catalog = CatalogOutboxRelay(CatalogRepo(pg), producer)
+    payments = PaymentsOutboxRelay(PaymentsRepo(pg), producer)
     try:
-        await asyncio.gather(relay.run(stop), users.run(stop), catalog.run(stop))
+        await asyncio.gather(
+            relay.run(stop), users.run(stop), catalog.run(stop), payments.run(stop)
+        )
     finally:
         await producer.stop()
         await pool.close()

@@ -30,7 +30,8 @@ def target_status(env: Envelope) -> str | None:
     if isinstance(data, StockSold):
         return CONFIRMED
     if isinstance(data, StockReleased):
-        return CANCELLED if data.reason == "cancelled" else EXPIRED
+        # a hold released because its payment failed is a cancelled order, not an expired one
+        return CANCELLED if data.reason in ("cancelled", "payment_failed") else EXPIRED
     return None
 
 

@@ -1,0 +1,401 @@
+"""PostgreSQL side of payments: the payments, payment_webhooks, payment_refunds and
+payments_outbox tables (migration 0006). SQL lives in sql/queries/*.sql; this module binds
+parameters, folds facts under the row lock (domain/payments.py) and writes the events of a
+change into the outbox in the same transaction. Every statement carries user_id (single
+shard on Citus) except the background polls (outbox relay, refund sweeper) and the
+reconciliation's reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, NamedTuple
+
+import asyncpg
+import msgspec
+
+from nexuscart import events
+from nexuscart.adapters.postgres import query
+from nexuscart.domain import payments as rules
+
+Pool = Callable[[], Awaitable[asyncpg.Pool]]
+
+_encoder: Final = msgspec.json.Encoder()
+CONSUMER: Final = "payments"  # its rows in the shared inbox table
+
+
+class Payment(NamedTuple):
+    user_id: int
+    payment_id: str
+    order_id: int
+    sale_id: int | None
+    amount_cents: int
+    currency: str
+    status: str
+    provider: str
+    provider_ref: str | None
+    client_secret: str | None
+    requested: bool
+    captured_cents: int
+    refunded_cents: int
+    order_closed: bool
+
+    @property
+    def state(self) -> rules.State:
+        return rules.State(self.status, self.captured_cents, self.refunded_cents, self.order_closed)
+
+
+def _payment(row: Any) -> Payment:
+    return Payment(*(row[f] for f in Payment._fields))
+
+
+class OrderToPay(NamedTuple):
+    """What a payment is opened for: a flash-sale reservation today, an everyday order
+    (OrderPlaced) later; both map to this."""
+
+    user_id: int
+    order_id: int
+    sale_id: int | None
+    amount_cents: int
+    currency: str
+
+
+class OutboxRow(NamedTuple):
+    user_id: int
+    event_id: uuid.UUID
+    topic: str
+    payload: bytes
+
+
+class Refund(NamedTuple):
+    user_id: int
+    refund_key: str
+    payment_id: str
+    order_id: int
+    amount_cents: int
+    reason: str
+    actor_id: int | None
+    provider_ref: str | None
+
+
+def envelope(event_id: uuid.UUID, user_id: int, data: events.Event) -> bytes:
+    env = events.Envelope(
+        id=event_id,
+        type=type(data).__name__,
+        version=1,
+        occurred_at=dt.datetime.now(dt.UTC),
+        key=str(user_id),
+        data=data,
+    )
+    return _encoder.encode(env)
+
+
+def change_events(
+    p: Payment, before: rules.State, after: rules.State, refund_reason: str
+) -> list[tuple[uuid.UUID, events.Event]]:
+    """The events a state change announces, with ids derived from the payment and the fact
+    (a second writer of the same change writes the same ids: the outbox keeps one)."""
+    fx = rules.effects(before, after)
+    out: list[tuple[uuid.UUID, events.Event]] = []
+    if fx.succeeded:
+        out.append(
+            (
+                rules.event_id(p.payment_id, "succeeded"),
+                events.PaymentSucceeded(
+                    p.order_id, p.sale_id, p.user_id, after.captured_cents, p.payment_id
+                ),
+            )
+        )
+    if fx.failed:
+        out.append(
+            (
+                rules.event_id(p.payment_id, "failed"),
+                events.PaymentFailed(p.order_id, p.sale_id, p.user_id, p.payment_id, fx.failed),
+            )
+        )
+    if fx.refunded_delta:
+        out.append(
+            (
+                rules.event_id(p.payment_id, f"refunded:{after.refunded_cents}"),
+                events.PaymentRefunded(
+                    p.order_id,
+                    p.sale_id,
+                    p.user_id,
+                    p.payment_id,
+                    fx.refunded_delta,
+                    after.refunded_cents,
+                    refund_reason,
+                ),
+            )
+        )
+    return out
+
+
+class PaymentsRepo:
+    def __init__(self, pool: Pool):
+        self._pool = pool
+
+    async def get(self, user_id: int, payment_id: str) -> Payment | None:
+        p = await self._pool()
+        row = await p.fetchrow(query("payment_by_id"), user_id, payment_id)
+        return None if row is None else _payment(row)
+
+    async def seen(self, user_id: int, event_id: uuid.UUID) -> bool:
+        """Whether this service applied the Kafka event already (its inbox row)."""
+        p = await self._pool()
+        return bool(
+            await p.fetchval(
+                query("inbox_seen"),
+                user_id,
+                CONSUMER,
+                event_id,
+            )
+        )
+
+    async def _inbox(self, conn: asyncpg.Connection, user_id: int, event_id: uuid.UUID) -> bool:
+        rows = await conn.fetch(query("inbox_insert"), user_id, CONSUMER, event_id)
+        return bool(rows)
+
+    async def open(self, order: OrderToPay, provider: str) -> Payment:
+        """The order's payment row (created pending if missing)."""
+        p = await self._pool()
+        pid = rules.payment_id(order.order_id)
+        async with p.acquire() as conn:
+            await conn.execute(
+                query("payment_insert"),
+                order.user_id,
+                pid,
+                order.order_id,
+                order.sale_id,
+                order.amount_cents,
+                order.currency,
+                provider,
+            )
+            row = await conn.fetchrow(query("payment_by_id"), order.user_id, pid)
+        return _payment(row)
+
+    async def record_intent(
+        self,
+        payment: Payment,
+        provider_ref: str,
+        client_secret: str,
+        source_event: uuid.UUID | None,
+    ) -> bool:
+        """Store the provider's intent and write PaymentRequested, once (False: stored
+        before). ``source_event`` (the order event) goes into the inbox with it."""
+        p = await self._pool()
+        async with p.acquire() as conn, conn.transaction():
+            if source_event is not None:
+                await self._inbox(conn, payment.user_id, source_event)
+            done = await conn.fetchval(
+                query("payment_set_intent"),
+                payment.user_id,
+                payment.payment_id,
+                provider_ref,
+                client_secret,
+            )
+            if done is None:
+                return False
+            data = events.PaymentRequested(
+                payment.order_id,
+                payment.sale_id,
+                payment.user_id,
+                payment.amount_cents,
+                payment.currency,
+                payment.payment_id,
+                payment.provider,
+                provider_ref,
+            )
+            eid = rules.event_id(payment.payment_id, "requested")
+            await self._outbox(conn, payment.user_id, [(eid, data)])
+            return True
+
+    async def mark_event(self, user_id: int, source_event: uuid.UUID) -> None:
+        """Record a Kafka event as applied when applying it wrote nothing else."""
+        p = await self._pool()
+        async with p.acquire() as conn:
+            await self._inbox(conn, user_id, source_event)
+
+    async def apply(
+        self,
+        user_id: int,
+        payment_id: str,
+        facts: Sequence[rules.Fact],
+        *,
+        create: OrderToPay | None = None,
+        webhook: tuple[str, str] | None = None,
+        source_event: uuid.UUID | None = None,
+        refund_reason: str = "provider",
+    ) -> tuple[str, Payment | None]:
+        """Fold ``facts`` into the payment under its row lock and write the events of the
+        change, in one single-shard transaction. ``webhook`` (provider event id, type) is
+        recorded first: a repeat answers ("duplicate", None) and changes nothing.
+        ``create``: the order to open the row for when it does not exist yet (a webhook or
+        the hold's end before the intent was stored). Answers ("applied" | "unknown", row)."""
+        p = await self._pool()
+        async with p.acquire() as conn, conn.transaction():
+            if webhook is not None:
+                fresh = await conn.fetchval(
+                    query("payment_webhook_insert"), user_id, webhook[0], webhook[1], payment_id
+                )
+                if fresh is None:
+                    return "duplicate", None
+            if source_event is not None and not await self._inbox(conn, user_id, source_event):
+                return "duplicate", None
+            row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
+            if row is None:
+                if create is None:
+                    return "unknown", None
+                await conn.execute(
+                    query("payment_insert"),
+                    create.user_id,
+                    payment_id,
+                    create.order_id,
+                    create.sale_id,
+                    create.amount_cents,
+                    create.currency,
+                    rules.PROVIDER_STRIPE,
+                )
+                row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
+            pay = _payment(row)
+            before = pay.state
+            after = before
+            for f in facts:
+                after = rules.apply(after, f)
+            if after != before:
+                await self._save(conn, pay, after)
+                await self._outbox(conn, user_id, change_events(pay, before, after, refund_reason))
+            return "applied", pay._replace(
+                status=after.status,
+                captured_cents=after.captured_cents,
+                refunded_cents=after.refunded_cents,
+                order_closed=after.order_closed,
+            )
+
+    async def refund_by_key(self, user_id: int, key: str) -> Refund | None:
+        p = await self._pool()
+        row = await p.fetchrow(query("payment_refund_by_key"), user_id, key)
+        return None if row is None else Refund(*(row[f] for f in Refund._fields))
+
+    async def reserve_refund(
+        self,
+        user_id: int,
+        payment_id: str,
+        key: str,
+        amount_cents: int | None,
+        reason: str,
+        actor_id: int | None,
+    ) -> Refund:
+        """Reserve a refund under the payment's row lock, before the provider is asked: the
+        amount (None: all that is left) is checked against what was captured minus every
+        refund reserved so far, so concurrent refunds can never add up to more than the
+        capture. A key reserved before answers its first reservation unchanged. Raises
+        RefundRefused (rules) or LookupError (no such payment)."""
+        p = await self._pool()
+        async with p.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
+            if row is None:
+                raise LookupError(payment_id)
+            known = await conn.fetchrow(query("payment_refund_by_key"), user_id, key)
+            if known is not None:
+                return Refund(*(known[f] for f in Refund._fields))
+            pay = _payment(row)
+            sums = await conn.fetchrow(query("payment_refunds_sum"), user_id, payment_id)
+            amount = rules.check_refund(pay.state, amount_cents, int(sums["reserved"]))
+            await conn.fetchval(
+                query("payment_refund_insert"),
+                user_id,
+                key,
+                payment_id,
+                pay.order_id,
+                amount,
+                reason,
+                actor_id,
+            )
+            return Refund(user_id, key, payment_id, pay.order_id, amount, reason, actor_id, None)
+
+    async def finish_refund(self, refund: Refund, provider_ref: str) -> bool:
+        """The provider accepted ``refund``: its id stored, the accepted total folded into
+        the payment with its PaymentRefunded event, once (False: finished before)."""
+        p = await self._pool()
+        async with p.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(query("payment_lock"), refund.user_id, refund.payment_id)
+            done = await conn.fetchval(
+                query("payment_refund_set_ref"), refund.user_id, refund.refund_key, provider_ref
+            )
+            if done is None or row is None:
+                return False
+            pay = _payment(row)
+            sums = await conn.fetchrow(
+                query("payment_refunds_sum"), refund.user_id, refund.payment_id
+            )
+            before = pay.state
+            after = rules.apply(before, rules.Fact("refunded", int(sums["sent"])))
+            if after != before:
+                await self._save(conn, pay, after)
+                await self._outbox(
+                    conn, pay.user_id, change_events(pay, before, after, refund.reason)
+                )
+            return True
+
+    async def _save(self, conn: asyncpg.Connection, pay: Payment, after: rules.State) -> None:
+        await conn.execute(
+            query("payment_save_state"),
+            pay.user_id,
+            pay.payment_id,
+            after.status,
+            after.captured_cents,
+            after.refunded_cents,
+            after.order_closed,
+        )
+
+    async def _outbox(
+        self,
+        conn: asyncpg.Connection,
+        user_id: int,
+        evs: Sequence[tuple[uuid.UUID, events.Event]],
+    ) -> None:
+        if evs:
+            await conn.executemany(
+                query("payments_outbox_insert"),
+                [
+                    (user_id, eid, events.PAYMENTS_TOPIC, envelope(eid, user_id, d))
+                    for eid, d in evs
+                ],
+            )
+
+    # -- background polls (every shard) -----------------------------------------------------
+
+    async def refunds_unsent(self, older_than_s: float, limit: int) -> list[tuple[int, str]]:
+        p = await self._pool()
+        rows = await p.fetch(query("payment_refunds_unsent"), older_than_s, limit)
+        return [(r["user_id"], r["refund_key"]) for r in rows]
+
+    async def refund_due(self, limit: int) -> list[tuple[int, str]]:
+        p = await self._pool()
+        rows = await p.fetch(query("payments_refund_due"), limit)
+        return [(r["user_id"], r["payment_id"]) for r in rows]
+
+    async def outbox_batch(self, limit: int) -> list[OutboxRow]:
+        p = await self._pool()
+        rows = await p.fetch(query("payments_outbox_batch"), limit)
+        return [
+            OutboxRow(r["user_id"], r["event_id"], r["topic"], bytes(r["payload"])) for r in rows
+        ]
+
+    async def outbox_delete(self, rows: Sequence[OutboxRow]) -> None:
+        p = await self._pool()
+        await p.executemany(
+            query("payments_outbox_delete"), [(r.user_id, r.event_id) for r in rows]
+        )
+
+    async def reconcile_rows(
+        self,
+    ) -> tuple[list[asyncpg.Record], list[asyncpg.Record], list[asyncpg.Record]]:
+        p = await self._pool()
+        return (
+            await p.fetch(query("payments_reconcile")),
+            await p.fetch(query("payment_refunds_totals")),
+            await p.fetch(query("payments_paid_orders")),
+        )

@@ -1,0 +1,222 @@
+"""Stripe behind the provider boundary: the official SDK's async client (stripe-mock locally),
+every call with a timeout, retried with exponential back-off and jitter on retryable errors
+only (tenacity), behind one circuit breaker (purgatory) that fails fast while Stripe is down
+(ADR 0012). Counters for attempts, outcomes, latency and the breaker state are kept here and
+logged by the payments service.
+
+The SDK's own retries are off (``max_network_retries=0``): tenacity owns the policy, so one
+place decides what is retried, and the breaker counts each logical call once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import stripe
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from nexuscart.adapters.payments_provider import (
+    Intent,
+    IntentRequest,
+    ProviderRefused,
+    ProviderUnavailable,
+    RefundResult,
+)
+from nexuscart.config import StripeSettings
+
+T = TypeVar("T")
+
+CIRCUIT: Final = "stripe"
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Worth the same call again: the network, a timeout, a rate limit, a 5xx or a lock
+    conflict (409 ``lock_timeout``). Never a refusal (4xx): it would be refused again."""
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError | TimeoutError):
+        return True
+    if isinstance(exc, stripe.StripeError):
+        status = exc.http_status or 0
+        return status >= 500 or (status == 409 and exc.code == "lock_timeout")
+    return False
+
+
+@dataclass
+class CallStats:
+    """Running totals (log lines carry them: services export no metrics endpoint yet)."""
+
+    attempts: dict[str, int] = field(default_factory=dict)  # op -> HTTP attempts
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)  # (op, outcome) -> n
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum_s: float = 0.0
+    latency_count: int = 0
+
+    def attempt(self, op: str) -> None:
+        self.attempts[op] = self.attempts.get(op, 0) + 1
+
+    def outcome(self, op: str, outcome: str, seconds: float) -> None:
+        self.outcomes[(op, outcome)] = self.outcomes.get((op, outcome), 0) + 1
+        i = next((i for i, b in enumerate(LATENCY_BUCKETS) if seconds <= b), len(LATENCY_BUCKETS))
+        self.latency_buckets[i] += 1
+        self.latency_sum_s += seconds
+        self.latency_count += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "attempts": dict(self.attempts),
+            "outcomes": {f"{op}:{o}": n for (op, o), n in self.outcomes.items()},
+            "latency_count": self.latency_count,
+            "latency_mean_ms": round(1000 * self.latency_sum_s / max(1, self.latency_count), 2),
+        }
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        timeout_s: float = 5.0,
+        attempts: int = 3,
+        retry_budget_s: float = 10.0,
+        breaker_threshold: int = 5,
+        breaker_ttl_s: float = 5.0,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+    ):
+        base = {"api": settings.api_base} if settings.api_base else None
+        self.http = stripe.HTTPXClient(timeout=timeout_s)
+        self.client = stripe.StripeClient(
+            settings.api_key,
+            base_addresses=base,  # type: ignore[arg-type]
+            http_client=self.http,
+            max_network_retries=0,
+        )
+        self.timeout_s = timeout_s
+        self.attempts = attempts
+        self.retry_budget_s = retry_budget_s
+        # initial * 2^n plus up to ``initial`` of jitter, capped: retries of many calls that
+        # failed together spread out instead of hitting Stripe again in step
+        self.backoff = wait_exponential_jitter(
+            multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s
+        )
+        # refusals are answers: they say nothing about Stripe being down, so they never
+        # count towards opening the circuit
+        self.breakers = AsyncCircuitBreakerFactory(
+            default_threshold=breaker_threshold,
+            default_ttl=breaker_ttl_s,
+            exclude=[(stripe.StripeError, lambda e: not is_retryable(e))],
+        )
+        self.stats = CallStats()
+        self._state = "closed"
+
+    def breaker_state(self) -> str:
+        return self._state
+
+    async def aclose(self) -> None:
+        """Close the pooled connections (on the loop that used them)."""
+        await self.http.close_async()  # type: ignore[no-untyped-call]
+
+    async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        started = time.monotonic()
+        try:
+            result = await self._guarded(op, fn)
+        except ProviderUnavailable:
+            self.stats.outcome(op, "unavailable", time.monotonic() - started)
+            raise
+        except ProviderRefused:
+            self.stats.outcome(op, "refused", time.monotonic() - started)
+            raise
+        self.stats.outcome(op, "ok", time.monotonic() - started)
+        return result
+
+    async def _guarded(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        breaker = await self.breakers.get_breaker(CIRCUIT)
+        try:
+            async with breaker:
+                try:
+                    return await self._retried(op, fn)
+                finally:
+                    self._state = str(breaker.context.state)
+        except OpenedState as exc:
+            self._state = "opened"
+            raise ProviderUnavailable(f"stripe circuit open: {exc}") from exc
+        except stripe.StripeError as exc:
+            if is_retryable(exc):
+                raise ProviderUnavailable(f"stripe {op}: {exc}") from exc
+            raise ProviderRefused(f"stripe {op}: {exc.code or ''} {exc}") from exc
+        except TimeoutError as exc:
+            raise ProviderUnavailable(f"stripe {op}: timed out") from exc
+
+    async def _retried(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            wait=self.backoff,
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.retry_budget_s),
+            reraise=True,
+        ):
+            with attempt:
+                self.stats.attempt(op)
+                async with asyncio.timeout(self.timeout_s):
+                    return await fn()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def create_intent(self, req: IntentRequest) -> Intent:
+        params: dict[str, Any] = {
+            "amount": req.amount_cents,
+            "currency": req.currency.lower(),
+            "automatic_payment_methods": {"enabled": True},
+            "metadata": {
+                "order_id": str(req.order_id),
+                "user_id": str(req.user_id),
+                "sale_id": "" if req.sale_id is None else str(req.sale_id),
+            },
+        }
+        pi = await self._call(
+            "create_intent",
+            lambda: self.client.v1.payment_intents.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": req.idempotency_key},
+            ),
+        )
+        return Intent(ref=pi.id, client_secret=pi.client_secret or "", status=pi.status)
+
+    async def refund(
+        self, ref: str, amount_cents: int, idempotency_key: str, metadata: dict[str, str]
+    ) -> RefundResult:
+        params: dict[str, Any] = {
+            "payment_intent": ref,
+            "amount": amount_cents,
+            "metadata": metadata,
+        }
+        r = await self._call(
+            "refund",
+            lambda: self.client.v1.refunds.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
+        )
+        return RefundResult(ref=r.id, amount_cents=amount_cents, status=r.status or "")
+
+    async def confirm_test(self, ref: str, payment_method: str) -> str:
+        pi = await self._call(
+            "confirm",
+            lambda: self.client.v1.payment_intents.confirm_async(
+                ref,
+                {"payment_method": payment_method},
+            ),
+        )
+        return str(pi.status)

@@ -1,0 +1,501 @@
+"""Payments on the real stack (PostgreSQL, stripe-mock, Kafka): one intent, one row, one
+event per order across a kill -9 between the Stripe call and the outbox write; webhooks
+delivered three times in any order converge; forged, stale, unknown and oversized webhooks
+change nothing; a success after the hold ended is refunded exactly once; while stripe-mock
+is down the breaker opens and orders wait, then every one is requested once; the events
+reach Kafka through the payments outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+import pytest
+import stripe
+import uvloop
+from aiokafka import AIOKafkaConsumer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devtools import devstack
+from nexuscart import config, events
+from nexuscart.adapters import kafka, postgres
+from nexuscart.adapters.payments_provider import Intent, IntentRequest, ProviderUnavailable
+from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
+from nexuscart.adapters.payments_stripe import StripeProvider
+from nexuscart.app.errors import Refused
+from nexuscart.app.payments import Payments
+from nexuscart.domain import payments as rules
+from services.outbox_relay.payments import PaymentsOutboxRelay
+from tests.conftest import ROOT
+
+T = TypeVar("T")
+
+
+@dataclass
+class World:
+    runner: asyncio.Runner
+    pool: asyncpg.Pool
+    payments: Payments
+    settings: config.Settings
+    providers: list[StripeProvider]
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    def with_provider(self, provider: StripeProvider) -> Payments:
+        self.providers.append(provider)
+        return Payments(self.payments.repo, provider, self.settings.stripe.webhook_secret)
+
+
+@pytest.fixture(scope="module")
+def world(settings: config.Settings, migrated: None) -> Iterator[World]:
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    pool = runner.run(postgres.create_pool(settings.postgres, timeout_s=10.0))
+
+    async def pg() -> asyncpg.Pool:
+        return pool
+
+    provider = StripeProvider(settings.stripe)
+    payments = Payments(PaymentsRepo(pg), provider, settings.stripe.webhook_secret)
+    w = World(runner, pool, payments, settings, [provider])
+    try:
+        yield w
+    finally:
+        for p in w.providers:
+            runner.run(p.aclose())
+        runner.run(pool.close())
+        runner.close()
+
+
+_rng = random.SystemRandom()  # not the one hypothesis seeds: every example gets new ids
+
+
+def new_order(amount: int = 2_500, sale_id: int | None = 7) -> OrderToPay:
+    return OrderToPay(_rng.randrange(10**6, 10**12), _rng.getrandbits(50), sale_id, amount, "usd")
+
+
+def webhook_body(
+    kind: str,
+    order: OrderToPay,
+    *,
+    event_id: str | None = None,
+    amount: int | None = None,
+    refunded: int = 0,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    amount = order.amount_cents if amount is None else amount
+    obj: dict[str, Any] = {
+        "id": "pi_test",
+        "object": "charge" if kind.startswith("charge.") else "payment_intent",
+        "amount": amount,
+        "amount_received": amount if kind == "payment_intent.succeeded" else 0,
+        "amount_captured": amount if kind.startswith("charge.") else 0,
+        "amount_refunded": refunded,
+        "currency": "usd",
+        "metadata": metadata
+        if metadata is not None
+        else {
+            "order_id": str(order.order_id),
+            "user_id": str(order.user_id),
+            "sale_id": str(order.sale_id or ""),
+        },
+    }
+    return json.dumps(
+        {
+            "id": event_id or f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": kind,
+            "created": int(time.time()),
+            "data": {"object": obj},
+        }
+    ).encode()
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The Stripe-Signature header, made as Stripe makes it (the SDK's helper)."""
+    return str(stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp))
+
+
+async def row(pool: asyncpg.Pool, order: OrderToPay) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT * FROM payments WHERE user_id = $1 AND payment_id = $2",
+        order.user_id,
+        rules.payment_id(order.order_id),
+    )
+
+
+async def outbox_types(pool: asyncpg.Pool, order: OrderToPay) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT payload FROM payments_outbox WHERE user_id = $1 ORDER BY created_at",
+        order.user_id,
+    )
+    return [events.decode(bytes(r["payload"])).type for r in rows]
+
+
+async def refund_rows(pool: asyncpg.Pool, order: OrderToPay) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT * FROM payment_refunds WHERE user_id = $1 AND order_id = $2",
+        order.user_id,
+        order.order_id,
+    )
+    return rows
+
+
+# --- one intent, one row, one event -------------------------------------------------------------
+
+
+def test_an_order_event_delivered_twice_opens_one_intent_one_row_one_event(world: World) -> None:
+    order = new_order()
+    reserved = events.Envelope(
+        id=uuid.uuid4(),
+        type="StockReserved",
+        version=1,
+        occurred_at=datetime.now(UTC),
+        key=str(order.user_id),
+        data=events.StockReserved(
+            order.order_id, 7, order.user_id, "SKU-1", 1, order.amount_cents, "usd", 0
+        ),
+    )
+    world.run(world.payments.handle_order_events([reserved, reserved]))
+    world.run(world.payments.handle_order_events([reserved]))
+    r = world.run(row(world.pool, order))
+    assert r is not None
+    assert r["requested"]
+    assert r["provider_ref"].startswith("pi_")
+    assert r["client_secret"]
+    assert r["status"] == "pending"
+    assert world.run(outbox_types(world.pool, order)) == ["PaymentRequested"]
+
+
+KILLED_SCRIPT = """
+import asyncio, os, signal, sys
+import asyncpg
+from nexuscart import config
+from nexuscart.adapters import postgres
+from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
+from nexuscart.adapters.payments_stripe import StripeProvider
+from nexuscart.app.payments import Payments
+
+class DiesAfterTheCall(StripeProvider):
+    async def create_intent(self, req):
+        intent = await super().create_intent(req)
+        print(req.idempotency_key, intent.ref, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # before the intent and its event are written
+
+async def main():
+    s = config.load()
+    pool = await postgres.create_pool(s.postgres, timeout_s=10.0)
+    async def pg():
+        return pool
+    order = OrderToPay(int(sys.argv[1]), int(sys.argv[2]), 7, 2500, "usd")
+    await Payments(PaymentsRepo(pg), DiesAfterTheCall(s.stripe)).request(order)
+
+asyncio.run(main())
+"""
+
+
+class Recording(StripeProvider):
+    def __init__(self, s: config.StripeSettings, **kw: Any):
+        super().__init__(s, **kw)
+        self.keys: list[str] = []
+
+    async def create_intent(self, req: IntentRequest) -> Intent:
+        self.keys.append(req.idempotency_key)
+        return await super().create_intent(req)
+
+
+def test_kill_9_between_the_stripe_call_and_the_outbox_write_leaves_one_row_and_one_event(
+    world: World,
+) -> None:
+    order = new_order()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'py'}:{ROOT}"}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_SCRIPT, str(order.user_id), str(order.order_id)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    key_before = proc.stdout.decode().split()[0]
+    left = world.run(row(world.pool, order))
+    assert left is not None
+    assert not left["requested"]  # the row, no intent stored, no event
+    assert world.run(outbox_types(world.pool, order)) == []
+    # the restarted service gets the order event again
+    provider = Recording(world.settings.stripe)
+    again = world.with_provider(provider)
+    assert world.run(again.request(order)) == "requested"
+    assert world.run(again.request(order)) == "exists"
+    # the same idempotency key as the killed call: Stripe answers the same intent
+    assert provider.keys == [key_before] == [rules.intent_key(order.order_id)]
+    count = world.run(
+        world.pool.fetchval(
+            "SELECT count(*) FROM payments WHERE user_id = $1 AND order_id = $2",
+            order.user_id,
+            order.order_id,
+        )
+    )
+    assert count == 1
+    assert world.run(outbox_types(world.pool, order)) == ["PaymentRequested"]
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def deliver(world: World, body: bytes, header: str | None = None) -> str:
+    sig = sign(body, world.settings.stripe.webhook_secret) if header is None else header
+    return world.run(world.payments.receive_webhook(body, sig)).outcome
+
+
+def state_of(world: World, order: OrderToPay) -> tuple[Any, ...] | None:
+    r = world.run(row(world.pool, order))
+    if r is None:
+        return None
+    return (r["status"], r["captured_cents"], r["refunded_cents"], r["order_closed"])
+
+
+SCENARIOS = [
+    ["payment_intent.payment_failed", "payment_intent.succeeded"],
+    ["payment_intent.succeeded", "charge.refunded"],
+    ["payment_intent.payment_failed", "payment_intent.succeeded", "charge.refunded"],
+    ["payment_intent.canceled"],
+]
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=st.sampled_from(SCENARIOS), rnd=st.randoms(use_true_random=False))
+def test_every_webhook_three_times_in_shuffled_order_converges_to_once_in_order(
+    world: World, scenario: list[str], rnd: random.Random
+) -> None:
+    in_order, shuffled = new_order(), new_order()
+    for o in (in_order, shuffled):
+        world.run(world.payments.repo.open(o, "stripe"))
+    bodies = {
+        o.order_id: [
+            webhook_body(
+                k, o, event_id=f"evt_{o.order_id}_{i}", refunded=700 * (k == "charge.refunded")
+            )
+            for i, k in enumerate(scenario)
+        ]
+        for o in (in_order, shuffled)
+    }
+    for b in bodies[in_order.order_id]:
+        assert deliver(world, b) == "applied"
+    deliveries = bodies[shuffled.order_id] * 3
+    rnd.shuffle(deliveries)
+    outcomes = [deliver(world, b) for b in deliveries]
+    assert outcomes.count("applied") == len(scenario)  # each event applied once
+    assert state_of(world, shuffled) == state_of(world, in_order)
+    # PaymentSucceeded at most once whatever the order (event ids derived from the payment)
+    assert world.run(outbox_types(world.pool, shuffled)).count("PaymentSucceeded") <= 1
+
+
+def test_bad_signatures_stale_timestamps_and_unknown_types_change_nothing(world: World) -> None:
+    order = new_order()
+    world.run(world.payments.repo.open(order, "stripe"))
+    before = state_of(world, order)
+    body = webhook_body("payment_intent.succeeded", order)
+    secret = world.settings.stripe.webhook_secret
+    for header in (
+        "",  # none
+        sign(body, "whsec_not_ours"),  # another secret
+        sign(body + b" ", secret),  # signed another body
+        sign(body, secret, int(time.time()) - 3600),  # an hour old: a replay
+        "t=abc,v1=zz",  # garbage
+    ):
+        with pytest.raises(Refused) as err:
+            deliver(world, body, header)
+        assert err.value.status == 400
+    assert deliver(world, webhook_body("customer.created", order)) == "ignored"
+    assert deliver(world, webhook_body("payment_intent.succeeded", order, metadata={})) == "ignored"
+    with pytest.raises(Refused):
+        deliver(world, b'{"not": "an event"}')
+    assert state_of(world, order) == before
+    assert world.run(outbox_types(world.pool, order)) == []
+
+
+def test_a_webhook_before_the_intent_was_stored_creates_the_payment(world: World) -> None:
+    order = new_order()
+    assert deliver(world, webhook_body("payment_intent.succeeded", order)) == "applied"
+    assert state_of(world, order) == ("succeeded", order.amount_cents, 0, False)
+    assert world.run(outbox_types(world.pool, order)) == ["PaymentSucceeded"]
+
+
+# --- late success -> exactly one refund ----------------------------------------------------------
+
+
+def test_a_success_after_the_hold_ended_is_refunded_exactly_once(world: World) -> None:
+    order = new_order()
+    assert world.run(world.payments.request(order)) == "requested"
+    assert world.run(world.payments.order_closed(order.user_id, order.order_id, None)) == "applied"
+    assert deliver(world, webhook_body("payment_intent.succeeded", order)) == "applied"
+
+    async def sweeps() -> None:
+        await asyncio.gather(*(world.payments.sweep() for _ in range(3)))
+        await world.payments.sweep()
+
+    world.run(sweeps())
+    refunds = world.run(refund_rows(world.pool, order))
+    assert [(r["reason"], r["amount_cents"]) for r in refunds] == [("late", order.amount_cents)]
+    assert refunds[0]["provider_ref"].startswith("re_")
+    assert state_of(world, order) == ("succeeded", order.amount_cents, order.amount_cents, True)
+    types = world.run(outbox_types(world.pool, order))
+    assert types.count("PaymentRefunded") == 1
+    # the provider's own refund webhook, late and twice, changes nothing more
+    refunded = webhook_body("charge.refunded", order, refunded=order.amount_cents)
+    deliver(world, refunded)
+    deliver(world, refunded)
+    assert world.run(outbox_types(world.pool, order)).count("PaymentRefunded") == 1
+
+
+def test_a_closed_order_never_opens_an_intent(world: World) -> None:
+    order = new_order()
+    world.run(world.payments.order_closed(order.user_id, order.order_id, None))
+    provider = Recording(world.settings.stripe)
+    assert world.run(world.with_provider(provider).request(order)) == "closed"
+    assert provider.keys == []
+
+
+# --- refunds never above the capture ------------------------------------------------------------
+
+
+def test_partial_refunds_add_up_to_the_capture_at_most_and_repeat_by_key(world: World) -> None:
+    order = new_order(amount=1_000)
+    world.run(world.payments.request(order))
+    deliver(world, webhook_body("payment_intent.succeeded", order))
+    p = world.payments
+    a = world.run(p.refund_request(order.user_id, order.order_id, 600, "admin", "k1", 1))
+    assert (a.amount_cents, a.status) == (600, "accepted")
+    again = world.run(p.refund_request(order.user_id, order.order_id, 600, "admin", "k1", 1))
+    assert again == a  # the same key: the same refund, nothing sent twice
+    with pytest.raises(Refused) as err:
+        world.run(p.refund_request(order.user_id, order.order_id, 401, "admin", "k2", 1))
+    assert err.value.status == 409
+
+    async def race() -> list[Any]:
+        return await asyncio.gather(
+            *(p.refund_request(order.user_id, order.order_id, 300, "admin", f"r{i}", 1)
+              for i in range(4)),
+            return_exceptions=True,
+        )  # fmt: skip
+
+    results = world.run(race())
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert state_of(world, order) == ("succeeded", 1_000, 900, False)
+    cancel = world.run(p.refund_request(order.user_id, order.order_id, None, "cancelled", "", 1))
+    assert cancel.amount_cents == 100
+    assert state_of(world, order) == ("succeeded", 1_000, 1_000, False)
+
+
+# --- Stripe down: the breaker opens, orders wait, nothing twice ----------------------------------
+
+
+def test_stripe_down_opens_the_breaker_orders_wait_then_each_is_requested_once(
+    world: World, stack: devstack.Stack
+) -> None:
+    server = stack.servers.get("stripe")
+    if server is None:
+        pytest.skip("stripe-mock is external (STRIPE_API_BASE): the test cannot stop it")
+    provider = Recording(
+        world.settings.stripe,
+        timeout_s=1.0,
+        attempts=2,
+        breaker_threshold=2,
+        breaker_ttl_s=1.0,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+    )
+    payments = world.with_provider(provider)
+    orders = [new_order() for _ in range(6)]
+    server.stop()
+    try:
+        failures = 0
+        for o in orders:
+            with pytest.raises(ProviderUnavailable):
+                world.run(payments.request(o))
+            failures += 1
+        assert provider.breaker_state() == "opened"
+        # failing fast: two calls reached the network (2 attempts each), the rest did not
+        assert provider.stats.attempts["create_intent"] == 4
+        assert provider.stats.outcomes[("create_intent", "unavailable")] == failures
+    finally:
+        server.start()
+    time.sleep(1.1)  # the breaker's TTL: it lets one call through (half-open)
+    for o in orders:
+        assert world.run(payments.request(o)) == "requested"
+        assert world.run(payments.request(o)) == "exists"
+    assert provider.breaker_state() == "closed"
+    for o in orders:
+        r = world.run(row(world.pool, o))
+        assert r is not None
+        assert r["requested"]
+        assert world.run(outbox_types(world.pool, o)) == ["PaymentRequested"]
+    # one idempotency key per order, however many times it was tried
+    assert {k for k in provider.keys} == {rules.intent_key(o.order_id) for o in orders}
+
+
+# --- the outbox reaches Kafka ----------------------------------------------------------------
+
+
+def test_payment_events_reach_payments_v1_through_the_outbox_keyed_by_user(world: World) -> None:
+    order = new_order()
+    world.run(world.payments.request(order))
+    deliver(world, webhook_body("payment_intent.succeeded", order))
+
+    async def relay_and_read() -> list[events.Envelope]:
+        s = world.settings
+        await kafka.ensure_topics(s.kafka.bootstrap, [events.PAYMENTS_TOPIC])
+        producer = kafka.producer(s.kafka, "test-payments-relay")
+        await producer.start()
+        try:
+            relay = PaymentsOutboxRelay(world.payments.repo, producer)
+            while await relay.run_once():
+                pass
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            events.PAYMENTS_TOPIC,
+            bootstrap_servers=s.kafka.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        seen: list[events.Envelope] = []
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline and len(seen) < 2:
+                for recs in (await consumer.getmany(timeout_ms=500)).values():
+                    for r in recs:
+                        with contextlib.suppress(msgspec.DecodeError):
+                            env = events.decode(r.value)
+                            if env.data.user_id == order.user_id:
+                                assert r.key == str(order.user_id).encode()
+                                seen.append(env)
+        finally:
+            await consumer.stop()
+        return seen
+
+    seen = world.run(relay_and_read())
+    assert [e.type for e in seen] == ["PaymentRequested", "PaymentSucceeded"]
+    assert world.run(outbox_types(world.pool, order)) == []
