@@ -8,12 +8,15 @@ import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 
 from devtools import catalog_gen
 from nexuscart import config
+from nexuscart.adapters import postgres
 from nexuscart.domain import search as rules
 from tests.conftest import EDGE_TEST_ENV, ROOT, EdgeServer
 
@@ -22,14 +25,29 @@ PRODUCTS = 400  # the generator's first 400 products (deterministic)
 
 @pytest.fixture(scope="module")
 def search_edge(settings: config.Settings, migrated: None) -> Iterator[EdgeServer]:
-    # the catalog first, then an edge of its own: its workers index it at start
-    asyncio.run(catalog_gen.load(settings.postgres.dsn, settings.redis.url, PRODUCTS))
-    server = EdgeServer("edge.app:app", EDGE_TEST_ENV, workers=2, cwd=ROOT)
+    # A database of its own holding exactly the generated catalog (the session's database
+    # has whatever other tests created), then an edge of its own on it: its workers index
+    # the catalog at start. Kafka is shared, but nothing writes while these tests run.
+    dsn = asyncio.run(fresh_database(settings.postgres.dsn, "nexuscart_search_http"))
+    asyncio.run(postgres.migrate_dsn(dsn))
+    asyncio.run(catalog_gen.load(dsn, settings.redis.url, PRODUCTS))
+    server = EdgeServer("edge.app:app", {**EDGE_TEST_ENV, "PG_DSN": dsn}, workers=2, cwd=ROOT)
     try:
         ready_within(server, 30)
         yield server
     finally:
         server.stop()
+
+
+async def fresh_database(dsn: str, name: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def ready_within(server: EdgeServer, seconds: float) -> None:
