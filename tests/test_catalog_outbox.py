@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
 from nexuscart import config, events
@@ -25,6 +26,7 @@ from nexuscart.adapters.catalog_repo import (
     SkuTaken,
     VariantFields,
 )
+from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.domain import catalog as rules
 from services.outbox_relay.catalog import CatalogOutboxRelay
 
@@ -182,3 +184,37 @@ async def test_a_sku_claim_is_exclusive_and_an_orphan_is_taken_over(repo: Catalo
     )
     with pytest.raises(SkuTaken):  # a real variant's SKU is never taken over
         await repo.claim_skus(1_000_003, [p.variants[0].sku])
+
+
+async def test_the_relay_completes_the_redis_side_of_changes_whose_writer_died(
+    settings: config.Settings, repo: CatalogRepo
+) -> None:
+    """Changes committed without their Redis side (the repository alone, as an edge worker
+    that died right after its commit leaves them): the relay writes each SKU's newest level
+    and announces each product on the change stream before sending the batch."""
+    await kafka.ensure_topics(settings.kafka.bootstrap, [events.CATALOG_TOPIC])
+    client = aioredis.Redis.from_url(settings.redis.url)
+    store = CatalogStore(client)
+    p = await new_product(repo, 1)
+    sku = p.variants[0].sku
+    head = await store.changes_head()
+    for delta in (12, -5):
+        await repo.adjust_stock(
+            p.product_id, sku, uuid.uuid4(), delta, "count", "", 1, lambda _: None
+        )
+    await store.set_levels([(sku, StockLevel(0, 0, 5))])  # what Redis had before
+    producer = kafka.producer(settings.kafka, "test-catalog-relay-redis")
+    await producer.start()
+    try:
+        relay = CatalogOutboxRelay(repo, producer, store)
+        while await relay.run_once():
+            pass
+        (level,) = await store.levels([sku])
+        db = await repo.product(p.product_id)
+        assert db is not None
+        assert level == StockLevel(db.variants[0].stock_version, 7, 5)
+        _, changed = await store.read_changes(head, block_ms=100, count=100_000)
+        assert p.product_id in changed
+    finally:
+        await producer.stop()
+        await client.aclose()

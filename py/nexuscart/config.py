@@ -100,9 +100,10 @@ class AccountsSettings(msgspec.Struct, frozen=True):
 
 
 class CatalogSettings(msgspec.Struct, frozen=True):
-    # a product page's longest life in a worker's cache should its change never be announced
-    # (Redis failing right after the commit); announced changes drop it within milliseconds
-    page_ttl_s: float = 60.0
+    # a product page's longest life in a worker's cache: the last resort should a change's
+    # announcement be lost with Redis' data (announced changes drop it within milliseconds;
+    # the outbox relay re-announces every change); pages expire in its last quarter
+    page_ttl_s: float = 300.0
     # product pages (and unknown ids) cached per edge worker: ~1.7 KB each with its headers
     page_cache_max: int = 50_000
 
@@ -274,7 +275,7 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "catalog",
         "page_ttl_s",
         False,
-        "longest life (s) of a cached product page whose change was never announced",
+        "longest life (s) of a cached product page (a change's announcement lost)",
     ),
     (
         "CATALOG_PAGE_CACHE_MAX",

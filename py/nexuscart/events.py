@@ -189,6 +189,7 @@ class StockAdjusted(msgspec.Struct, frozen=True, tag="StockAdjusted"):
     stock_after: int
     stock_version: int
     actor_id: int
+    low_stock_threshold: int = 0  # the SKU's, at the time: the live level needs it
 
 
 class StockLow(msgspec.Struct, frozen=True, tag="StockLow"):

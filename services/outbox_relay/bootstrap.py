@@ -10,6 +10,7 @@ import asyncpg
 from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.catalog_repo import CatalogRepo
+from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.users_repo import UsersRepo
@@ -40,7 +41,7 @@ async def main(stop: asyncio.Event) -> None:
         claim_idle_ms=settings.relay.claim_idle_ms,
     )
     users = UsersOutboxRelay(UsersRepo(pg), producer)
-    catalog = CatalogOutboxRelay(CatalogRepo(pg), producer)
+    catalog = CatalogOutboxRelay(CatalogRepo(pg), producer, CatalogStore(client))
     payments = PaymentsOutboxRelay(PaymentsRepo(pg), producer)
     try:
         await asyncio.gather(

@@ -62,6 +62,7 @@ class PgOutboxRelay(Generic[R]):
         rows = await self.outbox.outbox_batch(self.batch)
         if not rows:
             return 0
+        await self.before_send(rows)
         sends = [
             await self.producer.send(r.topic, value=r.payload, key=str(self.key(r)).encode())
             for r in rows
@@ -69,6 +70,10 @@ class PgOutboxRelay(Generic[R]):
         await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)
         await self.outbox.outbox_delete(rows)
         return len(rows)
+
+    async def before_send(self, rows: Sequence[R]) -> None:
+        """What else the rows must cause, at least once (a failure here leaves them for the
+        next round, before anything was sent); nothing by default."""
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

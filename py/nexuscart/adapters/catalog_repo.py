@@ -509,6 +509,7 @@ class CatalogRepo:
                     stock_after=after.stock,
                     stock_version=after.stock_version,
                     actor_id=actor_id,
+                    low_stock_threshold=after.low_stock_threshold,
                 ),
             )
             if crossed:

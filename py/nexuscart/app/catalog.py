@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import random
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -198,11 +199,12 @@ class PageCache:
     """Product pages of this worker, keyed by product id, dropped when the product changes.
 
     Freshness: every committed write adds the product id to the Redis change stream; the
-    worker's ChangeFeed drops the page on receipt (milliseconds). A page built from reads
-    that began before a drop of the same product is not stored (``begin``/``put``), so a
-    slow rebuild cannot resurrect a stale page. While the feed is not following (Redis down,
-    start-up), the cache is off and every read is fresh. ``ttl_s`` bounds the age of a page
-    should a change's entry never be written (Redis failing right after a commit)."""
+    worker's ChangeFeed drops the page on receipt (milliseconds); the outbox relay writes
+    the entry again from the change's outbox row, so a writer that died after its commit
+    still announces it. A page built from reads that began before a drop of the same product
+    is not stored (``begin``/``put``), so a slow rebuild cannot resurrect a stale page. While
+    the feed is not following (Redis down, start-up), the cache is off and every read is
+    fresh. ``ttl_s`` is the last resort (an entry lost with Redis' own data)."""
 
     def __init__(self, ttl_s: float, max_entries: int):
         self.ttl_s = ttl_s
@@ -224,6 +226,11 @@ class PageCache:
 
     def begin(self) -> int:
         return self.epoch
+
+    def expiry(self) -> float:
+        """When a page built now expires: within the last quarter of ``ttl_s``, spread so
+        the pages cached at start are not all rebuilt in the same second."""
+        return time.monotonic() + self.ttl_s * (0.75 + 0.25 * random.random())
 
     def put(self, page: Page, began: int) -> None:
         if not self.on or began < self.floor:
@@ -539,7 +546,7 @@ class Catalog:
             etag=etag,
             headers=[("content-type", "application/json"), *common],
             headers_304=common,
-            expires_at=time.monotonic() + self.cache.ttl_s,
+            expires_at=self.cache.expiry(),
         )
 
     async def page(self, product_id: int) -> Page | None:
@@ -604,8 +611,8 @@ class Catalog:
                     )
                 await self.store.publish_changed(p.product_id)
         except Unavailable:
-            # committed: the answer stands. Other workers' pages of it age out (PageCache
-            # ttl); the stock is re-read from PostgreSQL where Redis has none.
+            # committed: the answer stands. The outbox relay writes the level and the
+            # announcement from the change's outbox row (at least once, within its poll).
             log.warning("catalog: change of product %d not announced (Redis)", p.product_id)
 
     async def _answer(self, p: Product) -> tuple[ProductView, str]:
@@ -909,4 +916,4 @@ class Catalog:
 
 
 def _missing(product_id: int, cache: PageCache) -> Page:
-    return Page(product_id, "missing", 0, b"", "", [], [], time.monotonic() + cache.ttl_s)
+    return Page(product_id, "missing", 0, b"", "", [], [], cache.expiry())
