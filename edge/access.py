@@ -72,6 +72,13 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("POST", "/products/{product_id}/variants/{sku}/stock"): "seller",
     # search: active products only, the same answer for everyone
     ("GET", "/search"): "public",
+    # payments: the provider's webhook carries no token, its signature is the credential
+    # (checked by the handler against STRIPE_WEBHOOK_SECRET); a buyer's own order's payment
+    # and cancellation (the order is looked up under the caller's user id); refunds by admins
+    ("POST", "/webhooks/stripe"): "public",
+    ("GET", "/orders/{order_id}/payment"): "user",
+    ("POST", "/orders/{order_id}/cancel"): "user",
+    ("POST", "/admin/orders/{order_id}/refunds"): "admin",
 }
 
 # policy -> the role bits of which at least one is needed

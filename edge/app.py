@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from edge import access, accounts, catalog, flash_sales, search
+from edge import access, accounts, catalog, flash_sales, payments, search
 from edge.deps import Deps, build
 from nexuscart import __version__
 from nexuscart.web import (
@@ -90,6 +90,7 @@ def make_app(deps: Deps) -> App:
         *accounts.routes(deps),
         *catalog.routes(deps),
         *search.routes(deps),
+        *payments.routes(deps),
     ]
     routes = access.apply(routes)  # refuses a route the access table does not know
     app = App(

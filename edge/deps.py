@@ -17,12 +17,15 @@ from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.payments_repo import PaymentsRepo
+from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.revocations import RevocationFeed
 from nexuscart.app.accounts import Accounts
 from nexuscart.app.accounts import build as build_accounts
 from nexuscart.app.catalog import Catalog, ChangeFeed, PageCache
 from nexuscart.app.flash_sales import FlashSales
+from nexuscart.app.payments import Payments
 from nexuscart.app.search import Search
 from nexuscart.web import Metrics
 
@@ -82,6 +85,7 @@ class Deps:
     metrics: Metrics = field(default_factory=Metrics)  # the App's (handlers count into it)
     # this worker's search index (built at start, then following catalog.v1)
     search: Search = field(default_factory=Search)
+    payments: Payments | None = None  # set by build (the webhook, the buyer's payment, refunds)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -179,6 +183,13 @@ def build(settings: config.Settings | None = None) -> Deps:
         accounts=accounts,
         catalog=catalog,
         metrics=metrics,
+        payments=Payments(
+            PaymentsRepo(pg),
+            # the edge calls Stripe only for refunds: fail fast (one attempt per request,
+            # the client retries with its Idempotency-Key; the sweeper finishes the rest)
+            StripeProvider(s.stripe, timeout_s=timeout, attempts=1, retry_budget_s=timeout),
+            s.stripe.webhook_secret,
+        ),
     )
     deps.background.append(flash_sales.watch.run)
     # per-user token revocations, followed in the background: no Redis call per request

@@ -1,7 +1,7 @@
 """Stripe behind the provider boundary: the official SDK's async client (stripe-mock locally),
 every call with a timeout, retried with exponential back-off and jitter on retryable errors
 only (tenacity), behind one circuit breaker (purgatory) that fails fast while Stripe is down
-(ADR 0012). Counters for attempts, outcomes, latency and the breaker state are kept here and
+(ADR 0013). Counters for attempts, outcomes, latency and the breaker state are kept here and
 logged by the payments service.
 
 The SDK's own retries are off (``max_network_retries=0``): tenacity owns the policy, so one

@@ -1,0 +1,385 @@
+"""Payments use cases: open a payment for an order, learn from the provider's webhooks and
+from the order's end, refund (late payments, admins, buyers' cancellations), and the
+buyer's view. Handlers (edge/payments.py) and the payments service (services/payments) call
+these; the rules are in domain/payments.py, the SQL in adapters/payments_repo.py, the
+provider behind adapters/payments_provider.PaymentProvider.
+
+Money never moves twice: every provider call carries an idempotency key derived from the
+order (the intent) or from the refund's reservation (a refund), and every write that follows
+it is keyed the same way, so a retry, a redelivery or a crash between the call and the write
+repeats the same call and writes nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import msgspec
+import stripe
+
+from nexuscart.adapters.payments_provider import (
+    IntentRequest,
+    PaymentProvider,
+    ProviderRefused,
+    ProviderUnavailable,
+)
+from nexuscart.adapters.payments_repo import OrderToPay, Payment, PaymentsRepo, Refund
+from nexuscart.app.errors import Refused, Unavailable, pg_errors
+from nexuscart.domain import payments as rules
+from nexuscart.events import Envelope, StockReleased, StockReserved
+
+log = logging.getLogger("nexuscart.payments")
+
+ID_MAX: Final = 2**63 - 1
+# how old a signed webhook may be (Stripe's SDK default): an older one is a replay
+WEBHOOK_TOLERANCE_S: Final = 300
+
+
+# --- the provider's webhook, as much of it as we read ----------------------------------------
+
+
+class WebhookObject(msgspec.Struct):
+    id: str = ""
+    object: str = ""
+    amount: int = 0
+    amount_received: int = 0
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    currency: str = "usd"
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class WebhookData(msgspec.Struct):
+    object: WebhookObject
+
+
+class WebhookEvent(msgspec.Struct):
+    id: str
+    type: str
+    data: WebhookData
+    created: int = 0
+
+
+_webhook_decoder: Final = msgspec.json.Decoder(WebhookEvent)
+
+
+def decode_webhook(body: bytes) -> WebhookEvent:
+    """The event of a verified body (raises msgspec.DecodeError/ValidationError)."""
+    return _webhook_decoder.decode(body)
+
+
+def _int(raw: str | None, lo: int = 1) -> int | None:
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+        return None
+    n = int(raw)
+    return n if lo <= n <= ID_MAX else None
+
+
+def webhook_facts(ev: WebhookEvent) -> list[rules.Fact] | None:
+    """The facts a provider event tells (None: a type we do not act on)."""
+    kind = rules.STRIPE_TYPES.get(ev.type)
+    if kind is None:
+        return None
+    obj = ev.data.object
+    if kind == rules.SUCCEEDED:
+        return [rules.Fact("succeeded", obj.amount_received or obj.amount)]
+    if kind == "refunded":
+        return [
+            rules.Fact("succeeded", obj.amount_captured or obj.amount),
+            rules.Fact("refunded", obj.amount_refunded),
+        ]
+    return [rules.Fact("failed" if kind == rules.FAILED else "canceled")]
+
+
+class WebhookOutcome(msgspec.Struct, frozen=True):
+    outcome: str  # applied | duplicate | ignored
+    detail: str = ""
+
+
+class PaymentView(msgspec.Struct, frozen=True):
+    order_id: int
+    payment_id: str
+    status: str  # pending | failed | canceled | succeeded
+    amount_cents: int
+    currency: str
+    captured_cents: int
+    refunded_cents: int
+    provider: str
+    # what the buyer's client confirms the payment with (Stripe.js confirmPayment); null
+    # until the provider answered
+    client_secret: str | None
+
+
+class RefundView(msgspec.Struct, frozen=True):
+    order_id: int
+    payment_id: str
+    refund_key: str
+    amount_cents: int
+    reason: str
+    status: str  # requested (the provider has not accepted it yet) | accepted
+
+
+def payment_view(p: Payment) -> PaymentView:
+    return PaymentView(
+        p.order_id,
+        p.payment_id,
+        p.status,
+        p.amount_cents,
+        p.currency,
+        p.captured_cents,
+        p.refunded_cents,
+        p.provider,
+        p.client_secret,
+    )
+
+
+def refund_view(r: Refund) -> RefundView:
+    return RefundView(
+        r.order_id,
+        r.payment_id,
+        r.refund_key,
+        r.amount_cents,
+        r.reason,
+        "accepted" if r.provider_ref else "requested",
+    )
+
+
+class Payments:
+    def __init__(
+        self,
+        repo: PaymentsRepo,
+        provider: PaymentProvider,
+        webhook_secret: str = "",
+        webhook_tolerance_s: int = WEBHOOK_TOLERANCE_S,
+    ):
+        self.repo = repo
+        self.provider = provider
+        self.webhook_secret = webhook_secret
+        self.webhook_tolerance_s = webhook_tolerance_s
+        self.late_refunds = 0
+
+    # -- the order side ------------------------------------------------------------------------
+
+    async def request(self, order: OrderToPay, source_event: Envelope | None = None) -> str:
+        """Open the order's payment with the provider, once. Raises ProviderUnavailable while
+        the provider is down (the caller retries later; the order waits). Answers what
+        happened: requested | exists | closed | refused."""
+        pid = rules.payment_id(order.order_id)
+        known = await self.repo.get(order.user_id, pid)
+        if known is not None and (known.requested or known.status != rules.PENDING):
+            return "exists"
+        if known is not None and known.order_closed:
+            return "closed"  # the hold ended before we got to it: nothing to pay
+        pay = known or await self.repo.open(order, self.provider.name)
+        try:
+            intent = await self.provider.create_intent(
+                IntentRequest(
+                    order.order_id,
+                    order.user_id,
+                    order.sale_id,
+                    order.amount_cents,
+                    order.currency,
+                    rules.intent_key(order.order_id),
+                )
+            )
+        except ProviderRefused as exc:
+            log.warning("payment of order %s refused by the provider: %s", order.order_id, exc)
+            await self.repo.apply(order.user_id, pid, [rules.Fact("canceled")], create=order)
+            return "refused"
+        await self.repo.record_intent(
+            pay, intent.ref, intent.client_secret, None if source_event is None else source_event.id
+        )
+        return "requested"
+
+    async def order_closed(self, user_id: int, order_id: int, source: Envelope | None) -> str:
+        """The order's hold ended without a sale: a payment that succeeds (or succeeded) for
+        it is owed back (the sweeper refunds it)."""
+        pid = rules.payment_id(order_id)
+        outcome, _ = await self.repo.apply(
+            user_id,
+            pid,
+            [rules.Fact("closed")],
+            create=OrderToPay(user_id, order_id, None, 0, "usd"),
+            source_event=None if source is None else source.id,
+        )
+        return outcome
+
+    async def handle_order_events(self, batch: list[Envelope]) -> None:
+        """orders.v1 -> payments (the consumer's handler). Each event is applied once: a
+        StockReserved's effect is keyed by the order (a repeat finds the intent stored), a
+        StockReleased's by its event id (the inbox)."""
+        for env in batch:
+            d = env.data
+            if isinstance(d, StockReserved):
+                await self.request(
+                    OrderToPay(
+                        d.user_id,
+                        d.order_id,
+                        d.sale_id,
+                        d.quantity * d.unit_price_cents,
+                        d.currency,
+                    ),
+                    env,
+                )
+            elif isinstance(d, StockReleased):
+                await self.order_closed(d.user_id, d.order_id, env)
+
+    # -- the provider's side ---------------------------------------------------------------------
+
+    async def apply_webhook(self, ev: WebhookEvent) -> WebhookOutcome:
+        """Apply a verified provider event, once per event id, recorded durably before the
+        caller answers 2xx. Unknown types and events without our metadata are ignored
+        (acknowledged, nothing changes)."""
+        facts = webhook_facts(ev)
+        if facts is None:
+            return WebhookOutcome("ignored", f"type {ev.type} is not handled")
+        md = ev.data.object.metadata
+        user_id, order_id = _int(md.get("user_id")), _int(md.get("order_id"))
+        if user_id is None or order_id is None:
+            return WebhookOutcome("ignored", "no order in the metadata")
+        sale_raw = md.get("sale_id") or None
+        sale_id = _int(sale_raw) if sale_raw else None
+        obj = ev.data.object
+        create = OrderToPay(user_id, order_id, sale_id, obj.amount, obj.currency.lower())
+        outcome, _ = await self.repo.apply(
+            user_id,
+            rules.payment_id(order_id),
+            facts,
+            create=create,
+            webhook=(ev.id, ev.type),
+        )
+        return WebhookOutcome(outcome)
+
+    # -- refunds -------------------------------------------------------------------------------
+
+    async def _send(self, refund: Refund) -> Refund:
+        pay = await self.repo.get(refund.user_id, refund.payment_id)
+        if pay is None or not pay.provider_ref:
+            raise LookupError(refund.payment_id)
+        result = await self.provider.refund(
+            pay.provider_ref,
+            refund.amount_cents,
+            refund.refund_key,
+            {
+                "order_id": str(pay.order_id),
+                "user_id": str(pay.user_id),
+                "reason": refund.reason,
+            },
+        )
+        await self.repo.finish_refund(refund, result.ref)
+        return refund._replace(provider_ref=result.ref)
+
+    async def refund(
+        self,
+        user_id: int,
+        order_id: int,
+        amount_cents: int | None,
+        kind: str,
+        client_key: str = "",
+        actor_id: int | None = None,
+    ) -> Refund:
+        """Reserve then send a refund (raises rules.RefundRefused, LookupError, or
+        ProviderUnavailable: the reservation stays and the sweeper sends it later)."""
+        key = rules.refund_key(order_id, kind, client_key)
+        r = await self.repo.reserve_refund(
+            user_id, rules.payment_id(order_id), key, amount_cents, kind, actor_id
+        )
+        if r.provider_ref:
+            return r
+        return await self._send(r)
+
+    async def sweep(self, limit: int = 100, unsent_after_s: float = 5.0) -> int:
+        """One pass of the refund sweeper: late payments (paid after their hold ended) are
+        refunded in full, once per order; reservations whose sender died are sent again with
+        their key. Answers how many refunds it sent."""
+        sent = 0
+        for user_id, pid in await self.repo.refund_due(limit):
+            pay = await self.repo.get(user_id, pid)
+            if pay is None or rules.late_refund_owed(pay.state) <= 0:
+                continue
+            known = await self.repo.refund_by_key(user_id, rules.refund_key(pay.order_id, "late"))
+            if known is not None and known.provider_ref:
+                continue  # refunded late already; what is left is someone else's refund
+            try:
+                r = await self.refund(user_id, pay.order_id, None, "late")
+            except rules.RefundRefused:
+                continue  # reserved in full already: the unsent pass below finishes it
+            sent += 1
+            self.late_refunds += 1
+            log.info(
+                "refunded late payment %s of order %s: %d cents; late_refunds_total=%d",
+                pid, pay.order_id, r.amount_cents, self.late_refunds,
+            )  # fmt: skip
+        for user_id, key in await self.repo.refunds_unsent(unsent_after_s, limit):
+            r2 = await self.repo.refund_by_key(user_id, key)
+            if r2 is not None and not r2.provider_ref:
+                await self._send(r2)
+                sent += 1
+        return sent
+
+    # -- the buyer's side ----------------------------------------------------------------------
+
+    async def view(self, user_id: int, order_id: int) -> PaymentView | None:
+        p = await self.repo.get(user_id, rules.payment_id(order_id))
+        return None if p is None else payment_view(p)
+
+    # -- the edge's use cases (Refused / Unavailable for the handlers) --------------------------
+
+    async def receive_webhook(self, body: bytes, signature: str | None) -> WebhookOutcome:
+        """A provider webhook as delivered: the signature and its timestamp checked with the
+        SDK's verifier (the signature is the credential), then applied once. Refused 400 for
+        a bad or stale signature or a body that is not an event; nothing changes then."""
+        try:
+            stripe.WebhookSignature.verify_header(
+                body, signature, self.webhook_secret, self.webhook_tolerance_s
+            )
+        except stripe.SignatureVerificationError as exc:
+            raise Refused(400, "webhook-signature-invalid", "Webhook signature invalid",
+                          str(exc).split(".")[0]) from None  # fmt: skip
+        except UnicodeDecodeError:
+            raise Refused(400, "malformed-body", "Request body is not UTF-8") from None
+        try:
+            ev = decode_webhook(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Refused(400, "malformed-body", "Webhook body is not an event", str(exc)) from None
+        with pg_errors():
+            return await self.apply_webhook(ev)
+
+    async def buyer_payment(self, user_id: int, order_id: int) -> PaymentView:
+        with pg_errors():
+            view = await self.view(user_id, order_id)
+        if view is None:
+            raise Refused(404, "not-found", "No payment for this order")
+        return view
+
+    async def refund_request(
+        self,
+        user_id: int,
+        order_id: int,
+        amount_cents: int | None,
+        kind: str,
+        client_key: str,
+        actor_id: int,
+    ) -> RefundView:
+        """An admin's refund (``kind`` admin, any amount up to what is left, once per
+        Idempotency-Key) or a buyer's cancellation (``kind`` cancelled: all that is left,
+        once per order). While the provider is down the refund stays reserved, the answer is
+        503 and the sweeper sends it; the same request again answers it."""
+        try:
+            with pg_errors():
+                try:
+                    r = await self.refund(
+                        user_id, order_id, amount_cents, kind, client_key, actor_id
+                    )
+                except ProviderUnavailable as exc:  # a ConnectionError: before pg_errors
+                    raise Unavailable("stripe") from exc
+        except ProviderRefused as exc:
+            raise Refused(
+                409, "provider-refused", "The payment provider refused", str(exc)
+            ) from None
+        except rules.RefundRefused as exc:
+            raise Refused(409, "refund-refused", "Refund refused", str(exc)) from None
+        except LookupError:
+            raise Refused(404, "not-found", "No payment for this order") from None
+        return refund_view(r)
