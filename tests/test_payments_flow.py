@@ -41,6 +41,7 @@ from nexuscart.app.errors import Refused
 from nexuscart.app.payments import Payments
 from nexuscart.domain import payments as rules
 from services.outbox_relay.payments import PaymentsOutboxRelay
+from services.runtime import consume
 from tests.conftest import ROOT
 
 T = TypeVar("T")
@@ -499,3 +500,69 @@ def test_payment_events_reach_payments_v1_through_the_outbox_keyed_by_user(world
     seen = world.run(relay_and_read())
     assert [e.type for e in seen] == ["PaymentRequested", "PaymentSucceeded"]
     assert world.run(outbox_types(world.pool, order)) == []
+
+
+# --- the service on orders.v1 ----------------------------------------------------------------
+
+
+def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
+    world: World,
+) -> None:
+    paid, released = new_order(), new_order()
+
+    def reserved(o: OrderToPay) -> events.Envelope:
+        return events.Envelope(
+            id=uuid.uuid4(),
+            type="StockReserved",
+            version=1,
+            occurred_at=datetime.now(UTC),
+            key=str(o.user_id),
+            data=events.StockReserved(
+                o.order_id, 7, o.user_id, "SKU-1", 1, o.amount_cents, "usd", 0
+            ),
+        )
+
+    gone = events.Envelope(
+        id=uuid.uuid4(),
+        type="StockReleased",
+        version=1,
+        occurred_at=datetime.now(UTC),
+        key=str(released.user_id),
+        data=events.StockReleased(released.order_id, 7, released.user_id, 1, "expired"),
+    )
+    enc = msgspec.json.Encoder()
+
+    async def scenario() -> None:
+        s = world.settings
+        await kafka.ensure_topics(s.kafka.bootstrap, [events.ORDERS_TOPIC])
+        producer = kafka.producer(s.kafka, "test-payments-orders")
+        await producer.start()
+        try:
+            for env in (reserved(paid), reserved(released), gone, reserved(paid)):
+                await producer.send_and_wait(
+                    events.ORDERS_TOPIC, enc.encode(env), key=env.key.encode()
+                )
+        finally:
+            await producer.stop()
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(
+            consume(
+                s, f"payments-test-{uuid.uuid4().hex[:8]}", [events.ORDERS_TOPIC],
+                world.payments.handle_order_events, stop,
+            )
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                a, b = await row(world.pool, paid), await row(world.pool, released)
+                if a is not None and a["requested"] and b is not None and b["order_closed"]:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await task
+
+    world.run(scenario())
+    assert world.run(outbox_types(world.pool, paid)) == ["PaymentRequested"]  # once, not twice
+    assert world.run(outbox_types(world.pool, released)) == ["PaymentRequested"]
+    assert state_of(world, released) == ("pending", 0, 0, True)

@@ -12,6 +12,7 @@ repeats the same call and writes nothing new.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Final
 
@@ -32,6 +33,8 @@ from nexuscart.events import Envelope, StockReleased, StockReserved
 log = logging.getLogger("nexuscart.payments")
 
 ID_MAX: Final = 2**63 - 1
+# provider calls in flight per payments process (the pool and Stripe's rate limit bound it)
+ORDER_CONCURRENCY: Final = 32
 # how old a signed webhook may be (Stripe's SDK default): an older one is a replay
 WEBHOOK_TOLERANCE_S: Final = 300
 
@@ -158,6 +161,7 @@ class Payments:
         self.webhook_secret = webhook_secret
         self.webhook_tolerance_s = webhook_tolerance_s
         self.late_refunds = 0
+        self._slots = asyncio.Semaphore(ORDER_CONCURRENCY)
 
     # -- the order side ------------------------------------------------------------------------
 
@@ -208,20 +212,36 @@ class Payments:
     async def handle_order_events(self, batch: list[Envelope]) -> None:
         """orders.v1 -> payments (the consumer's handler). Each event is applied once: a
         StockReserved's effect is keyed by the order (a repeat finds the intent stored), a
-        StockReleased's by its event id (the inbox)."""
+        StockReleased's by its event id (the inbox). Users are independent: their events
+        run concurrently (at most ``ORDER_CONCURRENCY`` provider calls at once), each user's
+        in order. Every group finishes before an error is raised, so a retried batch only
+        repeats work that the keys make idempotent."""
+        by_user: dict[int, list[Envelope]] = {}
         for env in batch:
+            if isinstance(env.data, StockReserved | StockReleased):
+                by_user.setdefault(env.data.user_id, []).append(env)
+        results = await asyncio.gather(
+            *(self._user_events(evs) for evs in by_user.values()), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def _user_events(self, evs: list[Envelope]) -> None:
+        for env in evs:
             d = env.data
             if isinstance(d, StockReserved):
-                await self.request(
-                    OrderToPay(
-                        d.user_id,
-                        d.order_id,
-                        d.sale_id,
-                        d.quantity * d.unit_price_cents,
-                        d.currency,
-                    ),
-                    env,
-                )
+                async with self._slots:
+                    await self.request(
+                        OrderToPay(
+                            d.user_id,
+                            d.order_id,
+                            d.sale_id,
+                            d.quantity * d.unit_price_cents,
+                            d.currency,
+                        ),
+                        env,
+                    )
             elif isinstance(d, StockReleased):
                 await self.order_closed(d.user_id, d.order_id, env)
 
