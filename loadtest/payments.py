@@ -1,0 +1,223 @@
+"""Payments load run on loopback (127.0.0.1 only), every phase bounded in time, on a stack of
+its own (Redis, PostgreSQL, Kafka, stripe-mock started by devtools/devstack.py unless the
+environment names them):
+
+  1. ceiling   stripe-mock alone: raw POST /v1/payment_intents from --concurrency async
+               clients for --seconds (what the mock serves on this machine)
+  2. intents   the payments use case (app/payments.Payments.request: the SDK's async client
+               through retries + breaker, the payment row, PaymentRequested in the outbox)
+               for new orders, the same concurrency: intents/s, and its ratio to 1.
+  3. verify    the webhook signature check alone, in-process (the SDK's verifier): checks/s
+  4. webhooks  POST /webhooks/stripe on the edge under Granian (--workers), every request a
+               distinct signed payment_intent.succeeded (verified, deduplicated, applied,
+               PaymentSucceeded in the outbox): verified events/s, p50/p99. The client is
+               Python on the same cores: the figure is a floor of what the edge sustains.
+
+Not measured here: OrderPlaced -> PaymentRequested latency under a 2,000 orders/s stream
+(it needs the purchase storm, the relay and the service together; see docs/payments.md).
+
+Usage: scripts/bench payments [--seconds 10] [--concurrency 32] [--workers 2]
+Writes loadtest/reports/payments-<time>.md and .json, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import stripe
+
+from devtools import devstack
+from nexuscart import config
+from nexuscart.adapters import postgres
+from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
+from nexuscart.adapters.payments_stripe import StripeProvider
+from nexuscart.app.payments import Payments
+
+ROOT = Path(__file__).resolve().parent.parent
+_rng = random.SystemRandom()
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+async def closed_loop(
+    seconds: float, concurrency: int, call: Callable[[], Awaitable[object]]
+) -> dict[str, Any]:
+    """``concurrency`` workers calling ``call`` back to back until ``seconds`` pass."""
+    lat: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.monotonic() < end:
+            t = time.monotonic()
+            try:
+                await call()
+                lat.append(time.monotonic() - t)
+            except Exception:
+                errors += 1
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    took = time.monotonic() - t0
+    return {
+        "ok": len(lat),
+        "errors": errors,
+        "per_s": round(len(lat) / took, 1),
+        "p50_ms": round(1000 * pct(lat, 0.5), 2),
+        "p99_ms": round(1000 * pct(lat, 0.99), 2),
+    }
+
+
+def new_order() -> OrderToPay:
+    return OrderToPay(_rng.randrange(10**6, 10**12), _rng.getrandbits(50), None, 1_000, "usd")
+
+
+def succeeded_body(order: OrderToPay) -> bytes:
+    return json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "id": "pi_bench",
+                    "object": "payment_intent",
+                    "amount": order.amount_cents,
+                    "amount_received": order.amount_cents,
+                    "currency": "usd",
+                    "metadata": {"order_id": str(order.order_id), "user_id": str(order.user_id)},
+                }
+            },
+        }
+    ).encode()
+
+
+def sign(body: bytes, secret: str) -> str:
+    return str(stripe.WebhookSignature.generate_signature_header(body.decode(), secret))
+
+
+async def phases(args: argparse.Namespace, settings: config.Settings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = settings.stripe.api_base or "https://api.stripe.com"
+    auth = {"authorization": f"Bearer {settings.stripe.api_key}"}
+    async with httpx.AsyncClient(base_url=base, headers=auth, timeout=10) as c:
+
+        async def raw() -> None:
+            r = await c.post("/v1/payment_intents", data={"amount": "1000", "currency": "usd"})
+            r.raise_for_status()
+
+        out["ceiling"] = await closed_loop(args.seconds, args.concurrency, raw)
+
+    pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
+
+    async def pg() -> asyncpg.Pool:
+        return pool
+
+    provider = StripeProvider(settings.stripe)
+    payments = Payments(PaymentsRepo(pg), provider, settings.stripe.webhook_secret)
+    try:
+
+        async def intent() -> None:
+            await payments.request(new_order())
+
+        out["intents"] = await closed_loop(args.seconds, args.concurrency, intent)
+    finally:
+        await provider.aclose()
+        await pool.close()
+    out["intents"]["ratio_to_ceiling"] = round(
+        out["intents"]["per_s"] / max(out["ceiling"]["per_s"], 1e-9), 3
+    )
+
+    secret = settings.stripe.webhook_secret
+    body = succeeded_body(new_order())
+    header = sign(body, secret)
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < min(args.seconds, 3):
+        stripe.WebhookSignature.verify_header(body, header, secret, 300)
+        n += 1
+    out["verify"] = {"per_s": round(n / (time.monotonic() - t0), 1)}
+
+    edge = devstack.GranianServer("edge.app:app", {}, workers=args.workers, cwd=ROOT)
+    try:
+        limits = httpx.Limits(max_connections=args.concurrency)
+        async with httpx.AsyncClient(base_url=edge.url, timeout=10, limits=limits) as c:
+
+            async def webhook() -> None:
+                b = succeeded_body(new_order())
+                r = await c.post(
+                    "/webhooks/stripe",
+                    content=b,
+                    headers={"stripe-signature": sign(b, secret)},
+                )
+                if r.json().get("outcome") != "applied":
+                    raise RuntimeError(r.text)
+
+            out["webhooks"] = await closed_loop(args.seconds, args.concurrency, webhook)
+    finally:
+        edge.stop()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    args.seconds = max(0.5, min(args.seconds, 120.0))  # bounded
+    args.concurrency = max(1, min(args.concurrency, 256))
+    stack = devstack.start_stack()
+    try:
+        os.environ.update({**config.dev_defaults(), **stack.env})
+        settings = config.load()
+        asyncio.run(postgres.migrate_dsn(settings.postgres.dsn))
+        res = asyncio.run(phases(args, settings))
+    finally:
+        stack.stop()
+    res["args"] = vars(args)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    reports = ROOT / "loadtest" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / f"payments-{stamp}.json").write_text(json.dumps(res, indent=2) + "\n")
+    rows = [
+        "| phase | ok | errors | per s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("ceiling", "intents", "webhooks"):
+        r = res[name]
+        rows.append(
+            f"| {name} | {r['ok']} | {r['errors']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} |"
+        )
+    table = "\n".join(rows)
+    text = (
+        f"# Payments load run {stamp}\n\n`scripts/bench payments --seconds {args.seconds} "
+        f"--concurrency {args.concurrency} --workers {args.workers}`\n\n{table}\n\n"
+        f"intents / stripe-mock ceiling: {res['intents']['ratio_to_ceiling']}; "
+        f"signature checks in-process: {res['verify']['per_s']}/s\n"
+    )
+    (reports / f"payments-{stamp}.md").write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
