@@ -11,6 +11,7 @@ import msgspec
 from edge.access import user_of
 from edge.deps import Deps
 from edge.http import handles_refusals, idem_key
+from nexuscart.app.errors import Refused
 from nexuscart.app.payments import PaymentView, RefundView, WebhookOutcome
 from nexuscart.domain.payments import MAX_AMOUNT_CENTS
 from nexuscart.web import Request, Response, Route, decode_body, json_response, path_int
@@ -29,9 +30,16 @@ def routes(deps: Deps) -> list[Route]:
     if payments is None:
         raise RuntimeError("edge.deps.build sets Deps.payments")
 
+    metrics = deps.metrics
+
     @handles_refusals
     async def stripe_webhook(req: Request) -> Response:
-        out = await payments.receive_webhook(req.body, req.header("stripe-signature"))
+        try:
+            out = await payments.receive_webhook(req.body, req.header("stripe-signature"))
+        except Refused as r:
+            metrics.inc("payments_webhooks_total", f'outcome="{r.slug}"')
+            raise
+        metrics.inc("payments_webhooks_total", f'outcome="{out.outcome}"')
         return json_response(out)
 
     @handles_refusals

@@ -131,6 +131,16 @@ def test_the_webhook_refuses_forgeries_and_applies_a_signed_event_once(
             headers=bearer(order.user_id + 1, "customer"),
         )
         assert other.status_code == 404
+        # the outcomes are counted on /metrics (workers publish theirs every second)
+        want = ('outcome="applied"', 'outcome="duplicate"', 'outcome="webhook-signature-invalid"')
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = c.get(f"{edge.url}/metrics").text
+            lines = [ln for ln in text.splitlines() if ln.startswith("nexuscart_payments_webhooks")]
+            if all(any(w in ln for ln in lines) for w in want):
+                break
+            time.sleep(0.2)
+        assert all(any(w in ln for ln in lines) for w in want), lines
 
 
 def test_admin_partial_refunds_stop_at_the_capture_and_a_buyer_cancels_the_rest(
