@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import random
@@ -211,8 +212,8 @@ class PageCache:
         self.max_entries = max_entries
         self.pages: dict[int, Page] = {}
         self.on = False
-        self.epoch = 0  # +1 per drop
-        self.dropped: dict[int, int] = {}  # product id -> epoch of its last drop
+        self.epoch = 0  # +1 per drop; a build notes the epoch it began at
+        self.dropped: dict[int, int] = {}  # product id -> the epoch at its last drop
         self.floor = 0  # builds begun before this epoch are never stored
 
     def get(self, product_id: int) -> Page | None:
@@ -232,10 +233,12 @@ class PageCache:
         the pages cached at start are not all rebuilt in the same second."""
         return time.monotonic() + self.ttl_s * (0.75 + 0.25 * random.random())
 
+    def unchanged_since(self, product_id: int, began: int) -> bool:
+        """No drop of the product (nor of everything) since epoch ``began``."""
+        return began >= self.floor and self.dropped.get(product_id, -1) < began
+
     def put(self, page: Page, began: int) -> None:
-        if not self.on or began < self.floor:
-            return
-        if self.dropped.get(page.product_id, -1) >= began:
+        if not self.on or not self.unchanged_since(page.product_id, began):
             return  # changed while it was being built
         if len(self.pages) >= self.max_entries:
             # drop the oldest insertion (dicts keep order): the popular pages come back
@@ -243,18 +246,19 @@ class PageCache:
         self.pages[page.product_id] = page
 
     def drop(self, product_id: int) -> None:
-        self.epoch += 1
+        # a build that began at this epoch or before read data older than the change
         self.pages.pop(product_id, None)
         self.dropped[product_id] = self.epoch
+        self.epoch += 1
         if len(self.dropped) > 100_000:
             self.dropped.clear()
-            self.floor = self.epoch + 1
+            self.floor = self.epoch  # every build under way now is refused instead
 
     def disable(self) -> None:
         self.on = False
         self.pages.clear()
         self.epoch += 1
-        self.floor = self.epoch + 1
+        self.floor = self.epoch
 
     def enable(self) -> None:
         self.on = True
@@ -389,6 +393,8 @@ class Catalog:
         self._tree_body: bytes = b""
         self._categories_at = -1e9
         self._categories_lock = asyncio.Lock()
+        # product id -> (cache epoch when it began, the build) for the builds under way
+        self._building: dict[int, tuple[int, asyncio.Future[Page]]] = {}
 
     # -- categories -------------------------------------------------------------------
 
@@ -554,13 +560,29 @@ class Catalog:
         decides who may see a page that is not active."""
         page = self.cache.get(product_id)
         if page is None:
-            began = self.cache.begin()
-            built = await self._build(product_id)
-            self.cache.put(
-                built if built is not _MISSING else _missing(product_id, self.cache), began
-            )
-            page = built
+            # one build per product at a time: a popular product's first views (or its views
+            # right after a change) wait for one build instead of each running its own
+            building = self._building.get(product_id)
+            if building is None or not self.cache.unchanged_since(product_id, building[0]):
+                # none yet, or it began before the product changed: a new one
+                began = self.cache.begin()
+                future = asyncio.ensure_future(self._build_and_keep(product_id, began))
+                building = self._building[product_id] = (began, future)
+                future.add_done_callback(functools.partial(self._built, product_id))
+            page = await asyncio.shield(building[1])
         return None if page.status == "missing" else page
+
+    async def _build_and_keep(self, product_id: int, began: int) -> Page:
+        built = await self._build(product_id)
+        self.cache.put(built if built is not _MISSING else _missing(product_id, self.cache), began)
+        return built
+
+    def _built(self, product_id: int, future: asyncio.Future[Page]) -> None:
+        building = self._building.get(product_id)
+        if building is not None and building[1] is future:  # not a newer build's
+            del self._building[product_id]
+        if not future.cancelled():
+            future.exception()  # retrieved: its waiters got it (or were cancelled)
 
     async def fresh_page(self, product_id: int) -> Page | None:
         """Uncached (owners' view of drafts and archived products)."""

@@ -1,0 +1,104 @@
+"""The per-worker page cache in process, on the real PostgreSQL and Redis: concurrent first
+views of a product share one build; a build that began before a change is neither stored
+nor joined by views that come after the change."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from nexuscart import config
+from nexuscart.adapters import postgres
+from nexuscart.adapters.catalog_repo import CatalogRepo, Change, Product, VariantFields
+from nexuscart.adapters.catalog_store import CatalogStore
+from nexuscart.app.catalog import Catalog, PageCache
+from nexuscart.domain import catalog as rules
+
+
+class CountingRepo(CatalogRepo):
+    """The real repository, counting the product reads (one per page build)."""
+
+    reads = 0
+
+    async def product(self, product_id: int) -> Product | None:
+        self.reads += 1
+        return await super().product(product_id)
+
+
+@pytest.fixture
+async def catalog(settings: config.Settings, migrated: None) -> AsyncIterator[Catalog]:
+    pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
+
+    async def pg() -> asyncpg.Pool:
+        return pool
+
+    client = aioredis.Redis.from_url(settings.redis.url)
+    cache = PageCache(300.0, 1000)
+    cache.enable()
+    yield Catalog(CountingRepo(pg), CatalogStore(client), cache)
+    await client.aclose()
+    await pool.close()
+
+
+async def _product(catalog: Catalog, title: str) -> int:
+    sku = f"PC-{uuid.uuid4().hex[:10]}"
+    pid = rules.created_product_id(99, uuid.uuid4().hex)
+    change = Change(
+        title=title,
+        description="",
+        brand="Acme",
+        category_id=1,
+        attributes={},
+        images=[],
+        status="active",
+        new_variants=[VariantFields(sku, 500, "USD", {}, 5)],
+        event="ProductCreated",
+    )
+    await catalog.repo.claim_skus(pid, [sku])
+    await catalog.repo.create(pid, 99, change, "fp")
+    return pid
+
+
+async def test_concurrent_first_views_share_one_build(catalog: Catalog) -> None:
+    pid = await _product(catalog, "Popular")
+    repo = catalog.repo
+    assert isinstance(repo, CountingRepo)
+    before = repo.reads
+    pages = await asyncio.gather(*(catalog.page(pid) for _ in range(50)))
+    assert repo.reads - before == 1
+    assert {p.body for p in pages if p is not None} == {pages[0].body if pages[0] else b""}
+    assert catalog.cache.get(pid) is not None
+
+
+async def test_views_after_a_change_do_not_join_a_build_that_began_before_it(
+    catalog: Catalog,
+) -> None:
+    pid = await _product(catalog, "Before")
+    early = asyncio.ensure_future(catalog.page(pid))  # a build begins...
+    await asyncio.sleep(0)
+
+    def rename(cur: Product) -> Change:
+        return Change(
+            title="After",
+            description="",
+            brand="Acme",
+            category_id=1,
+            attributes={},
+            images=[],
+            status="active",
+        )
+
+    await catalog.repo.write(pid, 1, uuid.uuid4().hex, rename)
+    catalog.cache.drop(pid)  # ...the change is announced while it runs
+    late = await catalog.page(pid)
+    await early
+    assert late is not None
+    assert b'"title":"After"' in late.body
+    cached = catalog.cache.get(pid)
+    assert cached is not None
+    assert b'"title":"After"' in cached.body
