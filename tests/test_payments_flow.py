@@ -335,11 +335,23 @@ def test_bad_signatures_stale_timestamps_and_unknown_types_change_nothing(world:
     assert world.run(outbox_types(world.pool, order)) == []
 
 
-def test_a_webhook_before_the_intent_was_stored_creates_the_payment(world: World) -> None:
+def test_a_webhook_before_the_intent_was_stored_creates_the_payment_refundable_later(
+    world: World,
+) -> None:
     order = new_order()
     assert deliver(world, webhook_body("payment_intent.succeeded", order)) == "applied"
     assert state_of(world, order) == ("succeeded", order.amount_cents, 0, False)
     assert world.run(outbox_types(world.pool, order)) == ["PaymentSucceeded"]
+    # and the hold had ended: the refund waits for the intent's id, which the order event's
+    # redelivery stores (the same key: the same intent), then goes out once
+    world.run(world.payments.order_closed(order.user_id, order.order_id, None))
+    world.run(world.payments.sweep())
+    assert world.run(refund_rows(world.pool, order)) == []
+    assert world.run(world.payments.request(order)) == "requested"
+    world.run(world.payments.sweep())
+    world.run(world.payments.sweep())
+    refunds = world.run(refund_rows(world.pool, order))
+    assert [(r["reason"], r["amount_cents"]) for r in refunds] == [("late", order.amount_cents)]
 
 
 # --- late success -> exactly one refund ----------------------------------------------------------
@@ -453,6 +465,17 @@ def test_stripe_down_opens_the_breaker_orders_wait_then_each_is_requested_once(
         assert world.run(outbox_types(world.pool, o)) == ["PaymentRequested"]
     # one idempotency key per order, however many times it was tried
     assert {k for k in provider.keys} == {rules.intent_key(o.order_id) for o in orders}
+    # then each order ends paid (the buyer paid) or released (its hold expired meanwhile)
+    for i, o in enumerate(orders):
+        if i % 2:
+            world.run(payments.order_closed(o.user_id, o.order_id, None))
+        else:
+            deliver(world, webhook_body("payment_intent.succeeded", o))
+    ends = [state_of(world, o) for o in orders]
+    assert ends == [
+        ("pending", 0, 0, True) if i % 2 else ("succeeded", o.amount_cents, 0, False)
+        for i, o in enumerate(orders)
+    ]
 
 
 # --- the outbox reaches Kafka ----------------------------------------------------------------

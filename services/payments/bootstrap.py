@@ -48,6 +48,9 @@ async def sweep(payments: Payments, stop: asyncio.Event) -> None:
             log.warning("refund sweep waits for the provider: %s", exc)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("refund sweep failed, retrying: %r", exc)
+        except Exception:
+            # a bug must not stop the consumer beside it (nor crash-loop the service)
+            log.exception("refund sweep failed; retrying")
         await sleep_or_stop(stop, SWEEP_EVERY_S)
 
 

@@ -171,10 +171,13 @@ class Payments:
         happened: requested | exists | closed | refused."""
         pid = rules.payment_id(order.order_id)
         known = await self.repo.get(order.user_id, pid)
-        if known is not None and (known.requested or known.status != rules.PENDING):
+        if known is not None and known.requested:
             return "exists"
-        if known is not None and known.order_closed:
+        if known is not None and known.order_closed and known.status == rules.PENDING:
             return "closed"  # the hold ended before we got to it: nothing to pay
+        # otherwise ask (again): the key makes Stripe answer the same intent, and a payment
+        # a webhook created first (we crashed after the call) still needs the intent's id,
+        # which a refund is made against
         pay = known or await self.repo.open(order, self.provider.name)
         try:
             intent = await self.provider.create_intent(
@@ -315,28 +318,48 @@ class Payments:
         their key. Answers how many refunds it sent."""
         sent = 0
         for user_id, pid in await self.repo.refund_due(limit):
-            pay = await self.repo.get(user_id, pid)
-            if pay is None or rules.late_refund_owed(pay.state) <= 0:
-                continue
-            known = await self.repo.refund_by_key(user_id, rules.refund_key(pay.order_id, "late"))
-            if known is not None and known.provider_ref:
-                continue  # refunded late already; what is left is someone else's refund
             try:
-                r = await self.refund(user_id, pay.order_id, None, "late")
-            except rules.RefundRefused:
-                continue  # reserved in full already: the unsent pass below finishes it
-            sent += 1
-            self.late_refunds += 1
-            log.info(
-                "refunded late payment %s of order %s: %d cents; late_refunds_total=%d",
-                pid, pay.order_id, r.amount_cents, self.late_refunds,
-            )  # fmt: skip
+                sent += await self._refund_late(user_id, pid)
+            except LookupError:
+                # no intent id yet (a webhook created the row before the service stored the
+                # intent): the order event's redelivery stores it, a later pass refunds
+                log.warning("late payment %s of user %s: intent not stored yet", pid, user_id)
+            except ProviderRefused as exc:
+                # Stripe refuses this refund for good: a person must look (reconcile flags
+                # the payment as a late payment not refunded); the other refunds go on
+                log.error("late refund of %s (user %s) refused: %s", pid, user_id, exc)
         for user_id, key in await self.repo.refunds_unsent(unsent_after_s, limit):
             r2 = await self.repo.refund_by_key(user_id, key)
             if r2 is not None and not r2.provider_ref:
-                await self._send(r2)
+                try:
+                    await self._send(r2)
+                except LookupError:
+                    continue
+                except ProviderRefused as exc:
+                    log.error("refund %s (user %s) refused: %s", key, user_id, exc)
+                    continue
                 sent += 1
         return sent
+
+    async def _refund_late(self, user_id: int, pid: str) -> int:
+        pay = await self.repo.get(user_id, pid)
+        if pay is None or rules.late_refund_owed(pay.state) <= 0:
+            return 0
+        if not pay.provider_ref:
+            raise LookupError(pid)  # nothing to refund against yet: reserve nothing
+        known = await self.repo.refund_by_key(user_id, rules.refund_key(pay.order_id, "late"))
+        if known is not None and known.provider_ref:
+            return 0  # refunded late already; what is left is someone else's refund
+        try:
+            r = await self.refund(user_id, pay.order_id, None, "late")
+        except rules.RefundRefused:
+            return 0  # reserved in full already: the unsent pass finishes it
+        self.late_refunds += 1
+        log.info(
+            "refunded late payment %s of order %s: %d cents; late_refunds_total=%d",
+            pid, pay.order_id, r.amount_cents, self.late_refunds,
+        )  # fmt: skip
+        return 1
 
     # -- the buyer's side ----------------------------------------------------------------------
 
