@@ -22,6 +22,7 @@ from nexuscart.adapters import postgres
 from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.app.payments import Payments
+from services.payments.bootstrap import demo_pay_main
 from tests.conftest import EdgeServer
 
 SECRET = config.dev_defaults()["JWT_SECRET"]
@@ -175,3 +176,19 @@ def test_admin_partial_refunds_stop_at_the_capture_and_a_buyer_cancels_the_rest(
             f"{edge.url}/orders/{order.order_id}/payment", headers=bearer(order.user_id, "customer")
         )
         assert view.json()["refunded_cents"] == 1_000
+
+
+def test_demo_pay_confirms_with_the_test_card_and_delivers_the_signed_webhook(
+    edge: EdgeServer, settings: config.Settings
+) -> None:
+    order = new_order(amount=4_200)
+    open_payment(settings, order)
+    argv = [str(order.user_id), str(order.order_id), "--edge", edge.url]
+    assert asyncio.run(demo_pay_main(argv)) == 0
+    with httpx.Client(timeout=10) as c:
+        view = c.get(
+            f"{edge.url}/orders/{order.order_id}/payment", headers=bearer(order.user_id, "customer")
+        )
+    assert (view.json()["status"], view.json()["captured_cents"]) == ("succeeded", 4_200)
+    # an order without a payment yet: a clear refusal, exit 1
+    assert asyncio.run(demo_pay_main(["1", "2", "--edge", edge.url])) == 1
