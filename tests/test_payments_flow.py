@@ -41,7 +41,7 @@ from nexuscart.app.errors import Refused
 from nexuscart.app.payments import Payments
 from nexuscart.domain import payments as rules
 from services.outbox_relay.payments import PaymentsOutboxRelay
-from services.runtime import consume
+from services.payments.bootstrap import main as service_main
 from tests.conftest import ROOT
 
 T = TypeVar("T")
@@ -568,15 +568,11 @@ def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
         finally:
             await producer.stop()
         stop = asyncio.Event()
-        task = asyncio.ensure_future(
-            consume(
-                s, f"payments-test-{uuid.uuid4().hex[:8]}", [events.ORDERS_TOPIC],
-                world.payments.handle_order_events, stop,
-            )
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
+        # the service as python -m services.payments runs it (consumer, sweeper, counters)
+        task = asyncio.ensure_future(service_main(stop))
+        deadline = time.monotonic() + 90
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not task.done():
                 a, b = await row(world.pool, paid), await row(world.pool, released)
                 if a is not None and a["requested"] and b is not None and b["order_closed"]:
                     break
