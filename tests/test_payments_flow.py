@@ -35,7 +35,7 @@ from devtools import devstack
 from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres
 from nexuscart.adapters.payments_provider import Intent, IntentRequest, ProviderUnavailable
-from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
+from nexuscart.adapters.payments_repo import Change, OrderToPay, PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.app.errors import Refused
 from nexuscart.app.payments import Payments
@@ -188,7 +188,7 @@ import asyncio, os, signal, sys
 import asyncpg
 from nexuscart import config
 from nexuscart.adapters import postgres
-from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
+from nexuscart.adapters.payments_repo import Change, OrderToPay, PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.app.payments import Payments
 
@@ -585,3 +585,57 @@ def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
     assert world.run(outbox_types(world.pool, paid)) == ["PaymentRequested"]  # once, not twice
     assert world.run(outbox_types(world.pool, released)) == ["PaymentRequested"]
     assert state_of(world, released) == ("pending", 0, 0, True)
+
+
+# --- webhooks of one tick share one commit ---------------------------------------------------
+
+
+def test_concurrent_webhooks_share_commits_and_each_gets_its_own_outcome(world: World) -> None:
+    orders = [new_order() for _ in range(3)]
+    kinds = ["payment_intent.payment_failed", "payment_intent.succeeded", "charge.refunded"]
+    bodies = [
+        webhook_body(k, o, event_id=f"evt_{o.order_id}_{i}", refunded=300 * (i == 2))
+        for o in orders
+        for i, k in enumerate(kinds)
+    ]
+    deliveries = bodies * 3
+    _rng.shuffle(deliveries)
+    secret = world.settings.stripe.webhook_secret
+
+    async def all_at_once() -> list[str]:
+        outs = await asyncio.gather(
+            *(world.payments.receive_webhook(b, sign(b, secret)) for b in deliveries)
+        )
+        return [o.outcome for o in outs]
+
+    outcomes = world.run(all_at_once())
+    assert outcomes.count("applied") == len(bodies)
+    assert outcomes.count("duplicate") == 2 * len(bodies)
+    for o in orders:
+        assert state_of(world, o) == ("succeeded", o.amount_cents, 300, False)
+        assert world.run(outbox_types(world.pool, o)).count("PaymentSucceeded") == 1
+
+
+def test_a_change_the_database_refuses_fails_alone_in_its_batch(world: World) -> None:
+    good, bad = new_order(), new_order()
+    changes = [
+        Change(
+            good.user_id,
+            rules.payment_id(good.order_id),
+            (rules.Fact("succeeded", 100),),
+            good,
+            ("evt_good_" + uuid.uuid4().hex, "payment_intent.succeeded"),
+        ),
+        Change(  # a negative amount: the table's CHECK refuses the row
+            bad.user_id,
+            rules.payment_id(bad.order_id),
+            (rules.Fact("succeeded", 100),),
+            bad._replace(amount_cents=-1),
+            ("evt_bad_" + uuid.uuid4().hex, "payment_intent.succeeded"),
+        ),
+    ]
+    results = world.run(world.payments.repo.apply_many(changes))
+    assert results[0][0] == "applied"
+    assert isinstance(results[1], asyncpg.CheckViolationError)
+    assert state_of(world, good) == ("succeeded", 100, 0, False)
+    assert state_of(world, bad) is None

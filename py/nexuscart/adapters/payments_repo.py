@@ -61,6 +61,20 @@ class OrderToPay(NamedTuple):
     currency: str
 
 
+class Change(NamedTuple):
+    """Facts to fold into one payment (see PaymentsRepo.apply)."""
+
+    user_id: int
+    payment_id: str
+    facts: tuple[rules.Fact, ...]
+    create: OrderToPay | None = None
+    webhook: tuple[str, str] | None = None  # (provider event id, type), recorded first
+    source_event: uuid.UUID | None = None  # a Kafka event id, recorded in the inbox
+
+    def sort_key(self) -> tuple[int, str, str]:
+        return (self.user_id, self.payment_id, self.webhook[0] if self.webhook else "")
+
+
 class OutboxRow(NamedTuple):
     user_id: int
     event_id: uuid.UUID
@@ -233,45 +247,91 @@ class PaymentsRepo:
         recorded first: a repeat answers ("duplicate", None) and changes nothing.
         ``create``: the order to open the row for when it does not exist yet (a webhook or
         the hold's end before the intent was stored). Answers ("applied" | "unknown", row)."""
+        item = Change(user_id, payment_id, tuple(facts), create, webhook, source_event)
         p = await self._pool()
         async with p.acquire() as conn, conn.transaction():
-            if webhook is not None:
-                fresh = await conn.fetchval(
-                    query("payment_webhook_insert"), user_id, webhook[0], webhook[1], payment_id
-                )
-                if fresh is None:
-                    return "duplicate", None
-            if source_event is not None and not await self._inbox(conn, user_id, source_event):
-                return "duplicate", None
-            row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
-            if row is None:
-                if create is None:
-                    return "unknown", None
-                await conn.execute(
-                    query("payment_insert"),
-                    create.user_id,
-                    payment_id,
-                    create.order_id,
-                    create.sale_id,
-                    create.amount_cents,
-                    create.currency,
-                    rules.PROVIDER_STRIPE,
-                )
-                row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
-            pay = _payment(row)
-            before = pay.state
-            after = before
-            for f in facts:
-                after = rules.apply(after, f)
-            if after != before:
-                await self._save(conn, pay, after)
-                await self._outbox(conn, user_id, change_events(pay, before, after, refund_reason))
-            return "applied", pay._replace(
-                status=after.status,
-                captured_cents=after.captured_cents,
-                refunded_cents=after.refunded_cents,
-                order_closed=after.order_closed,
+            return await self._apply_in(conn, item, refund_reason)
+
+    async def apply_many(
+        self, items: Sequence[Change]
+    ) -> list[tuple[str, Payment | None] | asyncpg.PostgresError]:
+        """``apply`` for many changes in one transaction: one commit (one fsync) for all,
+        which is what lets the webhook endpoint keep up with a burst. Should the database
+        refuse one change, the batch rolls back and each change is applied again in its own
+        transaction, so that one fails alone (its slot holds the error) and the others
+        commit. Changes are applied in (user, payment, event) order, so concurrent batches
+        take row locks in one order and cannot deadlock each other; the fold is
+        commutative, so the order changes no state. Statements stay single-shard; on Citus a
+        batch over several shards commits with two-phase commit."""
+        order = sorted(range(len(items)), key=lambda i: items[i].sort_key())
+        out: list[tuple[str, Payment | None] | asyncpg.PostgresError] = [("unknown", None)] * len(
+            items
+        )
+        p = await self._pool()
+        async with p.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for i in order:
+                        out[i] = await self._apply_in(conn, items[i], "provider")
+                return out
+            except asyncpg.PostgresError as exc:
+                if len(items) == 1:
+                    return [exc]
+            for i in order:
+                try:
+                    async with conn.transaction():
+                        out[i] = await self._apply_in(conn, items[i], "provider")
+                except asyncpg.PostgresError as exc:
+                    out[i] = exc
+        return out
+
+    async def _apply_in(
+        self, conn: asyncpg.Connection, item: Change, refund_reason: str
+    ) -> tuple[str, Payment | None]:
+        user_id, payment_id, create = item.user_id, item.payment_id, item.create
+        if item.webhook is not None:
+            fresh = await conn.fetchval(
+                query("payment_webhook_insert"),
+                user_id,
+                item.webhook[0],
+                item.webhook[1],
+                payment_id,
             )
+            if fresh is None:
+                return "duplicate", None
+        if item.source_event is not None and not await self._inbox(
+            conn, user_id, item.source_event
+        ):
+            return "duplicate", None
+        row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
+        if row is None:
+            if create is None:
+                return "unknown", None
+            await conn.execute(
+                query("payment_insert"),
+                create.user_id,
+                payment_id,
+                create.order_id,
+                create.sale_id,
+                create.amount_cents,
+                create.currency,
+                rules.PROVIDER_STRIPE,
+            )
+            row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
+        pay = _payment(row)
+        before = pay.state
+        after = before
+        for f in item.facts:
+            after = rules.apply(after, f)
+        if after != before:
+            await self._save(conn, pay, after)
+            await self._outbox(conn, user_id, change_events(pay, before, after, refund_reason))
+        return "applied", pay._replace(
+            status=after.status,
+            captured_cents=after.captured_cents,
+            refunded_cents=after.refunded_cents,
+            order_closed=after.order_closed,
+        )
 
     async def refund_by_key(self, user_id: int, key: str) -> Refund | None:
         p = await self._pool()

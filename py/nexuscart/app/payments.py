@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 import stripe
@@ -25,7 +25,13 @@ from nexuscart.adapters.payments_provider import (
     ProviderRefused,
     ProviderUnavailable,
 )
-from nexuscart.adapters.payments_repo import OrderToPay, Payment, PaymentsRepo, Refund
+from nexuscart.adapters.payments_repo import (
+    Change,
+    OrderToPay,
+    Payment,
+    PaymentsRepo,
+    Refund,
+)
 from nexuscart.app.errors import Refused, Unavailable, pg_errors
 from nexuscart.domain import payments as rules
 from nexuscart.events import Envelope, StockReleased, StockReserved
@@ -42,13 +48,17 @@ WEBHOOK_TOLERANCE_S: Final = 300
 # --- the provider's webhook, as much of it as we read ----------------------------------------
 
 
+# amounts a bigint column holds (Stripe's are 8 digits; this only keeps a bad one a 400)
+Cents = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+
+
 class WebhookObject(msgspec.Struct):
     id: str = ""
     object: str = ""
-    amount: int = 0
-    amount_received: int = 0
-    amount_captured: int = 0
-    amount_refunded: int = 0
+    amount: Cents = 0
+    amount_received: Cents = 0
+    amount_captured: Cents = 0
+    amount_refunded: Cents = 0
     currency: str = "usd"
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -148,6 +158,63 @@ def refund_view(r: Refund) -> RefundView:
     )
 
 
+Applied = tuple[str, Payment | None]
+
+
+class ChangeBatcher:
+    """Webhook changes of one loop tick applied in one transaction (PaymentsRepo.apply_many):
+    one commit for a burst instead of one per event. At most ``max_in_flight`` batches run
+    at once (each holds a pooled connection); changes that arrive meanwhile wait for the
+    next batch. Each caller gets its own change's outcome, only after the commit."""
+
+    def __init__(self, repo: PaymentsRepo, max_batch: int = 256, max_in_flight: int = 4):
+        self.repo = repo
+        self.max_batch = max_batch
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.pending: list[tuple[Change, asyncio.Future[Applied]]] = []
+        self.waiting = False  # a runner is queued for a slot: new changes join its batch
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, change: Change) -> asyncio.Future[Applied]:
+        fut: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+        self.pending.append((change, fut))
+        if not self.waiting:
+            self._spawn()
+        return fut
+
+    def _spawn(self) -> None:
+        self.waiting = True
+        task = asyncio.ensure_future(self._run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self) -> None:
+        async with self.slots:
+            self.waiting = False
+            batch = self.pending[: self.max_batch]
+            del self.pending[: self.max_batch]
+            if self.pending:
+                self._spawn()
+            if not batch:
+                return
+            try:
+                results = await self.repo.apply_many([c for c, _ in batch])
+            except BaseException as exc:  # the whole transaction failed: every caller hears
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, fut), r in zip(batch, results, strict=True):
+                if fut.done():
+                    continue  # its caller went away (a cancelled request)
+                if isinstance(r, BaseException):
+                    fut.set_exception(r)
+                else:
+                    fut.set_result(r)
+
+
 class Payments:
     def __init__(
         self,
@@ -162,6 +229,7 @@ class Payments:
         self.webhook_tolerance_s = webhook_tolerance_s
         self.late_refunds = 0
         self._slots = asyncio.Semaphore(ORDER_CONCURRENCY)
+        self.webhooks = ChangeBatcher(repo)
 
     # -- the order side ------------------------------------------------------------------------
 
@@ -265,13 +333,8 @@ class Payments:
         sale_id = _int(sale_raw) if sale_raw else None
         obj = ev.data.object
         create = OrderToPay(user_id, order_id, sale_id, obj.amount, obj.currency.lower())
-        outcome, _ = await self.repo.apply(
-            user_id,
-            rules.payment_id(order_id),
-            facts,
-            create=create,
-            webhook=(ev.id, ev.type),
-        )
+        change = Change(user_id, rules.payment_id(order_id), tuple(facts), create, (ev.id, ev.type))
+        outcome, _ = await self.webhooks.submit(change)
         return WebhookOutcome(outcome)
 
     # -- refunds -------------------------------------------------------------------------------
