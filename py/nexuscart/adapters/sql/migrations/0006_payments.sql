@@ -12,23 +12,35 @@ ALTER TABLE payments ADD COLUMN IF NOT EXISTS sale_id bigint;
 ALTER TABLE payments ADD COLUMN IF NOT EXISTS provider text NOT NULL DEFAULT 'stripe';
 ALTER TABLE payments ADD COLUMN IF NOT EXISTS client_secret text;
 ALTER TABLE payments ADD COLUMN IF NOT EXISTS requested boolean NOT NULL DEFAULT false;
-ALTER TABLE payments ADD COLUMN IF NOT EXISTS captured_cents bigint NOT NULL DEFAULT 0
-    CHECK (captured_cents >= 0);
-ALTER TABLE payments ADD COLUMN IF NOT EXISTS refunded_cents bigint NOT NULL DEFAULT 0
-    CHECK (refunded_cents >= 0);
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS captured_cents bigint NOT NULL DEFAULT 0;
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS refunded_cents bigint NOT NULL DEFAULT 0;
 ALTER TABLE payments ADD COLUMN IF NOT EXISTS order_closed boolean NOT NULL DEFAULT false;
--- the reconciliation's rule, enforced where it is cheapest: never more back than captured
+-- Checks are added apart from their columns: Citus refuses ADD COLUMN with a constraint on a
+-- distributed table. The last is the reconciliation's rule, enforced where it is cheapest:
+-- never more back than captured.
 DO $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'payments_captured_ge_0') THEN
+        ALTER TABLE payments ADD CONSTRAINT payments_captured_ge_0 CHECK (captured_cents >= 0);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'payments_refunded_ge_0') THEN
+        ALTER TABLE payments ADD CONSTRAINT payments_refunded_ge_0 CHECK (refunded_cents >= 0);
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'payments_refund_le_capture') THEN
         ALTER TABLE payments ADD CONSTRAINT payments_refund_le_capture
             CHECK (refunded_cents <= captured_cents);
     END IF;
 END
 $$;
--- the refund sweeper's poll: succeeded payments of closed orders with money left
-CREATE INDEX IF NOT EXISTS payments_refund_due ON payments (user_id)
-    WHERE status = 'succeeded' AND order_closed AND refunded_cents < captured_cents;
+-- the refund sweeper's poll: succeeded payments of closed orders with money left. In a DO
+-- block: Citus sends an index on a distributed table to its shards as the statement's text,
+-- which must then be this one statement, not the whole migration file.
+DO $$
+BEGIN
+    CREATE INDEX IF NOT EXISTS payments_refund_due ON payments (user_id)
+        WHERE status = 'succeeded' AND order_closed AND refunded_cents < captured_cents;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS payment_webhooks (
     user_id      bigint NOT NULL,
