@@ -95,13 +95,20 @@ def freshness(base: str, secret: str, changes: int) -> dict[str, Any]:
     token = auth.issue(secret, 1, roles=("admin",))
     lags: list[float] = []
     with httpx.Client(base_url=base, timeout=10) as http:
-        for pid in range(1, changes * 3):
+        for pid in range(1, changes * 20):
             if len(lags) == changes:
                 break
             page = http.get(f"/products/{pid}")
             if page.status_code != 200:
                 continue  # a draft
             product = page.json()
+            q: dict[str, str | int] = {
+                "q": " ".join(product["title"].split()[: rules.Q_MAX_TERMS]),
+                "limit": 50,
+            }
+            found = httpx.get(f"{base}/search", params=q).json().get("items", [])
+            if not any(h["product_id"] == pid for h in found):
+                continue  # its title's words rank 50 others first: its change could not show
             variant = min(product["variants"], key=lambda v: v["price_minor"])
             price = max(0, variant["price_minor"] - 1)  # still the cheapest: price_min moves
             r = http.patch(
@@ -115,10 +122,6 @@ def freshness(base: str, secret: str, changes: int) -> dict[str, Any]:
             )
             r.raise_for_status()
             written = time.perf_counter()
-            q: dict[str, str | int] = {
-                "q": " ".join(product["title"].split()[: rules.Q_MAX_TERMS]),
-                "limit": 50,
-            }
             first_seen: float | None = None
             streak = 0
             while streak < 10:
