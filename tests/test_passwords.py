@@ -82,7 +82,7 @@ async def test_the_event_loop_keeps_running_while_a_hash_is_computed() -> None:
         hasher.close()
 
 
-def test_hashing_threads_run_reniced_and_only_on_idle_cores() -> None:
+def test_hashing_threads_run_reniced() -> None:
     import os
     import threading
 
@@ -92,11 +92,6 @@ def test_hashing_threads_run_reniced_and_only_on_idle_cores() -> None:
         def nice() -> int:
             return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-        def policy() -> int:
-            return os.sched_getscheduler(threading.get_native_id())
-
         assert hasher._pool.submit(nice).result() == min(19, nice() + 10)
-        assert hasher._pool.submit(policy).result() == os.SCHED_IDLE
-        assert policy() != os.SCHED_IDLE  # the event loop's thread keeps its policy
     finally:
         hasher.close()

@@ -2,12 +2,9 @@
 
 A hash at the OWASP parameters (m=19 MiB, t=2, p=1) costs tens of milliseconds of CPU: on
 the event loop it would stall every other request of the worker. ``PasswordHasher`` runs it
-in a small thread pool (argon2-cffi releases the GIL while hashing) whose threads run under
-SCHED_IDLE on Linux (reniced where that is refused): they get a core only when nothing else
-of the machine wants it, so a login storm takes the cores the other routes leave idle
-instead of sharing them (renicing +10 alone left a page view's p99 at 105 ms during a
-login storm: `scripts/bench accounts`); the number of hashes waiting is bounded, and
-beyond it ``HasherBusy`` (the edge answers 503 with
+in a small thread pool (argon2-cffi releases the GIL while hashing) whose threads are
+reniced, so the kernel prefers the event loop's thread when both want a core; the number
+of hashes waiting is bounded, and beyond it ``HasherBusy`` (the edge answers 503 with
 Retry-After) instead of an ever-growing queue.
 """
 
@@ -36,13 +33,11 @@ class HasherBusy(Exception):
 
 
 def _renice() -> None:
-    # Linux applies a scheduling policy and a nice value per thread (its native id);
-    # elsewhere this is a no-op.
+    # Linux applies a nice value per thread (its native id); elsewhere this is a no-op.
     with contextlib.suppress(OSError, AttributeError):
         tid = threading.get_native_id()
         own = os.getpriority(os.PRIO_PROCESS, tid)  # inherited from the event loop's thread
         os.setpriority(os.PRIO_PROCESS, tid, min(19, own + HASH_THREAD_NICE))
-        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
 
 class PasswordHasher:
