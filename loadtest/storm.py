@@ -284,6 +284,8 @@ _PARTS: Final = (
     ("services.orders", "orders service"),
     ("services.outbox_relay", "outbox relay"),
     ("services.inventory", "inventory service"),
+    ("services.payments", "payments service"),
+    ("stripe-mock", "stripe-mock (Stripe's stand-in)"),
     ("redis-server", "Redis"),
     ("java", "Kafka"),
     ("postgres", "PostgreSQL"),
@@ -339,11 +341,22 @@ async def held_units(url: str, sale_id: int) -> int:
 
 async def orders_of_sale(dsn: str, sale_id: int, want: int, wait_s: float) -> int:
     """Orders the orders service wrote for the sale, once it reaches ``want`` (bounded)."""
+    sql = "SELECT count(*) FROM orders WHERE sale_id = $1"
+    return await _count_until(dsn, sql, sale_id, want, wait_s)
+
+
+async def payments_of_sale(dsn: str, sale_id: int, want: int, wait_s: float) -> int:
+    """The sale's orders the payments service asked Stripe to charge, once ``want`` (bounded)."""
+    sql = "SELECT count(*) FROM payments WHERE sale_id = $1 AND requested"
+    return await _count_until(dsn, sql, sale_id, want, wait_s)
+
+
+async def _count_until(dsn: str, sql: str, sale_id: int, want: int, wait_s: float) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + wait_s
         while True:
-            n: int = await conn.fetchval("SELECT count(*) FROM orders WHERE sale_id = $1", sale_id)
+            n: int = await conn.fetchval(sql, sale_id)
             if n >= want or time.monotonic() > deadline:
                 return n
             await asyncio.sleep(0.5)
@@ -430,6 +443,10 @@ def main() -> int:
         orders_rich = asyncio.run(orders_of_sale(srv.env["PG_DSN"], rich, held_rich, 300))
         results["stock_rich"]["orders"] = orders_rich
         results["stock_rich"]["orders_per_s"] = orders_rich / (time.monotonic() - t0)
+        # and every order's payment intent (Stripe is stripe-mock here, on the same cores)
+        paid_rich = asyncio.run(payments_of_sale(srv.env["PG_DSN"], rich, held_rich, 300))
+        results["stock_rich"]["payments"] = paid_rich
+        results["stock_rich"]["payments_per_s"] = paid_rich / (time.monotonic() - t0)
         cpu1 = cpu_by_part(srv.pid)
         results["stock_rich"]["cpu_us_per_hold"] = {
             part: 1e6 * (cpu1[part] - cpu0.get(part, 0.0)) / max(held_rich, 1) for part in cpu1
@@ -447,7 +464,9 @@ def main() -> int:
             storm = purchases(sale, args.seconds)
             h = held(sale)
             orders = asyncio.run(orders_of_sale(server.env["PG_DSN"], sale, h, 60))
-            storm.update({"units": args.units, "holds": h, "orders": orders})
+            # the next run starts on a drained pipeline: every order's payment intent asked for
+            paid = asyncio.run(payments_of_sale(server.env["PG_DSN"], sale, h, 180))
+            storm.update({"units": args.units, "holds": h, "orders": orders, "payments": paid})
             runs.append(storm)
             print(
                 f"sell-out run {n + 1}: {storm['rps']:.0f} req/s p99 {storm['p99']}, "
@@ -494,7 +513,8 @@ def report(res: dict[str, Any]) -> None:
             "purchase, stock-rich (all admitted)",
             res["stock_rich"],
             f"{res['stock_rich']['holds_per_s']:.0f} holds/s; every order in PostgreSQL at "
-            f"{res['stock_rich']['orders_per_s']:.0f} orders/s end to end",
+            f"{res['stock_rich']['orders_per_s']:.0f} orders/s end to end, its payment intent "
+            f"at {res['stock_rich']['payments_per_s']:.0f}/s",
         ),
     ]
     for n, run in enumerate(res["sell_out"], 1):
@@ -502,7 +522,8 @@ def report(res: dict[str, Any]) -> None:
             (
                 f"purchase, sell-out storm, run {n}",
                 run,
-                f"holds {run['holds']}/{run['units']}, orders {run['orders']}",
+                f"holds {run['holds']}/{run['units']}, orders {run['orders']}, "
+                f"payment intents {run['payments']}",
             )
         )
     after = res["after_sell_out"]
@@ -531,8 +552,8 @@ def report(res: dict[str, Any]) -> None:
     cpu = res["stock_rich"]["cpu_us_per_hold"]
     lines += [
         "",
-        "CPU per admitted purchase, stock-rich phase until its orders were in PostgreSQL "
-        "(user + system time of each part's processes / holds):",
+        "CPU per admitted purchase, stock-rich phase until its orders were in PostgreSQL and "
+        "their payment intents asked for (user + system time of each part's processes / holds):",
         "",
         "| part | CPU µs per hold |",
         "|---|---|",
