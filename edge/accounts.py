@@ -10,6 +10,7 @@ from typing import Annotated, Final
 
 import msgspec
 
+from edge.access import user_of
 from edge.deps import Deps
 from edge.http import handles_refusals, idem_key
 from nexuscart.app.accounts import TokenPair, UsersPage, UserView
@@ -67,16 +68,6 @@ class RolesUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     roles: Annotated[list[Role], msgspec.Meta(min_length=1, max_length=3)]
 
 
-def caller(req: Request) -> int:
-    """The signed-in user's id: the guard's principal is (user id, role bits)."""
-    p = req.principal
-    if isinstance(p, tuple):
-        return int(p[0])
-    if isinstance(p, int):
-        return p
-    raise HTTPError(401, "unauthorized", "Valid token required")  # a route left unguarded
-
-
 _no_store: Final = [("cache-control", "no-store")]  # token answers must not be cached
 
 
@@ -114,20 +105,20 @@ def routes(deps: Deps) -> list[Route]:
 
     @handles_refusals
     async def get_me(req: Request) -> Response:
-        return json_response(await acc.me(caller(req)))
+        return json_response(await acc.me(user_of(req)))
 
     @handles_refusals
     async def update_me(req: Request) -> Response:
         idem_key(req)  # sets values: repeating it leaves the same state
         body = decode_body(req, ProfileUpdate)
-        return json_response(await acc.update_me(caller(req), body.display_name))
+        return json_response(await acc.update_me(user_of(req), body.display_name))
 
     @handles_refusals
     async def change_password(req: Request) -> Response:
         idem_key(req)
         body = decode_body(req, PasswordChange)
         pair = await acc.change_password(
-            caller(req), body.current_password, body.new_password, req.client_ip
+            user_of(req), body.current_password, body.new_password, req.client_ip
         )
         return json_response(pair, headers=_no_store)
 
@@ -145,17 +136,17 @@ def routes(deps: Deps) -> list[Route]:
         idem_key(req)  # sets values
         user_id = path_int(req, "user_id")
         body = decode_body(req, RolesUpdate)
-        return json_response(await acc.set_roles(caller(req), user_id, list(body.roles)))
+        return json_response(await acc.set_roles(user_of(req), user_id, list(body.roles)))
 
     @handles_refusals
     async def disable_user(req: Request) -> Response:
         idem_key(req)  # disabling twice is disabling once
-        return json_response(await acc.set_disabled(caller(req), path_int(req, "user_id"), True))
+        return json_response(await acc.set_disabled(user_of(req), path_int(req, "user_id"), True))
 
     @handles_refusals
     async def enable_user(req: Request) -> Response:
         idem_key(req)
-        return json_response(await acc.set_disabled(caller(req), path_int(req, "user_id"), False))
+        return json_response(await acc.set_disabled(user_of(req), path_int(req, "user_id"), False))
 
     user_auth, admin_auth = "user", "admin"
     return [

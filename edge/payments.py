@@ -14,9 +14,7 @@ from edge.http import handles_refusals, idem_key
 from nexuscart.app.errors import Refused
 from nexuscart.app.payments import PaymentView, RefundView, WebhookOutcome
 from nexuscart.domain.payments import MAX_AMOUNT_CENTS
-from nexuscart.web import Request, Response, Route, decode_body, json_response, path_int
-
-ID_MAX = 2**63 - 1
+from nexuscart.web import ID_MAX, Request, Response, Route, decode_body, json_response, path_int
 
 
 class RefundSpec(msgspec.Struct, forbid_unknown_fields=True):
