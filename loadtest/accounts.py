@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from loadtest.storm import HERE, ROOT, Server, create_sale, wrk
+from loadtest.storm import HERE, Server, create_sale, save_report, wrk
 
 PASSWORD = "load test pass phrase 2024"
 
@@ -189,16 +188,12 @@ def main() -> int:
         print(f"refresh: {results['refresh']['rps']:.0f}/s", file=sys.stderr)
 
         table = _table(results)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        reports = ROOT / "loadtest/reports"
-        for phase in ("view", "view_during_logins", "refresh"):
-            results[phase].pop("raw", None)
-        (reports / f"accounts-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (reports / f"accounts-{stamp}.md").write_text(
-            f"# Accounts load run {stamp}\n\n{args.workers} workers, {args.seconds} s per phase, "
+        save_report(
+            "accounts",
+            f"# Accounts load run\n\n{args.workers} workers, {args.seconds} s per phase, "
             f"{args.login_concurrency} login clients, {args.connections} wrk connections\n\n"
-            + table
-            + "\n"
+            + table,
+            results,
         )
         print(table)
         return 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import sys
@@ -38,7 +37,7 @@ from typing import Any
 import httpx
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, admin_token, wrk
+from loadtest.storm import HERE, ROOT, Server, admin_token, save_report, wrk
 
 PATHS_PER_FILE = 50_000
 SKUS_PER_CHECK = 10
@@ -230,16 +229,12 @@ def main() -> int:
         results["freshness"]["reads_meanwhile_rps"] = reads.get("rps")
         print(f"freshness: p99 {results['freshness']['p99_ms']:.1f} ms", file=sys.stderr)
 
-        for v in results.values():
-            if isinstance(v, dict):
-                v.pop("raw", None)
         table = _table(results)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        reports = ROOT / "loadtest/reports"
-        (reports / f"catalog-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (reports / f"catalog-{stamp}.md").write_text(
-            f"# Catalog load run {stamp}\n\n{args.workers} workers, {args.products} products, "
-            f"{args.seconds} s per phase\n\n{table}\n"
+        save_report(
+            "catalog",
+            f"# Catalog load run\n\n{args.workers} workers, {args.products} products, "
+            f"{args.seconds} s per phase\n\n{table}",
+            results,
         )
         print(table)
         return 0

@@ -42,7 +42,7 @@ import httpx
 import stripe
 
 from devtools import devstack
-from loadtest.storm import vegeta
+from loadtest.storm import save_report, vegeta
 from nexuscart import config
 from nexuscart.adapters import postgres
 from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
@@ -208,10 +208,6 @@ def main() -> int:
     finally:
         stack.stop()
     res["args"] = vars(args)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    reports = ROOT / "loadtest" / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / f"payments-{stamp}.json").write_text(json.dumps(res, indent=2) + "\n")
     rows = [
         "| phase | ok | errors | per s | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",
@@ -229,12 +225,12 @@ def main() -> int:
     )
     table = "\n".join(rows)
     text = (
-        f"# Payments load run {stamp}\n\n`scripts/bench payments --seconds {args.seconds} "
+        f"# Payments load run\n\n`scripts/bench payments --seconds {args.seconds} "
         f"--concurrency {args.concurrency} --workers {args.workers}`\n\n{table}\n\n"
         f"intents / stripe-mock ceiling: {res['intents']['ratio_to_ceiling']}; "
         f"signature checks in-process: {res['verify']['per_s']}/s\n"
     )
-    (reports / f"payments-{stamp}.md").write_text(text)
+    save_report("payments", text, res)
     sys.stdout.write(text)
     return 0
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import random
 import statistics
 import sys
@@ -39,7 +38,7 @@ import httpx
 
 from devtools import catalog_gen, devstack
 from loadtest.search_engines import load_judged, parents
-from loadtest.storm import HERE, ROOT, Server, wrk
+from loadtest.storm import HERE, ROOT, Server, save_report, wrk
 from nexuscart import auth
 from nexuscart.domain import search as rules
 
@@ -219,15 +218,12 @@ def main() -> int:
             print(f"{phase}: {results[phase]['rps']:.0f} req/s", file=sys.stderr)
         results["freshness"] = freshness(srv.url, srv.env["JWT_SECRET"], args.changes)
         print(f"freshness: {results['freshness']}", file=sys.stderr)
-        for phase in ("ceiling", "mix", "cold"):
-            results[phase].pop("raw", None)
         table = _table(results)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        reports = ROOT / "loadtest/reports"
-        (reports / f"search-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (reports / f"search-{stamp}.md").write_text(
-            f"# Search load run {stamp}\n\n{args.workers} workers, {args.products} products, "
-            f"{args.seconds} s per phase, {args.connections} connections\n\n{table}\n"
+        save_report(
+            "search",
+            f"# Search load run\n\n{args.workers} workers, {args.products} products, "
+            f"{args.seconds} s per phase, {args.connections} connections\n\n{table}",
+            results,
         )
         print(table)
         return 0

@@ -577,11 +577,18 @@ def report(res: dict[str, Any]) -> None:
         )
     text = "\n".join(lines)
     print(text)
+    save_report("storm", text, res)
+
+
+def save_report(name: str, markdown: str, results: dict[str, Any]) -> str:
+    """Write loadtest/reports/<name>-<time>.md and .json (wrk's raw output left out); returns
+    the time stamp. Every load script reports through this."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = HERE / "reports"
     out.mkdir(exist_ok=True)
-    (out / f"storm-{stamp}.md").write_text(text + "\n")
-    (out / f"storm-{stamp}.json").write_text(json.dumps(_without_raw(res), indent=2))
+    (out / f"{name}-{stamp}.md").write_text(markdown.rstrip("\n") + "\n")
+    (out / f"{name}-{stamp}.json").write_text(json.dumps(_without_raw(results), indent=2) + "\n")
+    return stamp
 
 
 def _without_raw(v: Any) -> Any:
