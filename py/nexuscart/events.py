@@ -45,23 +45,53 @@ class StockReserved(msgspec.Struct, frozen=True, tag="StockReserved"):
 
 
 class StockReleased(msgspec.Struct, frozen=True, tag="StockReleased"):
-    """A hold ended without payment (``reason``: expired | cancelled | payment_failed); its
-    units are back."""
+    """A hold or reservation ended without a sale (``reason``: expired | cancelled |
+    payment_failed); its units are back. ``sale_id`` is None for an everyday order's
+    reservation (``quantity``: all its units)."""
 
     order_id: int
-    sale_id: int
+    sale_id: int | None
     user_id: int
     quantity: int
     reason: str
 
 
 class StockSold(msgspec.Struct, frozen=True, tag="StockSold"):
-    """A paid hold became a sale: the units are sold for good."""
+    """A paid hold or reservation became a sale: the units are sold for good (``sale_id``
+    None: an everyday order)."""
 
     order_id: int
-    sale_id: int
+    sale_id: int | None
     user_id: int
     quantity: int
+
+
+class OrderLine(msgspec.Struct, frozen=True):
+    """One line of an everyday order, priced when the order was placed (integer minor units
+    of the order's currency)."""
+
+    sku: str
+    product_id: int
+    quantity: int
+    unit_price_minor: int
+
+
+class OrderPlaced(msgspec.Struct, frozen=True, tag="OrderPlaced"):
+    """An everyday checkout reserved stock for every line, all or nothing, until
+    ``expires_at_ms``; the order awaits payment of ``total_minor`` (``subtotal_minor`` less
+    ``discount_minor`` from ``promo_code``). Written by the checkout's Lua script into the
+    Redis outbox, like StockReserved; released (StockReleased, sale_id None) or sold
+    (StockSold, sale_id None) like a flash-sale hold."""
+
+    order_id: int
+    user_id: int
+    lines: tuple[OrderLine, ...]
+    currency: str
+    subtotal_minor: int
+    discount_minor: int
+    total_minor: int
+    promo_code: str | None
+    expires_at_ms: int
 
 
 # payments.v1 (docs/payments.md): written to PostgreSQL's payments_outbox by the payments
@@ -210,6 +240,7 @@ CatalogEvent = ProductCreated | ProductUpdated | ProductArchived | StockAdjusted
 # topic handles only its own events)
 Event = (
     StockReserved
+    | OrderPlaced
     | StockReleased
     | StockSold
     | PaymentRequested
