@@ -154,19 +154,20 @@ def build(settings: config.Settings | None = None) -> Deps:
     async def pg() -> asyncpg.Pool:  # made lazily, once, by Deps (built just below)
         return await deps.pg_pool()
 
+    metrics = Metrics()
     flash_sales = FlashSales(
         store,
         gate,
         pg,
         default_hold_ttl_s=s.sale.hold_ttl_s,
         sold_out_refresh_s=s.gate.sold_out_refresh_ms / 1000,
+        counters=metrics.counters,
     )
     accounts = build_accounts(s, client, pg)
     # the catalog's hot reads (stock MGETs) share a lean pipelined connection per worker
     catalog_pipe = RedisPipe(s.redis.url, timeout)
     catalog_store = CatalogStore(client, catalog_pipe)
     page_cache = PageCache(s.catalog.page_ttl_s, s.catalog.page_cache_max)
-    metrics = Metrics()
     catalog = Catalog(
         CatalogRepo(pg),
         catalog_store,

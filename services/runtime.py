@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -16,17 +17,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka import errors as kafka_errors
 from redis import exceptions as redis_exc
 
-from nexuscart import config, events
+from nexuscart import config, events, observability
 from nexuscart.adapters import kafka
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)`` under uvloop; ``stop`` is set on SIGINT/SIGTERM."""
+    """Run ``main(stop)`` under uvloop; ``stop`` is set on SIGINT/SIGTERM. Logs and the
+    service's /metrics endpoint follow LOG_FORMAT and METRICS_PORT."""
     import uvloop
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    observe = config.observe()
+    # services/<name>/bootstrap.py: the service's name is its package's
+    observability.setup_logging(main.__module__.split(".")[-2], observe.log_format)
+    observability.serve_metrics(observe.metrics_port)
 
     async def wrapper() -> None:
         stop = asyncio.Event()
@@ -116,17 +119,29 @@ class ConsumerLoop:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.log = logging.getLogger(f"nexuscart.{name}")
-        # running totals, carried by the log lines (services export no metrics of their own)
+        # running totals, carried by the log lines (and the metrics below)
         self.dead_lettered = 0
         self.retries = 0
+        self.lag = observability.LagGauge(name, consumer)
+        self._retried = observability.CONSUMER_RETRIES.labels(name)
+        self._batch_seconds = observability.CONSUMER_BATCH_SECONDS.labels(name)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=250, max_records=self.max_records)
-            if batches and await self.process(
-                [rec for recs in batches.values() for rec in recs], stop
-            ):
-                await self._commit()
+        lag = asyncio.create_task(observability.report_lag(self.lag, stop))
+        try:
+            while not stop.is_set():
+                batches = await self.consumer.getmany(timeout_ms=250, max_records=self.max_records)
+                if not batches:
+                    continue
+                records = [rec for recs in batches.values() for rec in recs]
+                self.lag.fetched(records)
+                t0 = time.perf_counter()
+                if await self.process(records, stop):
+                    self._batch_seconds.observe(time.perf_counter() - t0)
+                    await self._commit()
+                    self.lag.committed()
+        finally:
+            lag.cancel()
 
     async def process(
         self, records: Sequence[ConsumerRecord[Any, Any]], stop: asyncio.Event
@@ -150,6 +165,7 @@ class ConsumerLoop:
         while True:
             try:
                 await self.handle([env for _, env in pairs])
+                self._count([rec for rec, _ in pairs], "applied")
                 return True
             except Exception as exc:
                 if not is_transient(exc):
@@ -160,6 +176,7 @@ class ConsumerLoop:
                         pairs[mid:], stop
                     )
                 self.retries += 1
+                self._retried.inc()
                 self.log.warning(
                     "%s: transient failure on %d events, retrying in %.2fs: %r; retries_total=%d",
                     self.name, len(pairs), delay, exc, self.retries,
@@ -190,6 +207,7 @@ class ConsumerLoop:
                 break
             except Exception as exc:
                 self.retries += 1
+                self._retried.inc()
                 self.log.warning(
                     "%s: dead-letter publish to %s failed: %r; retries_total=%d",
                     self.name, topic, exc, self.retries,
@@ -198,12 +216,20 @@ class ConsumerLoop:
                 return False
             delay = min(delay * 2, self.max_backoff_s)
         self.dead_lettered += 1
+        self._count([rec], "dead_lettered")
         self.log.error(
             "%s: dead-lettered %s:%d:%d to %s (%s: %s); dead_lettered_total=%d",
             self.name, rec.topic, rec.partition, rec.offset, topic,
             type(error).__name__, error, self.dead_lettered,
         )  # fmt: skip
         return True
+
+    def _count(self, records: Sequence[ConsumerRecord[Any, Any]], outcome: str) -> None:
+        per_topic: dict[str, int] = {}
+        for rec in records:
+            per_topic[rec.topic] = per_topic.get(rec.topic, 0) + 1
+        for topic, n in per_topic.items():
+            observability.CONSUMER_RECORDS.labels(self.name, topic, outcome).inc(n)
 
     async def _backoff(self, stop: asyncio.Event, seconds: float) -> bool:
         await sleep_or_stop(stop, seconds)

@@ -111,6 +111,12 @@ class CatalogSettings(msgspec.Struct, frozen=True):
 ENVIRONMENTS: Final = ("dev", "test", "prod")
 
 
+class ObserveSettings(msgspec.Struct, frozen=True):
+    metrics_port: int = 0  # a service's /metrics on 127.0.0.1:<port>; 0 = none
+    log_format: str = "text"  # "json": one JSON object per line (docs/observability.md)
+    access_log_sample: float = 0.0  # share of edge requests logged (one line each)
+
+
 class AppSettings(msgspec.Struct, frozen=True):
     # prod unless told otherwise: a forgotten variable must fail closed, not open
     environment: str = "prod"
@@ -129,6 +135,7 @@ class Settings(msgspec.Struct, frozen=True):
     relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
     accounts: AccountsSettings = msgspec.field(default_factory=AccountsSettings)
     catalog: CatalogSettings = msgspec.field(default_factory=CatalogSettings)
+    observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
 
 
 # (env var, section, field, required, description)
@@ -285,6 +292,21 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "product pages cached per edge worker",
     ),
     (
+        "METRICS_PORT",
+        "observe",
+        "metrics_port",
+        False,
+        "a service's Prometheus /metrics port on 127.0.0.1 (0: none; not the edge's)",
+    ),
+    ("LOG_FORMAT", "observe", "log_format", False, "text or json (one JSON object per line)"),
+    (
+        "ACCESS_LOG_SAMPLE",
+        "observe",
+        "access_log_sample",
+        False,
+        "share of edge requests logged, one line each (0 to 1)",
+    ),
+    (
         "NEXUSCART_ENV",
         "app",
         "environment",
@@ -327,6 +349,19 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"invalid setting: TRUSTED_PROXIES: {exc}") from exc
     check_secrets(settings.app.environment, env)
     return settings
+
+
+def observe(env: Mapping[str, str] | None = None) -> ObserveSettings:
+    """The observability settings alone: a process sets up its logs and metrics with them
+    before (and whether or not) the rest of its settings load."""
+    env = os.environ if env is None else env
+    values = {
+        name: env[var] for var, sec, name, *_ in ENV_VARS if sec == "observe" and env.get(var)
+    }
+    try:
+        return msgspec.convert(values, ObserveSettings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from exc
 
 
 def check_secrets(environment: str, env: Mapping[str, str]) -> None:

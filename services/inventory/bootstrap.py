@@ -10,7 +10,7 @@ import sys
 import msgspec
 from redis.exceptions import RedisError
 
-from nexuscart import config, events
+from nexuscart import config, events, observability
 from nexuscart.adapters import postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from services.inventory.holds import expire_due, reconcile
@@ -19,6 +19,7 @@ from services.runtime import consume, sleep_or_stop
 
 log = logging.getLogger("nexuscart.inventory")
 EXPIRY_INTERVAL_S = 0.25  # holds are released at most this long after they expire
+CONSERVATION_EVERY_S = 15.0  # the oversell alert's check (Redis only: one read per sale)
 
 
 async def expire_holds(store: FlashSaleStore, stop: asyncio.Event) -> None:
@@ -26,10 +27,23 @@ async def expire_holds(store: FlashSaleStore, stop: asyncio.Event) -> None:
         try:
             n = await expire_due(store)
             if n:
+                observability.HOLDS_EXPIRED.inc(n)
                 log.info("released %d units from expired holds", n)
         except (RedisError, OSError):
             log.warning("redis unavailable; expiry retries")
         await sleep_or_stop(stop, EXPIRY_INTERVAL_S)
+
+
+async def check_conservation(store: FlashSaleStore, stop: asyncio.Event) -> None:
+    """Publish how many sales break conservation (the oversell alert's gauge)."""
+    while not stop.is_set():
+        try:
+            reports = await reconcile(store, None)
+            observability.CONSERVATION_BROKEN.set(sum(not r.redis_ok for r in reports))
+            observability.CONSERVATION_CHECKED.set_to_current_time()
+        except (RedisError, OSError):
+            log.warning("redis unavailable; conservation check retries")
+        await sleep_or_stop(stop, CONSERVATION_EVERY_S)
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -39,6 +53,7 @@ async def main(stop: asyncio.Event) -> None:
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(expire_holds(store, stop))
+            tasks.create_task(check_conservation(store, stop))
             tasks.create_task(
                 consume(
                     settings,

@@ -4,6 +4,7 @@ users, catalog and payments outboxes in PostgreSQL, each relayed to Kafka by its
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 
@@ -18,6 +19,19 @@ from services.outbox_relay.catalog import CatalogOutboxRelay
 from services.outbox_relay.payments import PaymentsOutboxRelay
 from services.outbox_relay.relay import OutboxRelay, consumer_name
 from services.outbox_relay.users import UsersOutboxRelay
+from services.runtime import sleep_or_stop
+
+MEASURE_EVERY_S = 1.0
+
+
+async def measure(relay: OutboxRelay, stop: asyncio.Event) -> None:
+    """The flash-sale outboxes' backlog and age gauges, once a second."""
+    while not stop.is_set():
+        try:
+            await relay.measure()
+        except Exception:  # a metric must never stop the relay
+            logging.getLogger("nexuscart.relay").debug("outbox measure failed", exc_info=True)
+        await sleep_or_stop(stop, MEASURE_EVERY_S)
 
 
 async def main(stop: asyncio.Event) -> None:
@@ -45,7 +59,11 @@ async def main(stop: asyncio.Event) -> None:
     payments = PaymentsOutboxRelay(PaymentsRepo(pg), producer)
     try:
         await asyncio.gather(
-            relay.run(stop), users.run(stop), catalog.run(stop), payments.run(stop)
+            relay.run(stop),
+            users.run(stop),
+            catalog.run(stop),
+            payments.run(stop),
+            measure(relay, stop),
         )
     finally:
         await producer.stop()

@@ -17,6 +17,7 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
+from nexuscart import observability
 from services.runtime import sleep_or_stop
 
 log = logging.getLogger("nexuscart.relay.pg")
@@ -69,6 +70,7 @@ class PgOutboxRelay(Generic[R]):
         ]
         await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)
         await self.outbox.outbox_delete(rows)
+        observability.OUTBOX_RELAYED.labels(self.name).inc(len(rows))
         return len(rows)
 
     async def before_send(self, rows: Sequence[R]) -> None:
@@ -80,6 +82,7 @@ class PgOutboxRelay(Generic[R]):
             try:
                 n = await self.run_once()
             except Exception:
+                observability.OUTBOX_FAILURES.labels(self.name).inc()
                 log.exception("%s outbox batch failed; retrying", self.name)
                 await sleep_or_stop(stop, 0.5)
                 continue

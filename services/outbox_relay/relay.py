@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
+from nexuscart import observability
 from nexuscart.adapters.flash_sales import FlashSaleStore, OutboxEntry
 from nexuscart.events import ORDERS_TOPIC
 
@@ -55,6 +56,7 @@ class OutboxRelay:
         self.streams: set[bytes] = set()
         self._recovered = True  # a new consumer name has nothing pending
         self._next_claim = 0.0
+        self._relayed = observability.OUTBOX_RELAYED.labels("flash_sales")
 
     async def _refresh_streams(self) -> None:
         current = await self.store.outbox_streams()
@@ -122,7 +124,15 @@ class OutboxRelay:
         if sends:
             await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)
         await self.store.ack_outbox(entries)
+        self._relayed.inc(len(entries))
         return len(entries)
+
+    async def measure(self) -> None:
+        """Set the backlog and oldest-entry-age gauges of the flash-sale outboxes."""
+        waiting, oldest_ms = await self.store.outbox_backlog(await self.store.outbox_streams())
+        observability.OUTBOX_BACKLOG.labels("flash_sales").set(waiting)
+        age = 0.0 if oldest_ms is None else max(0.0, time.time() - oldest_ms / 1000)
+        observability.OUTBOX_AGE.labels("flash_sales").set(age)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("relaying as consumer %s", self.consumer)
@@ -130,6 +140,7 @@ class OutboxRelay:
             try:
                 await self.run_once()
             except Exception:
+                observability.OUTBOX_FAILURES.labels("flash_sales").inc()
                 log.exception("relay batch failed; retrying")
                 self._recovered = False  # re-read the pending list: nothing is skipped
                 await asyncio.sleep(0.5)

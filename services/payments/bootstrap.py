@@ -17,11 +17,11 @@ import asyncpg
 import msgspec
 import stripe
 
-from nexuscart import config, events
+from nexuscart import config, events, observability
 from nexuscart.adapters import postgres
 from nexuscart.adapters.payments_provider import ProviderUnavailable
 from nexuscart.adapters.payments_repo import PaymentsRepo
-from nexuscart.adapters.payments_stripe import StripeProvider
+from nexuscart.adapters.payments_stripe import LATENCY_BUCKETS, StripeProvider
 from nexuscart.app.payments import Payments
 from nexuscart.domain import payments as rules
 from services.payments.reconcile import check
@@ -68,6 +68,7 @@ async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
     payments, provider = build(settings, pool)
+    unregister = observability.register(observability.PaymentsCollector(provider, LATENCY_BUCKETS))
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(sweep(payments, stop))
@@ -82,6 +83,7 @@ async def main(stop: asyncio.Event) -> None:
                 )
             )
     finally:
+        unregister()
         await provider.aclose()
         await pool.close()
 

@@ -408,6 +408,23 @@ class FlashSaleStore:
         """Every sale's outbox stream; each joins the relay group on first sight."""
         return set(await self.client.smembers(STREAMS_INDEX))  # type: ignore[arg-type]
 
+    async def outbox_backlog(self, streams: Iterable[bytes]) -> tuple[int, int | None]:
+        """Entries waiting in ``streams`` (relayed ones are deleted) and the Unix time in ms
+        of the oldest (its entry id's time part), None when all are empty; one round trip."""
+        names = list(streams)
+        pipe = self.client.pipeline(transaction=False)
+        for stream in names:
+            pipe.xlen(stream)
+            pipe.xrange(stream, count=1)
+        replies = await pipe.execute()
+        total, oldest = 0, None
+        for length, first in zip(replies[::2], replies[1::2], strict=True):
+            total += int(length)
+            if first:
+                ms = int(first[0][0].split(b"-", 1)[0])
+                oldest = ms if oldest is None else min(oldest, ms)
+        return total, oldest
+
     async def join_outbox(self, stream: bytes) -> None:
         """Create the relay group on ``stream`` (from its first entry); already there is fine."""
         try:

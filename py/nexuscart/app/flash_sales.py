@@ -46,6 +46,14 @@ _EMPTY: Final[frozenset[int]] = frozenset()
 _OK: Final = int(Outcome.OK)
 _REPLAY: Final = int(Outcome.REPLAY)
 _SOLD_OUT: Final = int(Outcome.SOLD_OUT)
+# the edge's counter keys (nexuscart.web.Metrics.counters) of each Rust gate decision
+_GATE = "flash_sale_gate_decisions_total"
+GATE_KEYS: Final = {
+    _core.ADMIT: (_GATE, 'decision="admit"'),
+    _core.SOLD_OUT: (_GATE, 'decision="sold_out"'),
+    _core.RATE_LIMITED: (_GATE, 'decision="rate_limited"'),
+    _core.BUSY: (_GATE, 'decision="busy"'),
+}
 
 
 NOT_FOUND: Final = (404, "not-found", "No such flash sale")
@@ -148,7 +156,10 @@ class FlashSales:
         *,
         default_hold_ttl_s: int,
         sold_out_refresh_s: float,
+        counters: dict[tuple[str, str], int] | None = None,
     ):
+        """``counters``: where the gate's decisions are counted (the edge's Metrics)."""
+        self.counters = {} if counters is None else counters
         self.store = store
         self.gate = gate
         self.pg = pg
@@ -165,6 +176,8 @@ class FlashSales:
         flag. None goes on to ``buy``; a refusal here costs no body read and no Redis call,
         and is returned rather than raised (the storm's common case)."""
         code, retry_ms = self.gate.check(sale_id, user_id, client_ip)
+        key = GATE_KEYS[code]
+        self.counters[key] = self.counters.get(key, 0) + 1
         if code == _core.ADMIT:
             return None
         if code == _core.SOLD_OUT:
@@ -182,6 +195,9 @@ class FlashSales:
         """After the body: one purchase in Redis (OK or REPLAY), holding one of the sale's
         in-flight slots only around the call."""
         code = self.gate.enter(sale_id)
+        if code != _core.ADMIT:  # admissions were counted by admit()
+            counted = GATE_KEYS[code]
+            self.counters[counted] = self.counters.get(counted, 0) + 1
         # a sold-out flag set since admit() still lets the sale's own buyers through
         entered = code == _core.ADMIT
         if not entered:

@@ -1,0 +1,263 @@
+"""What every service process shares to be observed: its Prometheus endpoint and metrics
+(prometheus_client, one process each, the library's default registry), Kafka consumer lag,
+and JSON log lines.
+
+The edge is the exception for metrics: its workers share a port and keep their own counters
+(``nexuscart.web.Metrics``, ADR 0006). Every metric of the services is declared here, so
+the catalogue in docs/observability.md has one place to be checked against
+(tests/test_metrics_catalogue.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Protocol
+
+import msgspec
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import REGISTRY, Collector
+
+# --- the services' metrics ----------------------------------------------------------------
+
+CONSUMER_RECORDS: Final = Counter(
+    "nexuscart_consumer_records_total",
+    "Kafka records a consumer finished with, by outcome (applied, dead_lettered)",
+    ["consumer", "topic", "outcome"],
+)
+CONSUMER_RETRIES: Final = Counter(
+    "nexuscart_consumer_retries_total",
+    "Transient failures a consumer retried (a batch, or a dead-letter publish)",
+    ["consumer"],
+)
+CONSUMER_BATCH_SECONDS: Final = Histogram(
+    "nexuscart_consumer_batch_duration_seconds",
+    "Time to apply one fetched batch, retries included",
+    ["consumer"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+CONSUMER_LAG: Final = Gauge(
+    "nexuscart_kafka_consumer_lag_records",
+    "Records in the partition not yet committed by the consumer (high watermark - committed)",
+    ["consumer", "topic", "partition"],
+)
+OUTBOX_RELAYED: Final = Counter(
+    "nexuscart_outbox_relayed_total",
+    "Outbox entries Kafka acknowledged and the relay removed, by outbox",
+    ["outbox"],
+)
+OUTBOX_FAILURES: Final = Counter(
+    "nexuscart_outbox_relay_failures_total",
+    "Relay batches that failed (retried)",
+    ["outbox"],
+)
+OUTBOX_BACKLOG: Final = Gauge(
+    "nexuscart_outbox_backlog_entries",
+    "Entries waiting in the outbox, as last measured",
+    ["outbox"],
+)
+OUTBOX_AGE: Final = Gauge(
+    "nexuscart_outbox_oldest_age_seconds",
+    "Age of the oldest entry waiting in the outbox (0 when empty)",
+    ["outbox"],
+)
+HOLDS_EXPIRED: Final = Counter(
+    "nexuscart_flash_sale_expired_units_total",
+    "Units the inventory service released from holds that expired unpaid",
+)
+CONSERVATION_BROKEN: Final = Gauge(
+    "nexuscart_flash_sale_conservation_broken_sales",
+    "Sales whose stock counters break units = available + held + sold (oversell), last check",
+)
+CONSERVATION_CHECKED: Final = Gauge(
+    "nexuscart_flash_sale_conservation_check_timestamp_seconds",
+    "Unix time of the last completed conservation check",
+)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> Any | None:
+    """Serve the default registry on ``host:port`` (a daemon thread); 0 serves nothing."""
+    if port <= 0:
+        return None
+    server, _thread = start_http_server(port, addr=host)
+    return server
+
+
+# --- consumer lag -------------------------------------------------------------------------
+
+
+class _Consumer(Protocol):
+    def assignment(self) -> Iterable[Any]: ...
+    def highwater(self, tp: Any) -> int | None: ...
+    async def position(self, tp: Any) -> int: ...
+
+
+class LagGauge:
+    """Publishes a consumer's lag per assigned partition: high watermark (from its last fetch)
+    minus what is committed. While a batch is being applied the consumer's position is past
+    it, so the batch's first offsets (``pending``) stand for the committed ones until the
+    commit."""
+
+    def __init__(self, name: str, consumer: _Consumer):
+        self.name = name
+        self.consumer = consumer
+        self.pending: dict[Any, int] = {}  # tp -> first offset of the uncommitted batch
+        self._shown: set[tuple[str, str]] = set()
+
+    def fetched(self, records: Iterable[Any]) -> None:
+        for rec in records:
+            key = (rec.topic, rec.partition)
+            if key not in self.pending or rec.offset < self.pending[key]:
+                self.pending[key] = rec.offset
+
+    def committed(self) -> None:
+        self.pending.clear()
+
+    async def update(self) -> None:
+        shown: set[tuple[str, str]] = set()
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue  # nothing fetched from it yet
+            done = self.pending.get((tp.topic, tp.partition))
+            if done is None:
+                done = await self.consumer.position(tp)
+            labels = (tp.topic, str(tp.partition))
+            CONSUMER_LAG.labels(self.name, *labels).set(max(0, high - done))
+            shown.add(labels)
+        for labels in self._shown - shown:  # revoked by a rebalance: not ours to report
+            CONSUMER_LAG.remove(self.name, *labels)
+        self._shown = shown
+
+
+async def report_lag(lag: LagGauge, stop: asyncio.Event, every_s: float = 1.0) -> None:
+    while not stop.is_set():
+        try:
+            await lag.update()
+        except Exception:  # a metric must never stop a consumer
+            logging.getLogger("nexuscart.metrics").debug("lag update failed", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
+# --- collectors over counters a component keeps anyway ------------------------------------
+
+
+class PaymentsCollector(Collector):
+    """The Stripe provider's running totals (``CallStats``) and breaker state, read at
+    scrape time: the provider keeps counting in plain dicts, nothing changes on its path."""
+
+    BREAKER_STATES: Final = ("closed", "half-opened", "opened")
+
+    def __init__(self, provider: Any, buckets: Iterable[float]):
+        self.provider = provider
+        self.buckets = tuple(buckets)
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.provider.stats
+        attempts = CounterMetricFamily(
+            "nexuscart_payments_provider_attempts",
+            "HTTP attempts to the payment provider (retries included), by operation",
+            labels=["operation"],
+        )
+        for op, n in sorted(dict(stats.attempts).items()):
+            attempts.add_metric([op], n)
+        calls = CounterMetricFamily(
+            "nexuscart_payments_provider_calls",
+            "Provider calls finished, by operation and outcome (ok, refused, unavailable)",
+            labels=["operation", "outcome"],
+        )
+        for (op, outcome), n in sorted(dict(stats.outcomes).items()):
+            calls.add_metric([op, outcome], n)
+        latency = HistogramMetricFamily(
+            "nexuscart_payments_provider_call_duration_seconds",
+            "Duration of a provider call, retries and back-off included",
+        )
+        cum, pairs = 0, []
+        for bound, n in zip(
+            (*self.buckets, float("inf")), list(stats.latency_buckets), strict=True
+        ):
+            cum += n
+            pairs.append(("+Inf" if bound == float("inf") else repr(bound), cum))
+        latency.add_metric([], pairs, stats.latency_sum_s)
+        state = self.provider.breaker_state()
+        breaker = GaugeMetricFamily(
+            "nexuscart_payments_breaker_open",
+            "1 while the circuit breaker in front of the provider is open",
+        )
+        breaker.add_metric([], 1.0 if state == "opened" else 0.0)
+        states = GaugeMetricFamily(
+            "nexuscart_payments_breaker_state",
+            "The breaker's state: 1 for the current one",
+            labels=["state"],
+        )
+        for s in self.BREAKER_STATES:
+            states.add_metric([s], 1.0 if s == state else 0.0)
+        return [attempts, calls, latency, breaker, states]
+
+
+def register(collector: Collector) -> Callable[[], None]:
+    """Add ``collector`` to the default registry; returns its removal (tests, restarts)."""
+    REGISTRY.register(collector)
+    return lambda: REGISTRY.unregister(collector)
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+# Set per request (edge) or per record (services); every log line carries them.
+REQUEST_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("request_id", default="")
+TRACE_ID: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("trace_id", default="")
+
+_RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request and trace ids in
+    context, any ``extra=`` fields, and the exception text."""
+
+    def __init__(self, service: str = ""):
+        super().__init__()
+        self.service = service
+        self.encoder = msgspec.json.Encoder()
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if self.service:
+            line["service"] = self.service
+        if rid := REQUEST_ID.get():
+            line["request_id"] = rid
+        if tid := TRACE_ID.get():
+            line["trace_id"] = tid
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                line[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return self.encoder.encode(line).decode()
+
+
+def setup_logging(service: str, fmt: str = "json", level: int = logging.INFO) -> None:
+    """Route the root logger to stderr, as JSON lines (``fmt="json"``) or plain text."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
