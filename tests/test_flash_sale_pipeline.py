@@ -140,7 +140,8 @@ async def test_payment_succeeded_confirms_the_hold_and_the_order(
         await producer.stop()
 
     async def confirmed() -> bool:
-        return (await _orders_of(settings.postgres.dsn, sale.sale_id)).get(order_id) == "CONFIRMED"
+        # CONFIRMED before issue 11: PAID now means paid and the hold sold
+        return (await _orders_of(settings.postgres.dsn, sale.sale_id)).get(order_id) == "PAID"
 
     await _until(confirmed)
     assert await store.stock(sale.sale_id) == (2, 0, 1)

@@ -94,6 +94,24 @@ class OrderPlaced(msgspec.Struct, frozen=True, tag="OrderPlaced"):
     expires_at_ms: int
 
 
+class OrderStatusChanged(msgspec.Struct, frozen=True, tag="OrderStatusChanged"):
+    """A person moved an order (docs/orders.md): a seller or admin fulfilled, shipped or
+    delivered it, or its buyer (or an admin) cancelled it. Written to PostgreSQL's
+    orders_outbox in the transaction of the change, relayed to orders.v1. A paid order
+    cancelled before shipment ends ``REFUNDED``: payments refunds it, inventory puts its sold
+    units back. ``actor``: buyer | seller | admin."""
+
+    order_id: int
+    sale_id: int | None
+    user_id: int
+    from_status: str
+    to_status: str
+    actor: str
+    actor_id: int
+    reason: str
+    tracking_reference: str | None = None
+
+
 # payments.v1 (docs/payments.md): written to PostgreSQL's payments_outbox by the payments
 # service and the webhook endpoint, in the transaction of the change; key: the buyer's user
 # id. ``sale_id`` is the flash sale of the order (None for an everyday order); ``payment_id``
@@ -243,6 +261,7 @@ Event = (
     | OrderPlaced
     | StockReleased
     | StockSold
+    | OrderStatusChanged
     | PaymentRequested
     | PaymentSucceeded
     | PaymentFailed

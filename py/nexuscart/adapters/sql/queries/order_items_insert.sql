@@ -1,6 +1,7 @@
--- The item of each reserved order (a flash-sale order has one line), one row each,
--- repeated per shard group by postgres.values_query: single-shard on Citus.
--- Row: user_id, order_id, sku, quantity, unit_price_cents
-INSERT INTO order_items (user_id, order_id, line_no, sku, quantity, unit_price_cents)
-VALUES ($1, $2, 1, $3, $4, $5)
+-- The lines of each placed order, one row each, repeated per shard group by
+-- postgres.values_query: single-shard on Citus. product_id/seller_id are null for a flash
+-- sale's line (its SKU is not a catalog product's: only admins fulfil it).
+-- Row: user_id, order_id, line_no, sku, quantity, unit_price_cents, product_id, seller_id
+INSERT INTO order_items (user_id, order_id, line_no, sku, quantity, unit_price_cents, product_id, seller_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING
