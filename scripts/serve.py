@@ -592,18 +592,21 @@ class Supervisor:
             )
         )
         names = discover_services(services_dir)
+        metrics_ports = service_metrics_ports(names, self.args.metrics_base_port)
         for name in names:
             self.children.append(
                 spawn(
                     name,
                     [py, "-m", f"{services_dir.name}.{name}"],
-                    env,
+                    {**env, "METRICS_PORT": str(metrics_ports[name])},
                     self.console,
                     self.args.background_nice,
                 )
             )
         if not names:
             say(f"no services yet (no {services_dir.name}/<name>/__main__.py)")
+        if self.args.observe:
+            self._start_prometheus(workdir, host, port, metrics_ports)
         record_children(workdir, self.children)
 
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
@@ -619,6 +622,11 @@ class Supervisor:
             time.sleep(0.1)
         phases.append(f"edge {time.time() - t:.1f}s")
         say(f"settings for other scripts: {workdir / 'server.env'} (scripts/reconcile reads it)")
+        if self.args.observe:
+            say(
+                f"prometheus: http://127.0.0.1:{self.args.prometheus_port} (scrapes the edge "
+                f"and {len(metrics_ports)} services; rules in deploy/prometheus/rules)"
+            )
         say(
             f"ready: {url}  (/readyz 200 {time.time() - started_at:.1f}s after start: "
             f"{', '.join(phases)}); Ctrl-C stops everything"
@@ -627,6 +635,42 @@ class Supervisor:
         while True:
             self.check_alive()
             time.sleep(0.2)
+
+    def _start_prometheus(
+        self, workdir: Path, host: str, port: int, metrics_ports: dict[str, int]
+    ) -> None:
+        """Debian's Prometheus as one more supervised child, scraping every process."""
+        from devtools import prometheus
+
+        exe = prometheus.binary()
+        if exe is None:
+            raise Failure("--observe needs prometheus: scripts/bootstrap installs it (Debian)")
+        prom_port = self.args.prometheus_port
+        if not port_free("127.0.0.1", prom_port):
+            raise Failure(f"prometheus port {prom_port} is in use: pass --prometheus-port")
+        edge = f"{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        targets = {name: f"127.0.0.1:{p}" for name, p in metrics_ports.items()}
+        conf = prometheus.write_config(workdir / "prometheus", edge, targets, prom_port)
+        self.children.append(
+            spawn(
+                "prometheus",
+                prometheus.argv(exe, conf, workdir / "prometheus" / "data", prom_port),
+                dict(os.environ),
+                self.console,
+                self.args.background_nice,
+            )
+        )
+
+
+def service_metrics_ports(names: Sequence[str], base: int) -> dict[str, int]:
+    """Each service's /metrics port: ``base`` + its index where free, any free port else (a
+    second server on this machine)."""
+    from devtools.devstack import free_port
+
+    return {
+        name: base + i if port_free("127.0.0.1", base + i) else free_port()
+        for i, name in enumerate(names)
+    }
 
 
 async def _await(result: Awaitable[object]) -> None:
@@ -653,6 +697,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, help="edge port (default: EDGE_PORT or 8000)")
     p.add_argument("--workers", type=int, help="Granian workers (default: EDGE_WORKERS or 1)")
     p.add_argument("--no-seed", action="store_true", help="do not load the demo data")
+    p.add_argument(
+        "--observe",
+        action="store_true",
+        help="also run Prometheus (Debian's package) scraping the edge and every service, "
+        "with the rules of deploy/prometheus/rules (docs/observability.md)",
+    )
+    p.add_argument("--prometheus-port", type=int, default=9090, metavar="PORT")
+    p.add_argument(
+        "--metrics-base-port",
+        type=int,
+        default=9101,
+        metavar="PORT",
+        help="first service's /metrics port (METRICS_PORT); the next ones follow (default 9101)",
+    )
     p.add_argument(
         "--services-dir",
         type=Path,

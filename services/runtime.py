@@ -29,7 +29,7 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     observe = config.observe()
     # services/<name>/bootstrap.py: the service's name is its package's
     observability.setup_logging(main.__module__.split(".")[-2], observe.log_format)
-    observability.serve_metrics(observe.metrics_port)
+    observability.serve_metrics(observe.metrics_port, observe.metrics_host)
 
     async def wrapper() -> None:
         stop = asyncio.Event()

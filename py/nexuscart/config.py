@@ -112,7 +112,8 @@ ENVIRONMENTS: Final = ("dev", "test", "prod")
 
 
 class ObserveSettings(msgspec.Struct, frozen=True):
-    metrics_port: int = 0  # a service's /metrics on 127.0.0.1:<port>; 0 = none
+    metrics_port: int = 0  # a service's /metrics on <metrics_host>:<port>; 0 = none
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the Prometheus beside it
     log_format: str = "text"  # "json": one JSON object per line (docs/observability.md)
     access_log_sample: float = 0.0  # share of edge requests logged (one line each)
 
@@ -297,6 +298,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "metrics_port",
         False,
         "a service's Prometheus /metrics port on 127.0.0.1 (0: none; not the edge's)",
+    ),
+    (
+        "METRICS_HOST",
+        "observe",
+        "metrics_host",
+        False,
+        "address a service's /metrics binds (0.0.0.0 in containers)",
     ),
     ("LOG_FORMAT", "observe", "log_format", False, "text or json (one JSON object per line)"),
     (
