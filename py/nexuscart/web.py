@@ -420,6 +420,26 @@ def server_id(pid: int) -> str:
         return str(pid)  # no procfs: the pid alone
 
 
+# Every metric of the edge (name without the nexuscart_ prefix -> type, help): /metrics
+# describes each one, samples or not, so Prometheus knows it before the first increment
+# (the dashboards' test checks their queries against it; docs/observability.md lists them).
+EDGE_METRICS: Final[dict[str, tuple[str, str]]] = {
+    "http_requests_total": ("counter", "Answers by route template and status"),
+    "http_request_duration_seconds": ("histogram", "Time from request to answer, by route"),
+    "dependency_failures_total": ("counter", "Requests answered 503 because a dependency failed"),
+    "flash_sale_gate_decisions_total": (
+        "counter",
+        "Rust gate decisions on purchases: admit, sold_out, rate_limited, busy",
+    ),
+    "payments_webhooks_total": ("counter", "Stripe webhooks by outcome"),
+    "catalog_stock_low_total": ("counter", "Stock level changes that crossed the low mark"),
+    "search_cache_misses_total": ("counter", "Search queries the result cache did not have"),
+    "search_index_documents": ("gauge", "Documents in this worker's search index"),
+    "search_index_ready": ("gauge", "1 once this worker's search index is built"),
+    "worker_snapshots": ("gauge", "Edge workers whose counters this scrape summed"),
+}
+
+
 class Metrics:
     """Prometheus counters and a latency histogram (text exposition format).
 
@@ -533,11 +553,21 @@ class Metrics:
         self.counters[key] = self.counters.get(key, 0) + by
 
     def render(self) -> bytes:
-        lines = ["# TYPE nexuscart_http_requests_total counter"]
+        lines: list[str] = []
+        described: set[str] = set()
+
+        def describe(name: str, kind: str) -> None:
+            described.add(name)
+            _, text = EDGE_METRICS.get(name, (kind, ""))
+            if text:
+                lines.append(f"# HELP nexuscart_{name} {text}")
+            lines.append(f"# TYPE nexuscart_{name} {kind}")
+
+        describe("http_requests_total", "counter")
         for (route, status), n in sorted(self.requests.items()):
             lines.append(f'nexuscart_http_requests_total{{route="{route}",status="{status}"}} {n}')
         hist = "nexuscart_http_request_duration_seconds"
-        lines.append(f"# TYPE {hist} histogram")
+        describe("http_request_duration_seconds", "histogram")
         for route, buckets in sorted(self.latency.items()):
             cum = 0
             for bound, n in zip((*self.BUCKETS, float("inf")), buckets, strict=True):
@@ -546,15 +576,16 @@ class Metrics:
                 lines.append(f'{hist}_bucket{{route="{route}",le="{le}"}} {cum}')
             lines.append(f'{hist}_count{{route="{route}"}} {cum}')
             lines.append(f'{hist}_sum{{route="{route}"}} {self.latency_sum[route]}')
-        typed: set[str] = set()
         for (name, labels), n in sorted(self.counters.items()):
-            if name not in typed:  # one TYPE line per metric name, whatever its label sets
-                typed.add(name)
-                lines.append(f"# TYPE nexuscart_{name} counter")
+            if name not in described:  # one TYPE line per metric name, whatever its labels
+                describe(name, "counter")
             lines.append(f"nexuscart_{name}{{{labels}}} {n}" if labels else f"nexuscart_{name} {n}")
         for name, fn in sorted(self.gauges.items()):
-            lines.append(f"# TYPE nexuscart_{name} gauge")
+            describe(name, "gauge")
             lines.append(f"nexuscart_{name} {fn()}")
+        for name, (kind, _) in EDGE_METRICS.items():
+            if name not in described:  # none yet: described all the same
+                describe(name, kind)
         return ("\n".join(lines) + "\n").encode()
 
 
