@@ -6,7 +6,7 @@ import msgspec
 
 from edge import access, accounts, catalog, flash_sales, payments, search
 from edge.deps import Deps, build
-from nexuscart import __version__
+from nexuscart import __version__, observability
 from nexuscart.web import (
     App,
     ClientAddress,
@@ -93,6 +93,9 @@ def make_app(deps: Deps) -> App:
         *payments.routes(deps),
     ]
     routes = access.apply(routes)  # refuses a route the access table does not know
+    observe = deps.settings.observe
+    if observe.log_format == "json" or observe.access_log_sample > 0:
+        observability.setup_logging("edge", observe.log_format)
     app = App(
         routes,
         max_body_bytes=deps.settings.edge.max_body_bytes,
@@ -101,6 +104,7 @@ def make_app(deps: Deps) -> App:
         guards=access.guards(deps.verifier),
         share_metrics=deps.settings.edge.metrics_dir,
         metrics=deps.metrics,
+        access_log_sample=observe.access_log_sample,
         on_startup=deps.start,
         on_shutdown=deps.close,
     )

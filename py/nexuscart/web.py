@@ -13,6 +13,8 @@ import contextlib
 import ipaddress
 import logging
 import os
+import random
+import re
 import socket
 import tempfile
 import time
@@ -24,7 +26,19 @@ from typing import Any, Final, Protocol, TypeVar
 import msgspec
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
 
+from nexuscart.observability import REQUEST_ID
+
 log = logging.getLogger("nexuscart.edge")
+access_log = logging.getLogger("nexuscart.access")
+# a caller's X-Request-Id is carried on only if short and plain (it ends up in log lines)
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(headers: Mapping[str, str] | Any) -> str:
+    """The caller's X-Request-Id when usable, else a new random one."""
+    given = headers.get("x-request-id")
+    return given if given and _REQUEST_ID.fullmatch(given) else os.urandom(8).hex()
+
 
 JSON: Final = "application/json"
 PROBLEM_JSON: Final = "application/problem+json"
@@ -709,11 +723,15 @@ class App:
         metrics: Metrics | None = None,
         client_address: ClientAddress | None = None,
         share_metrics: str | None = None,
+        access_log_sample: float = 0.0,
     ):
         """``guards``: Route.auth name -> Guard, run before the body is read; given, every
         route's auth must have one. None leaves credentials to the handlers.
         ``share_metrics``: None keeps metrics per worker; a directory (or "" for one per
-        server under the temp dir) adds up every worker's on each scrape (see Metrics)."""
+        server under the temp dir) adds up every worker's on each scrape (see Metrics).
+        ``access_log_sample``: the share of requests logged, one line each (method, route
+        template, status, duration, request id; never headers, query or body)."""
+        self.access_log_sample = access_log_sample
         self.router = Router(routes)
         self.client_address = client_address or ClientAddress()
         self.share_metrics = share_metrics
@@ -757,6 +775,10 @@ class App:
 
     async def __rsgi__(self, scope: Scope, proto: HTTPProto) -> None:
         t0 = time.perf_counter()
+        # one attribute test when off; a sampled request's log lines carry its request id
+        logged = self.access_log_sample and random.random() < self.access_log_sample
+        if logged:
+            token = REQUEST_ID.set(request_id(scope.headers))
         if self._started is not None:
             if not self._started.done():
                 await asyncio.shield(self._started)
@@ -776,6 +798,20 @@ class App:
             resp = await self._dispatch(route, params, scope, proto)
         proto.response_bytes(resp.status, resp.headers, resp.body)
         self.metrics.observe(label, resp.status, time.perf_counter() - t0)
+        if logged:
+            access_log.info(
+                "%s %s %d",
+                scope.method,
+                label,
+                resp.status,
+                extra={
+                    "method": scope.method,
+                    "route": label,
+                    "status": resp.status,
+                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                },
+            )
+            REQUEST_ID.reset(token)
 
     async def _dispatch(
         self, route: Route, params: dict[str, str], scope: Scope, proto: HTTPProto
@@ -825,7 +861,12 @@ class App:
                 scope.path,
             )
         except Exception:
-            log.exception("unhandled error on %s %s", scope.method, scope.path)
+            log.exception(
+                "unhandled error on %s %s",
+                scope.method,
+                scope.path,
+                extra={"request_id": REQUEST_ID.get() or request_id(headers)},
+            )
             return problem_response(
                 HTTPError(500, "internal-error", "Internal server error"), scope.path
             )
