@@ -79,6 +79,18 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("GET", "/orders/{order_id}/payment"): "user",
     ("POST", "/orders/{order_id}/cancel"): "user",
     ("POST", "/admin/orders/{order_id}/refunds"): "admin",
+    # carts: a guest's by its Cart-Token, a shopper's by the (optional) token, checked by the
+    # handler; merging into and checking out one's own cart need a customer token
+    ("GET", "/cart"): "public",
+    ("POST", "/cart/items"): "public",
+    ("PUT", "/cart/items/{sku}"): "public",
+    ("DELETE", "/cart/items/{sku}"): "public",
+    ("POST", "/cart/merge"): "customer",
+    ("POST", "/checkout"): "customer",
+    # promotions: admins only
+    ("POST", "/admin/promotions"): "admin",
+    ("GET", "/admin/promotions"): "admin",
+    ("POST", "/admin/promotions/{code}/deactivate"): "admin",
 }
 
 # policy -> the role bits of which at least one is needed

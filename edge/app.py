@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from edge import access, accounts, catalog, flash_sales, payments, search
+from edge import access, accounts, cart, catalog, flash_sales, payments, promotions, search
 from edge.deps import Deps, build
 from nexuscart import __version__, observability
 from nexuscart.web import (
@@ -91,6 +91,8 @@ def make_app(deps: Deps) -> App:
         *catalog.routes(deps),
         *search.routes(deps),
         *payments.routes(deps),
+        *cart.routes(deps),
+        *promotions.routes(deps),
     ]
     routes = access.apply(routes)  # refuses a route the access table does not know
     observe = deps.settings.observe

@@ -13,19 +13,24 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from nexuscart import _core, config
-from nexuscart.adapters import kafka, postgres, redis_conn
+from nexuscart.adapters import kafka, postgres, redis_conn, reservations
+from nexuscart.adapters.carts import CartStore
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
+from nexuscart.adapters.promotions import PromotionsRepo
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.revocations import RevocationFeed
 from nexuscart.app.accounts import Accounts
 from nexuscart.app.accounts import build as build_accounts
+from nexuscart.app.cart import Carts
 from nexuscart.app.catalog import Catalog, ChangeFeed, PageCache
+from nexuscart.app.checkout import Checkout
 from nexuscart.app.flash_sales import FlashSales
 from nexuscart.app.payments import Payments
+from nexuscart.app.promotions import Promotions
 from nexuscart.app.search import Search
 from nexuscart.web import Metrics
 
@@ -86,6 +91,9 @@ class Deps:
     # this worker's search index (built at start, then following catalog.v1)
     search: Search = field(default_factory=Search)
     payments: Payments | None = None  # set by build (the webhook, the buyer's payment, refunds)
+    carts: Carts = field(init=False)  # set by build (carts, checkout, promotions)
+    checkout: Checkout = field(init=False)
+    promotions: Promotions = field(init=False)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -166,7 +174,10 @@ def build(settings: config.Settings | None = None) -> Deps:
     accounts = build_accounts(s, client, pg)
     # the catalog's hot reads (stock MGETs) share a lean pipelined connection per worker
     catalog_pipe = RedisPipe(s.redis.url, timeout)
-    catalog_store = CatalogStore(client, catalog_pipe)
+    # live stock reads answer what is available: less what everyday orders reserved or sold
+    catalog_store = CatalogStore(
+        client, catalog_pipe, held=(reservations.level_key, reservations.held_units)
+    )
     page_cache = PageCache(s.catalog.page_ttl_s, s.catalog.page_cache_max)
     catalog = Catalog(
         CatalogRepo(pg),
@@ -191,6 +202,15 @@ def build(settings: config.Settings | None = None) -> Deps:
             StripeProvider(s.stripe, timeout_s=timeout, attempts=1, retry_budget_s=timeout),
             s.stripe.webhook_secret,
         ),
+    )
+    deps.promotions = Promotions(PromotionsRepo(pg, client))
+    deps.carts = Carts(CartStore(client, s.checkout.cart_ttl_s), catalog)
+    deps.checkout = Checkout(
+        deps.carts,
+        reservations.ReservationStore(client),
+        deps.promotions,
+        CatalogRepo(pg),
+        s.checkout.reservation_ttl_s,
     )
     deps.background.append(flash_sales.watch.run)
     # per-user token revocations, followed in the background: no Redis call per request

@@ -118,6 +118,11 @@ class ObserveSettings(msgspec.Struct, frozen=True):
     access_log_sample: float = 0.0  # share of edge requests logged (one line each)
 
 
+class CheckoutSettings(msgspec.Struct, frozen=True):
+    reservation_ttl_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 900
+    cart_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=90 * 86_400)] = 30 * 86_400
+
+
 class AppSettings(msgspec.Struct, frozen=True):
     # prod unless told otherwise: a forgotten variable must fail closed, not open
     environment: str = "prod"
@@ -137,6 +142,7 @@ class Settings(msgspec.Struct, frozen=True):
     accounts: AccountsSettings = msgspec.field(default_factory=AccountsSettings)
     catalog: CatalogSettings = msgspec.field(default_factory=CatalogSettings)
     observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
+    checkout: CheckoutSettings = msgspec.field(default_factory=CheckoutSettings)
 
 
 # (env var, section, field, required, description)
@@ -205,6 +211,14 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "how often workers re-read sold-out state (bound on re-open delay)",
     ),
     ("HOLD_TTL_S", "sale", "hold_ttl_s", False, "seconds an unpaid hold lives"),
+    (
+        "CHECKOUT_RESERVATION_TTL_S",
+        "checkout",
+        "reservation_ttl_s",
+        False,
+        "seconds an unpaid everyday order keeps its stock reserved",
+    ),
+    ("CART_TTL_S", "checkout", "cart_ttl_s", False, "seconds of inactivity before a cart expires"),
     (
         "RELAY_CLAIM_IDLE_MS",
         "relay",

@@ -17,7 +17,7 @@ Keys (this module owns them):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
@@ -107,9 +107,20 @@ def _consume(task: asyncio.Task[None]) -> None:
 
 
 class CatalogStore:
-    def __init__(self, client: aioredis.Redis, pipe: RedisPipe | None = None):
+    """``held``: where another store keeps the units each SKU has committed (reserved or
+    sold by the everyday checkout: the key of a SKU, and its units from that key's value).
+    With it, ``levels`` answers what is available (``max(0, stock - held)``) from the same
+    MGET; without it, the seller's declared stock."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        pipe: RedisPipe | None = None,
+        held: tuple[Callable[[str], bytes], Callable[[bytes | None], int]] | None = None,
+    ):
         self.client = client
         self.pipe = pipe  # the lean connection for the hot reads (GET /inventory, pages)
+        self.held = held
         self._batcher = MgetBatcher(pipe) if pipe is not None else None
         self._set = _SET.for_client(client)
 
@@ -140,12 +151,21 @@ class CatalogStore:
         if not skus:
             return []
         keys = [STOCK_PREFIX + s.encode() for s in skus]
+        if self.held is not None:
+            keys += [self.held[0](s) for s in skus]
         raw: list[bytes | None]
         if self._batcher is not None:
             raw = await self._batcher.get(keys)
         else:
             raw = cast("list[bytes | None]", await self.client.mget(keys))
-        return [None if r is None else parse_level(r) for r in raw]
+        if self.held is None:
+            return [None if r is None else parse_level(r) for r in raw]
+        n, units = len(skus), self.held[1]
+        out: list[StockLevel | None] = []
+        for r, h in zip(raw[:n], raw[n:], strict=True):
+            lv = None if r is None else parse_level(r)
+            out.append(lv if lv is None else lv._replace(stock=max(0, lv.stock - units(h))))
+        return out
 
     async def publish_changed(self, product_id: int) -> None:
         await self.client.xadd(

@@ -48,7 +48,7 @@ from typing import Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
-from nexuscart.adapters.catalog_store import STOCK_PREFIX, parse_level
+from nexuscart.adapters.catalog_store import STOCK_PREFIX, StockLevel, parse_level, stock_key
 from nexuscart.adapters.flash_sales import STREAMS_INDEX
 from nexuscart.adapters.redis_conn import Script
 
@@ -324,6 +324,11 @@ class ReservationStore:
             if rec is not None:
                 out.append((int(rec.split(b"|", 1)[0]), int(oid)))
         return out
+
+    async def catalog_levels(self, skus: Sequence[str]) -> list[StockLevel | None]:
+        """The catalog's level of each SKU (None: not in Redis), as the checkout passes it."""
+        raw = cast("list[bytes | None]", await self.client.mget([stock_key(s) for s in skus]))
+        return [parse_level(r) for r in raw]
 
     async def levels(self, skus: Sequence[str]) -> dict[str, Level]:
         """Each SKU's (on_hand, available, reserved, sold), one MGET: on_hand is the newer of

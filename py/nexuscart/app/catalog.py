@@ -601,9 +601,12 @@ class Catalog:
             products = await self.repo.page(cursor, ids, limit + 1)
         more = len(products) > limit
         products = products[:limit]
+        # in stock: something available now (one MGET for the page's variants)
+        levels = iter(await self._levels([v for p in products for v in p.variants]))
         items = []
         for p in products:
             prices = [v.price_minor for v in p.variants]
+            live = [next(levels) for _ in p.variants]
             items.append(
                 ProductSummary(
                     product_id=p.product_id,
@@ -613,7 +616,7 @@ class Catalog:
                     image=p.images[0] if p.images else None,
                     price_min_minor=min(prices) if prices else None,
                     currency=p.variants[0].currency if p.variants else None,
-                    in_stock=any(v.stock > 0 for v in p.variants),
+                    in_stock=any(n > 0 for n in live),
                 )
             )
         next_cursor = str(products[-1].product_id) if more and products else None

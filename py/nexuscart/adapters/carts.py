@@ -1,0 +1,95 @@
+"""Carts in Redis (lua/co_cart.lua), under the everyday checkout's hash tag ``{co}`` so the
+checkout script empties the cart it priced in the same atomic step (ADR 0014).
+
+Keys (this module owns them): ``{co}:cart:u:<user_id>`` (a signed-in shopper's cart) and
+``{co}:cart:g:<token>`` (a guest's, by an opaque random token). A cart is a hash: ``_v``
+its version, ``_c`` its currency, one field per SKU (domain.cart.encode_line). Every change
+renews its expiry (``ttl_s`` of inactivity); reading it does too.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple, cast
+
+import redis.asyncio as aioredis
+
+from nexuscart.adapters.redis_conn import Script
+from nexuscart.domain.cart import MAX_LINES, MAX_QUANTITY, StoredLine, decode_line
+
+CART: Final = Script("co_cart")
+
+_OUTCOMES: Final = {1: "mixed-currency", 2: "quantity-limit", 3: "cart-full", 4: "not-in-cart"}
+
+
+def user_cart(user_id: int) -> bytes:
+    return f"{{co}}:cart:u:{user_id}".encode()
+
+
+def guest_cart(token: str) -> bytes:
+    return f"{{co}}:cart:g:{token}".encode()
+
+
+class Cart(NamedTuple):
+    version: str  # "" for a cart that does not exist
+    lines: list[StoredLine]
+
+
+class CartRefused(Exception):
+    """The change breaks a cart rule (``reason``: mixed-currency | quantity-limit |
+    cart-full | not-in-cart); nothing changed."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CartStore:
+    def __init__(self, client: aioredis.Redis, ttl_s: int, max_lines: int = MAX_LINES):
+        self.client = client
+        self.ttl_ms = ttl_s * 1000
+        self.max_lines = max_lines
+        self._cart = CART.for_client(client)
+
+    async def get(self, key: bytes) -> Cart:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.pexpire(key, self.ttl_ms)
+        raw, _ = await pipe.execute()
+        return _cart(cast("dict[bytes, bytes]", raw))
+
+    async def _run(self, keys: list[bytes], args: list[str | int]) -> list[int]:
+        res = cast("list[int]", await self._cart(keys=keys, args=args))
+        if res[0] != 0:
+            raise CartRefused(_OUTCOMES[int(res[0])])
+        return res
+
+    async def add(
+        self, key: bytes, sku: str, product_id: int, quantity: int, price: int, currency: str
+    ) -> None:
+        """Add units of a SKU at today's price (the price the shopper now has seen)."""
+        await self._run([key], [*self._head("add"), sku, product_id, quantity, price, currency])
+
+    async def set_quantity(self, key: bytes, sku: str, quantity: int) -> None:
+        """Set a line's units (0 removes it); its seen price stays."""
+        await self._run([key], [*self._head("set"), sku, 0, quantity, 0, ""])
+
+    async def merge(self, into: bytes, guest: bytes) -> tuple[int, int]:
+        """Move a guest cart's lines into a shopper's (units added, capped; lines in another
+        currency or beyond the line limit left out), and delete the guest cart.
+        -> (lines merged, lines left out)."""
+        res = await self._run([into, guest], self._head("merge"))
+        return int(res[2]), int(res[3])
+
+    def _head(self, op: str) -> list[str | int]:
+        return [op, self.ttl_ms, self.max_lines, MAX_QUANTITY]
+
+
+def _cart(raw: dict[bytes, bytes]) -> Cart:
+    version = ""
+    lines: list[StoredLine] = []
+    for k, v in raw.items():
+        if k == b"_v":
+            version = v.decode()
+        elif k != b"_c":
+            lines.append(decode_line(k.decode(), v.decode()))
+    return Cart(version, lines)

@@ -1,0 +1,78 @@
+-- A cart change (adapters/carts.py), atomic with its limits. A cart is a hash: '_v' its
+-- version (moves on every change; the checkout empties only the version it priced), '_c'
+-- its currency, then one field per SKU: "quantity|product_id|price_seen|currency".
+-- Every change renews the cart's inactivity expiry.
+-- KEYS: 1 the cart, 2 (merge) the guest cart merged into it
+-- ARGV: 1 op (add | set | merge), 2 ttl (ms), 3 max lines, 4 max quantity, then
+--   add/set: 5 sku, 6 product_id, 7 quantity (add: more units; set: the units, 0 removes),
+--            8 unit price now, 9 currency
+-- Returns {0, version} done; {1} mixed currencies; {2} quantity above the limit; {3} too
+--   many lines; {4} no such line (set); merge: {0, version, merged lines, lines left out}
+local op, ttl, max_lines, max_qty = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local cart = KEYS[1]
+
+local function lines_of(key)
+  local n = redis.call('HLEN', key)
+  if redis.call('HEXISTS', key, '_v') == 1 then n = n - 1 end
+  if redis.call('HEXISTS', key, '_c') == 1 then n = n - 1 end
+  return n
+end
+
+local function done(extra)
+  local v = redis.call('HINCRBY', cart, '_v', 1)
+  redis.call('PEXPIRE', cart, ttl)
+  local out = {0, v}
+  for _, x in ipairs(extra or {}) do out[#out + 1] = x end
+  return out
+end
+
+if op == 'merge' then
+  local guest = redis.call('HGETALL', KEYS[2])
+  local cur = redis.call('HGET', cart, '_c')
+  local count = lines_of(cart)
+  local merged, left = 0, 0
+  for i = 1, #guest, 2 do
+    local sku, val = guest[i], guest[i + 1]
+    if sku ~= '_v' and sku ~= '_c' then
+      local q, pid, price, c = string.match(val, '^(%d+)|(%d+)|(%d+)|(%u+)$')
+      local have = redis.call('HGET', cart, sku)
+      if (cur and count > 0 and c ~= cur) or (not have and count >= max_lines) then
+        left = left + 1
+      else
+        local total = tonumber(q)
+        if have then total = total + tonumber(string.match(have, '^(%d+)|')) else count = count + 1 end
+        if total > max_qty then total = max_qty end
+        redis.call('HSET', cart, sku, total .. '|' .. pid .. '|' .. price .. '|' .. c, '_c', c)
+        cur = c
+        merged = merged + 1
+      end
+    end
+  end
+  redis.call('DEL', KEYS[2])
+  return done({merged, left})
+end
+
+local sku, pid, qty, price, c = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local have = redis.call('HGET', cart, sku)
+if op == 'set' then
+  if not have then return {4} end
+  if qty == 0 then
+    redis.call('HDEL', cart, sku)
+    if lines_of(cart) == 0 then redis.call('HDEL', cart, '_c') end
+    return done()
+  end
+  if qty > max_qty then return {2} end
+  -- the price seen stays the one of the add: changing a quantity confirms no new price
+  local _, rest = string.match(have, '^(%d+)|(.*)$')
+  redis.call('HSET', cart, sku, qty .. '|' .. rest)
+  return done()
+end
+local cur = redis.call('HGET', cart, '_c')
+if cur and cur ~= c and lines_of(cart) > (have and 1 or 0) then return {1} end
+local total = qty
+if have then total = total + tonumber(string.match(have, '^(%d+)|')) end
+if total > max_qty then return {2} end
+if not have and lines_of(cart) >= max_lines then return {3} end
+-- adding from the product page: the shopper has seen today's price
+redis.call('HSET', cart, sku, total .. '|' .. pid .. '|' .. price .. '|' .. c, '_c', c)
+return done()
