@@ -45,6 +45,10 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     # as a customer before losing that role still sees the orders)
     ("GET", "/orders/{order_id}"): "user",
     ("GET", "/users/me/orders"): "user",
+    # fulfilment and the operators' listing: sellers (of one of the order's products, checked
+    # by the use case) and admins; a seller's listing shows only orders with a line of theirs
+    ("POST", "/orders/{order_id}/fulfilment"): "seller",
+    ("GET", "/admin/orders"): "seller",
     # accounts: the credential of the /auth routes is in their body (a password or a
     # refresh token), checked by the handler
     ("POST", "/auth/register"): "public",

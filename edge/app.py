@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from edge import access, accounts, cart, catalog, flash_sales, payments, promotions, search
+from edge import access, accounts, cart, catalog, flash_sales, orders, payments, promotions, search
 from edge.deps import Deps, build
 from nexuscart import __version__, observability
 from nexuscart.web import (
@@ -93,11 +93,13 @@ def make_app(deps: Deps) -> App:
         *payments.routes(deps),
         *cart.routes(deps),
         *promotions.routes(deps),
+        *orders.routes(deps),
     ]
     routes = access.apply(routes)  # refuses a route the access table does not know
     observe = deps.settings.observe
     if observe.log_format == "json" or observe.access_log_sample > 0:
         observability.setup_logging("edge", observe.log_format)
+    observability.setup_tracing("edge", observe.trace_sample, observe.trace_export)
     app = App(
         routes,
         max_body_bytes=deps.settings.edge.max_body_bytes,

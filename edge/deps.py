@@ -18,10 +18,12 @@ from nexuscart.adapters.carts import CartStore
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.orders_repo import OrdersRepo
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.adapters.promotions import PromotionsRepo
 from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.adapters.reservations import ReservationStore
 from nexuscart.adapters.revocations import RevocationFeed
 from nexuscart.app.accounts import Accounts
 from nexuscart.app.accounts import build as build_accounts
@@ -29,6 +31,7 @@ from nexuscart.app.cart import Carts
 from nexuscart.app.catalog import Catalog, ChangeFeed, PageCache
 from nexuscart.app.checkout import Checkout
 from nexuscart.app.flash_sales import FlashSales
+from nexuscart.app.orders import Orders
 from nexuscart.app.payments import Payments
 from nexuscart.app.promotions import Promotions
 from nexuscart.app.search import Search
@@ -94,6 +97,7 @@ class Deps:
     carts: Carts = field(init=False)  # set by build (carts, checkout, promotions)
     checkout: Checkout = field(init=False)
     promotions: Promotions = field(init=False)
+    orders: Orders | None = None  # set by build (order views, fulfilment, cancellation)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -203,6 +207,7 @@ def build(settings: config.Settings | None = None) -> Deps:
             s.stripe.webhook_secret,
         ),
     )
+    deps.orders = Orders(OrdersRepo(pg), ReservationStore(client), deps.payments)
     deps.promotions = Promotions(PromotionsRepo(pg, client))
     deps.carts = Carts(CartStore(client, s.checkout.cart_ttl_s), catalog)
     deps.checkout = Checkout(

@@ -20,12 +20,10 @@ import msgspec
 from edge.access import user_of
 from edge.deps import Deps
 from edge.http import handles_refusals, idem_key, refused
-from nexuscart.adapters.sales_repo import OrderView
 from nexuscart.app.errors import Refused, Unavailable
-from nexuscart.app.flash_sales import OrderPage, SaleView
+from nexuscart.app.flash_sales import SaleView
 from nexuscart.domain.flash_sale import MAX_QUANTITY, Outcome, SaleSpec, SaleUpdate
 from nexuscart.web import (
-    ID_MAX,
     DependencyUnavailable,
     Request,
     Response,
@@ -33,7 +31,6 @@ from nexuscart.web import (
     decode_body,
     json_response,
     path_int,
-    query_int,
 )
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
@@ -161,18 +158,6 @@ def routes(deps: Deps) -> list[Route]:
         idem_key(req)  # ending twice is the same as ending once
         return json_response(await sales.end(path_int(req, "sale_id")))
 
-    @handles_refusals
-    async def get_order(req: Request) -> Response:
-        user_id = user_of(req)
-        return json_response(await sales.order(user_id, path_int(req, "order_id")))
-
-    @handles_refusals
-    async def my_orders(req: Request) -> Response:
-        user_id = user_of(req)
-        limit = query_int(req, "limit", 20, 1, 100)
-        cursor = query_int(req, "cursor", None, 0, ID_MAX)
-        return json_response(await sales.orders(user_id, cursor, limit))
-
     # who may call each route: edge/access.py (Route.auth is filled from its table)
     return [
         Route(
@@ -230,34 +215,5 @@ def routes(deps: Deps) -> list[Route]:
             problems=(409, 429),
             tags=("flash-sales",),
             params=("sale_id",),
-        ),
-        Route(
-            "GET",
-            "/orders/{order_id}",
-            get_order,
-            "One of the buyer's orders",
-            responses={200: OrderView},
-            tags=("orders",),
-            params=("order_id",),
-        ),
-        Route(
-            "GET",
-            "/users/me/orders",
-            my_orders,
-            "The buyer's orders, by order id descending",
-            responses={200: OrderPage},
-            tags=("orders",),
-            query=(
-                (
-                    "limit",
-                    "page size, 1-100 (default 20)",
-                    {"type": "integer", "minimum": 1, "maximum": 100},
-                ),
-                (
-                    "cursor",
-                    "next_cursor of the previous page",
-                    {"type": "integer", "minimum": 0, "maximum": ID_MAX},
-                ),
-            ),
         ),
     ]

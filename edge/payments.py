@@ -11,6 +11,7 @@ import msgspec
 from edge.access import user_of
 from edge.deps import Deps
 from edge.http import handles_refusals, idem_key
+from nexuscart.adapters.orders_repo import OrderView
 from nexuscart.app.errors import Refused
 from nexuscart.app.payments import PaymentView, RefundView, WebhookOutcome
 from nexuscart.domain.payments import MAX_AMOUNT_CENTS
@@ -24,9 +25,9 @@ class RefundSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def routes(deps: Deps) -> list[Route]:
-    payments = deps.payments
-    if payments is None:
-        raise RuntimeError("edge.deps.build sets Deps.payments")
+    payments, orders = deps.payments, deps.orders
+    if payments is None or orders is None:
+        raise RuntimeError("edge.deps.build sets Deps.payments and Deps.orders")
 
     metrics = deps.metrics
 
@@ -46,12 +47,10 @@ def routes(deps: Deps) -> list[Route]:
 
     @handles_refusals
     async def cancel_order(req: Request) -> Response:
-        user_id = user_of(req)
         idem_key(req)  # required: a cancellation is once per order whatever the key
-        view = await payments.refund_request(
-            user_id, path_int(req, "order_id"), None, "cancelled", "", user_id
-        )
-        return json_response(view, status=201)
+        out = await orders.cancel(user_of(req), path_int(req, "order_id"))
+        # a refund was made (a paid order): 201; an unpaid one cancelled: the order, 200
+        return json_response(out, status=201 if isinstance(out, RefundView) else 200)
 
     @handles_refusals
     async def admin_refund(req: Request) -> Response:
@@ -85,8 +84,10 @@ def routes(deps: Deps) -> list[Route]:
             "POST",
             "/orders/{order_id}/cancel",
             cancel_order,
-            "Cancel a paid order before shipment: everything captured is refunded, once",
-            responses={201: RefundView},
+            "Cancel an order before shipment, once: an unpaid everyday order's reservation is "
+            "released (200, the order CANCELLED); a paid order is REFUNDED: everything captured "
+            "is refunded (201, the refund) and its units go back on sale",
+            responses={201: RefundView, 200: OrderView},
             idempotent_key=True,
             problems=(409,),
             tags=("payments",),

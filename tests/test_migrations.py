@@ -35,6 +35,9 @@ USER_TABLES = [
     "payment_webhooks",
     "payment_refunds",
     "payments_outbox",
+    "order_events",
+    "promotion_usages",
+    "orders_outbox",
 ]
 CATALOG_TABLES = [
     "products",
@@ -244,6 +247,10 @@ async def test_citus_block_distributes_and_colocates_once(fresh_db: str) -> None
             ("distributed", "payment_webhooks", "user_id", "users"),
             ("distributed", "payment_refunds", "user_id", "users"),
             ("distributed", "payments_outbox", "user_id", "users"),
+            # 0007: the order timeline, promotion usages and the orders outbox, with the orders
+            ("distributed", "order_events", "user_id", "users"),
+            ("distributed", "promotion_usages", "user_id", "users"),
+            ("distributed", "orders_outbox", "user_id", "users"),
         ]
         # idempotent: run again, nothing is distributed twice
         for sql in (s for v, _, s in migration_files() if v in (2, 4, 5, 6)):

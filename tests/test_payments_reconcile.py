@@ -54,7 +54,8 @@ async def test_reconcile_exits_0_on_clean_books_and_1_naming_each_mismatch(books
     try:
         await conn.execute(
             "INSERT INTO orders (user_id, order_id, status, total_cents) VALUES"
-            " (1, 10, 'CONFIRMED', 500), (2, 20, 'EXPIRED', 700)"
+            # PAID: paid and the hold sold (CONFIRMED before the order lifecycle, issue 11)
+            " (1, 10, 'PAID', 500), (2, 20, 'EXPIRED', 700)"
         )
         await conn.execute(
             "INSERT INTO payments (user_id, payment_id, order_id, amount_cents, status,"

@@ -1,4 +1,5 @@
-"""PostgreSQL side of flash sales and orders: the durable sale rows and the buyer's orders.
+"""PostgreSQL side of flash sales: the durable sale rows (the buyer's orders are in
+orders_repo.py).
 
 SQL lives in sql/queries/*.sql; this module only binds parameters and maps rows.
 """
@@ -14,30 +15,6 @@ import msgspec
 
 from nexuscart.adapters.postgres import query
 from nexuscart.domain.flash_sale import Sale, SaleSpec
-
-
-class OrderItemView(msgspec.Struct, frozen=True):
-    line_no: int
-    sku: str
-    quantity: int
-    unit_price_cents: int
-
-
-class OrderView(msgspec.Struct, frozen=True):
-    order_id: int
-    user_id: int
-    sale_id: int | None
-    status: str
-    total_cents: int
-    currency: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    expires_at: dt.datetime | None
-    items: list[OrderItemView]
-
-
-_items: Final = msgspec.json.Decoder(list[OrderItemView])
-
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US: Final = dt.timedelta(microseconds=1)
@@ -157,29 +134,3 @@ async def save_sale(conn: asyncpg.Connection, sale: Sale) -> None:
         sale.per_user_limit,
         sale.ended,
     )
-
-
-async def orders_of_user(
-    pool: asyncpg.Pool,
-    user_id: int,
-    *,
-    order_id: int | None = None,
-    before: int | None = None,
-    limit: int = 1,
-) -> list[OrderView]:
-    rows = await pool.fetch(query("orders_of_user"), user_id, order_id, before, limit)
-    return [
-        OrderView(
-            order_id=r["order_id"],
-            user_id=r["user_id"],
-            sale_id=r["sale_id"],
-            status=r["status"],
-            total_cents=r["total_cents"],
-            currency=r["currency"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            expires_at=r["expires_at"],
-            items=_items.decode(r["items"]),
-        )
-        for r in rows
-    ]

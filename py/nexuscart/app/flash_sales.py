@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -24,10 +25,9 @@ import asyncpg
 import msgspec
 from redis.exceptions import RedisError
 
-from nexuscart import _core
+from nexuscart import _core, observability
 from nexuscart.adapters import sales_repo
 from nexuscart.adapters.flash_sales import FlashSaleStore, PurchaseReply, StockConflict
-from nexuscart.adapters.sales_repo import OrderView
 from nexuscart.app.errors import Refused, Unavailable, pg_errors, redis_errors
 from nexuscart.domain.flash_sale import (
     REJECTIONS,
@@ -77,11 +77,6 @@ class SaleView(msgspec.Struct, frozen=True):
     starts_at_ms: int
     ends_at_ms: int
     hold_ttl_s: int
-
-
-class OrderPage(msgspec.Struct, frozen=True):
-    items: list[OrderView]
-    next_cursor: str | None
 
 
 class SoldOutWatch:
@@ -205,14 +200,27 @@ class FlashSales:
                 raise Refused(*SOLD_OUT)
             if code == _core.BUSY:
                 raise Refused(503, "busy", "Too many purchases in flight", retry_after_s=1)
+        # head sampling by hand: one random() per purchase; the SDK only for the traced ones
+        tracing = observability.TRACING
+        span = None
+        if tracing.rate and random.random() < tracing.rate:
+            span = tracing.start("flash_sale.purchase", sale_id=sale_id, quantity=quantity)
         try:
             with redis_errors():
                 res = await self.store.purchase(
-                    sale_id, user_id, quantity, key, self.event_id(), self._now_iso()
+                    sale_id,
+                    user_id,
+                    quantity,
+                    key,
+                    self.event_id(),
+                    self._now_iso(),
+                    observability.traceparent(span),
                 )
         finally:
             if entered:
                 self.gate.release(sale_id)
+            if span is not None:
+                span.end()
         if res.code == _OK or res.code == _REPLAY:
             if res.available_after == 0:
                 self.watch.sold_out_seen(sale_id)
@@ -251,21 +259,6 @@ class FlashSales:
             ends_at_ms=sale.ends_at_ms,
             hold_ttl_s=sale.hold_ttl_s,
         )
-
-    async def order(self, user_id: int, order_id: int) -> OrderView:
-        pool = await self._pool()
-        with pg_errors():
-            orders = await sales_repo.orders_of_user(pool, user_id, order_id=order_id)
-        if not orders:
-            raise Refused(404, "not-found", "No such order")
-        return orders[0]
-
-    async def orders(self, user_id: int, before: int | None, limit: int) -> OrderPage:
-        pool = await self._pool()
-        with pg_errors():
-            orders = await sales_repo.orders_of_user(pool, user_id, before=before, limit=limit + 1)
-        nxt = str(orders[limit - 1].order_id) if len(orders) > limit else None
-        return OrderPage(items=orders[:limit], next_cursor=nxt)
 
     # -- admin -----------------------------------------------------------------------------
 
