@@ -13,11 +13,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from loadtest.storm import Server, create_sale
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def locust_cmd(
+    host: str,
+    out: Path,
+    users: int,
+    spawn_rate: int,
+    seconds: int,
+    files: Sequence[Path] = (),
+    options: Sequence[str] = (),
+) -> list[str]:
+    """A headless, time-bounded Locust run of the shopper mix writing ``out``.html/_*.csv;
+    ``files``: more locustfiles (a load shape, say), ``options``: more Locust options."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        ",".join(map(str, [ROOT / "loadtest/locustfile.py", *files])),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        f"{seconds}s",
+        "--host",
+        host,
+        "--html",
+        f"{out}.html",
+        "--csv",
+        str(out),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        *options,
+    ]
 
 
 def main() -> int:
@@ -35,29 +73,7 @@ def main() -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = ROOT / "loadtest" / "reports" / f"locust-{stamp}"
         out.parent.mkdir(exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(ROOT / "loadtest/locustfile.py"),
-            "--headless",
-            "-u",
-            str(args.users),
-            "-r",
-            str(args.spawn_rate),
-            "-t",
-            f"{args.seconds}s",
-            "--host",
-            server.url,
-            "--html",
-            f"{out}.html",
-            "--csv",
-            str(out),
-            "--only-summary",
-            "--stop-timeout",
-            "5",
-        ]
+        cmd = locust_cmd(server.url, out, args.users, args.spawn_rate, args.seconds)
         print(" ".join(cmd), file=sys.stderr)
         return subprocess.run(
             cmd, env={**env, "SALE_ID": str(sale)}, timeout=args.seconds + 120

@@ -1,4 +1,6 @@
-"""A realistic shopper mix against the edge: browse >> buy >> check orders.
+"""A realistic shopper mix against the edge: browse the catalog and the sale >> buy >> check
+orders. Catalog pages are drawn from products 1..PRODUCTS (env; 0: no catalog browsing, the
+stack has no catalog loaded).
 
 Each simulated shopper is one buyer (own JWT). Run with scripts/bench locust, which starts
 the stack, the edge and the services, creates the sale (env SALE_ID) and bounds the run.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import uuid
 
 from locust import FastHttpUser, between, task
@@ -16,7 +19,9 @@ from nexuscart import auth, config
 
 SECRET = config.dev_defaults()["JWT_SECRET"]
 SALE_ID = os.environ.get("SALE_ID", "1")
-_ids = itertools.count(50_000_000)
+PRODUCTS = int(os.environ.get("PRODUCTS", "0"))
+# distinct shoppers across the processes of a distributed run (master + workers)
+_ids = itertools.count(50_000_000 + (os.getpid() % 1000) * 100_000)
 
 
 class Shopper(FastHttpUser):
@@ -25,6 +30,18 @@ class Shopper(FastHttpUser):
     def on_start(self) -> None:
         self.user_id = next(_ids)
         self.auth = {"authorization": f"Bearer {auth.issue(SECRET, self.user_id)}"}
+
+    @task(20)
+    def browse(self) -> None:
+        if PRODUCTS:
+            self.client.get("/products?limit=20", name="/products")
+            pid = random.randint(1, PRODUCTS)
+            # drafts answer 404 to shoppers: a correct answer for a link a shopper kept
+            with self.client.get(
+                f"/products/{pid}", name="/products/{id}", catch_response=True
+            ) as r:
+                if r.status_code == 404:
+                    r.success()
 
     @task(20)
     def view_sale(self) -> None:

@@ -285,11 +285,17 @@ _PARTS: Final = (
     ("services.outbox_relay", "outbox relay"),
     ("services.inventory", "inventory service"),
     ("services.payments", "payments service"),
+    ("services.recommendations", "recommendations service"),
     ("stripe-mock", "stripe-mock (Stripe's stand-in)"),
     ("redis-server", "Redis"),
     ("java", "Kafka"),
     ("postgres", "PostgreSQL"),
 )
+
+
+def part_of(cmdline: str) -> str:
+    """The part of the platform a process is, by its command line."""
+    return next((name for key, name in _PARTS if key in cmdline), "other")
 
 
 def cpu_by_part(root_pid: int) -> dict[str, float]:
@@ -317,7 +323,7 @@ def cpu_by_part(root_pid: int) -> dict[str, float]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        part = next((name for key, name in _PARTS if key in cmd), "other")
+        part = part_of(cmd)
         times = stats.get(pid)
         if times is not None:  # fields 14 and 15 of stat: utime, stime
             out[part] = out.get(part, 0.0) + (int(times[11]) + int(times[12])) / tick

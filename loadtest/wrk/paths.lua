@@ -1,5 +1,6 @@
 -- wrk scenario: GET of many paths in turn (env PATHS: a file, one path per line, e.g. a
 -- search query mix). Every request is built once, in init (see purchase.lua for why).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 local threads = {}
 
 function setup(thread)

@@ -7,6 +7,7 @@
 -- load generator shares the server's cores, and formatting a request per call in Lua cost
 -- wrk ~50 µs of CPU each (it capped this scenario at ~20k requests/s against the bare
 -- endpoint, which it reached at ~35k once prebuilt).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 local threads = {}
 local counter = 0
 

@@ -1,0 +1,3 @@
+from loadtest.suite.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""PT-02's synchronous purchase: the order written to PostgreSQL inside the request.
+
+A bench-only RSGI app, run under Granian by the suite next to the real edge and never part
+of it: the shipped route table (edge/app.py, edge/access.py) has no synchronous purchase,
+because a flash sale's single stock row is exactly the contended write the Redis gate and
+the outbox exist to avoid. This app keeps that path only to measure what they save.
+
+``POST /flash-sales/{sale_id}/purchase`` (the shipped route's shape, so loadtest/wrk/purchase.lua
+drives both) with a Bearer token and ``{"quantity": n}``: in one transaction, the sale's
+stock row (``bench_sync_stock``, created by the suite) is decremented if enough is left,
+then the order, its item and the inbox row are written by the orders service's own writer
+(services/orders/projector.write_group) from the StockReserved event the async path would
+have sent. 201 with the order id when committed, 409 when sold out. No idempotency store
+and no rate limits: the comparison only flatters this path.
+
+Env: PG_DSN, JWT_SECRET, JWT_ISSUER (optional), BENCH_POOL (connections per worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+import uuid
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+
+from nexuscart import _core
+from nexuscart.events import Envelope, StockReserved
+from services.orders.projector import write_group
+
+PRICE_CENTS: Final = 4999
+HOLD_S: Final = 600
+TAKE: Final = """
+UPDATE bench_sync_stock SET units = units - $2
+WHERE sale_id = $1 AND units >= $2
+RETURNING nextval('bench_sync_order_ids')
+"""
+_json: Final = [("content-type", "application/json")]
+
+
+class Body(msgspec.Struct, frozen=True):
+    quantity: int = 1
+
+
+_decode = msgspec.json.Decoder(Body).decode
+_verifier = _core.TokenVerifier(os.environ["JWT_SECRET"], os.environ.get("JWT_ISSUER") or None)
+_pool: asyncpg.Pool | None = None
+_pool_lock = asyncio.Lock()
+
+
+async def pool() -> asyncpg.Pool:
+    global _pool
+    async with _pool_lock:
+        if _pool is None:
+            size = int(os.environ.get("BENCH_POOL", "16"))
+            _pool = await asyncpg.create_pool(os.environ["PG_DSN"], min_size=2, max_size=size)
+    return _pool
+
+
+async def purchase(user_id: int, sale_id: int, quantity: int) -> int | None:
+    async with (await pool()).acquire() as conn, conn.transaction():
+        order_id = await conn.fetchval(TAKE, sale_id, quantity)
+        if order_id is None:
+            return None
+        now_ms = int(time.time() * 1000)
+        event = StockReserved(
+            order_id=order_id,
+            sale_id=sale_id,
+            user_id=user_id,
+            sku="BENCH-SYNC",
+            quantity=quantity,
+            unit_price_cents=PRICE_CENTS,
+            currency="usd",
+            expires_at_ms=now_ms + HOLD_S * 1000,
+        )
+        env = Envelope(
+            id=uuid.uuid4(),
+            type="StockReserved",
+            version=1,
+            occurred_at=dt.datetime.now(dt.UTC),
+            key=str(user_id),
+            data=event,
+        )
+        await write_group(conn, [env])
+        return int(order_id)
+
+
+async def app(scope: Any, proto: Any) -> None:
+    parts = scope.path.strip("/").split("/")
+    if scope.path == "/":
+        proto.response_bytes(200, _json, b"{}")  # readiness
+        return
+    if scope.method != "POST" or len(parts) != 3 or parts[2] != "purchase":
+        proto.response_bytes(404, _json, b'{"title":"not found"}')
+        return
+    try:
+        user_id = _verifier.user_id(scope.headers.get("authorization"))
+        body = _decode(await proto())
+        sale_id = int(parts[1])
+    except (_core.AuthError, msgspec.DecodeError, ValueError):
+        proto.response_bytes(400, _json, b'{"title":"bad request"}')
+        return
+    order_id = await purchase(user_id, sale_id, body.quantity)
+    if order_id is None:
+        proto.response_bytes(409, _json, b'{"title":"sold out"}')
+        return
+    proto.response_bytes(201, _json, msgspec.json.encode({"order_id": order_id}))
