@@ -251,6 +251,7 @@ async def consume(
     topics: Sequence[str],
     handle: Handler,
     stop: asyncio.Event,
+    decode: Callable[[bytes], Any] = events.decode,
     **consumer_options: Any,
 ) -> None:
     """Run ``handle`` over ``topics`` as consumer group ``name`` until ``stop``: the topics
@@ -273,7 +274,7 @@ async def consume(
     await producer.start()
     await consumer.start()
     try:
-        await ConsumerLoop(name, consumer, producer, handle).run(stop)
+        await ConsumerLoop(name, consumer, producer, handle, decode=decode).run(stop)
     finally:
         await consumer.stop()
         await producer.stop()

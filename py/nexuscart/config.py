@@ -123,6 +123,14 @@ class CheckoutSettings(msgspec.Struct, frozen=True):
     cart_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=90 * 86_400)] = 30 * 86_400
 
 
+class RecsSettings(msgspec.Struct, frozen=True):
+    model_dir: str = ".dev/recs/models"  # the registry's version directories
+    # how often a serving process reads the active-version pointer (promote/rollback delay)
+    model_poll_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    # interactions kept in Redis for training (the offline store's recent window)
+    log_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 2_000_000
+
+
 class AppSettings(msgspec.Struct, frozen=True):
     # prod unless told otherwise: a forgotten variable must fail closed, not open
     environment: str = "prod"
@@ -141,6 +149,7 @@ class Settings(msgspec.Struct, frozen=True):
     relay: RelaySettings = msgspec.field(default_factory=RelaySettings)
     accounts: AccountsSettings = msgspec.field(default_factory=AccountsSettings)
     catalog: CatalogSettings = msgspec.field(default_factory=CatalogSettings)
+    recs: RecsSettings = msgspec.field(default_factory=RecsSettings)
     observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
     checkout: CheckoutSettings = msgspec.field(default_factory=CheckoutSettings)
 
@@ -327,6 +336,21 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "access_log_sample",
         False,
         "share of edge requests logged, one line each (0 to 1)",
+    ),
+    ("RECS_MODEL_DIR", "recs", "model_dir", False, "recommendation model registry directory"),
+    (
+        "RECS_MODEL_POLL_S",
+        "recs",
+        "model_poll_s",
+        False,
+        "how often serving processes check the active recommendation model (s)",
+    ),
+    (
+        "RECS_LOG_MAXLEN",
+        "recs",
+        "log_maxlen",
+        False,
+        "interactions kept in Redis for training the recommendations",
     ),
     (
         "NEXUSCART_ENV",

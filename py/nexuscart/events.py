@@ -22,6 +22,7 @@ ORDERS_TOPIC: Final = "orders.v1"
 PAYMENTS_TOPIC: Final = "payments.v1"
 USERS_TOPIC: Final = "users.v1"
 CATALOG_TOPIC: Final = "catalog.v1"
+INTERACTIONS_TOPIC: Final = "interactions.v1"
 # Records a consumer cannot apply (undecodable, or failing for good) go, unchanged, to the
 # dead-letter topic of their topic, with headers naming their source and the error.
 DLQ_SUFFIX: Final = ".dlq"
@@ -254,6 +255,31 @@ class StockLow(msgspec.Struct, frozen=True, tag="StockLow"):
 CatalogEvent = ProductCreated | ProductUpdated | ProductArchived | StockAdjusted | StockLow
 
 
+# interactions.v1 (docs/recommendations.md): shoppers' signals for the recommendations,
+# published by the edge; key: the user id ("0" for an anonymous view). Views are sampled
+# (batched per edge worker, a batch lost with its worker is acceptable); add-to-carts are
+# exact.
+
+
+class ProductViewed(msgspec.Struct, frozen=True, tag="ProductViewed"):
+    """A product page was served (``user_id`` None: anonymous)."""
+
+    user_id: int | None
+    product_id: int
+    at_ms: int
+
+
+class AddedToCart(msgspec.Struct, frozen=True, tag="AddedToCart"):
+    user_id: int
+    product_id: int
+    sku: str
+    quantity: int
+    at_ms: int
+
+
+InteractionEvent = ProductViewed | AddedToCart
+
+
 # the events of orders.v1 and payments.v1 (users.v1 has UserEnvelope: a consumer of one
 # topic handles only its own events)
 Event = (
@@ -298,6 +324,17 @@ class CatalogEnvelope(msgspec.Struct, frozen=True):
     occurred_at: datetime
     key: str
     data: CatalogEvent
+
+
+class InteractionEnvelope(msgspec.Struct, frozen=True):
+    """The envelope of interactions.v1, same fields as ``Envelope``."""
+
+    id: uuid.UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    key: str
+    data: InteractionEvent
 
 
 _decoder: Final = msgspec.json.Decoder(Envelope)

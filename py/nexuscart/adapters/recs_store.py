@@ -1,0 +1,171 @@
+"""Redis side of the recommendations: the live signals the consumer keeps current and the
+serving reads (docs/recommendations.md).
+
+Keys (this module owns them; ``recs:model:*`` belong to ``recs_registry``):
+
+- ``recs:seen:<event id>``: an applied event (7 days): redeliveries change nothing.
+- ``recs:recent:<user>``: zset product -> ms of the shopper's last event on it (20 kept).
+- ``recs:rbuy:<user>``: zset product -> ms of the shopper's recent orders (20 kept).
+- ``recs:bought:<user>``: set of products the shopper bought (refunds take them out).
+- ``recs:covis:<product>``: zset product -> weighted count of "viewed/carted/bought
+  together" (one shopper, within the co-visitation window); 200 strongest kept.
+- ``recs:cobuy:<product>``: zset product -> orders together (same order, or one shopper's
+  orders within the window); 200 kept.
+- ``recs:trend:<category>``: zset product -> forward-decayed weight (``domain.recs``).
+- ``recs:order:<order>``: ``"<user>:<product>,<product>"`` of an order (for its refund).
+- ``recs:item:<product>``: hash ``c`` category, ``s`` status (from catalog.v1);
+  ``recs:sku:<sku>``: its product (a flash-sale order names a SKU only).
+- stream ``recs:log``: every applied signal (``u`` user, ``p`` product, ``t`` ms, ``k``
+  kind), capped near RECS_LOG_MAXLEN: the offline store's recent window.
+
+A signal touches keys of several products in one Lua script (``recs_signal``): atomic, and
+the event id check makes it idempotent. Under Redis Cluster these keys would need one slot
+per shopper and product groups; this store assumes one Redis (docs/recommendations.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, cast
+
+import redis.asyncio as aioredis
+
+from nexuscart.adapters.redis_conn import Script
+from nexuscart.domain import recs as rules
+
+_SIGNAL: Final = Script("recs_signal")
+_REFUND: Final = Script("recs_refund")
+SEEN_TTL_S: Final = 7 * 86_400
+STATE_TTL_S: Final = 90 * 86_400
+NEIGHBOURS_MAX: Final = 200
+LOG_KEY: Final = b"recs:log"
+
+
+def covis_key(pid: int) -> bytes:
+    return b"recs:covis:%d" % pid
+
+
+def cobuy_key(pid: int) -> bytes:
+    return b"recs:cobuy:%d" % pid
+
+
+def trend_key(category: int) -> bytes:
+    return b"recs:trend:%d" % category
+
+
+def recent_key(user: int) -> bytes:
+    return b"recs:recent:%d" % user
+
+
+def bought_key(user: int) -> bytes:
+    return b"recs:bought:%d" % user
+
+
+class RecsStore:
+    def __init__(self, redis: aioredis.Redis, log_maxlen: int = 2_000_000) -> None:
+        self.redis = redis
+        self.log_maxlen = log_maxlen
+        self._signal = _SIGNAL.for_client(redis)
+        self._refund = _REFUND.for_client(redis)
+
+    # --- the consumer's writes --------------------------------------------------------------
+
+    async def put_items(self, items: Sequence[tuple[int, int, str, Sequence[str]]]) -> None:
+        """(product, category, status, skus) of catalog events."""
+        pipe = self.redis.pipeline(transaction=False)
+        for pid, cat, status, skus in items:
+            pipe.hset(b"recs:item:%d" % pid, mapping={b"c": cat, b"s": status})
+            for sku in skus:
+                pipe.set(b"recs:sku:" + sku.encode(), pid)
+        await pipe.execute()
+
+    async def products_of_skus(self, skus: Sequence[str]) -> list[int | None]:
+        if not skus:
+            return []
+        raw = await self.redis.mget([b"recs:sku:" + s.encode() for s in skus])
+        return [int(r) if r else None for r in raw]
+
+    async def categories(self, pids: Sequence[int]) -> list[int]:
+        """Each product's category (0 when catalog.v1 has not told it yet)."""
+        if not pids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for pid in pids:
+            pipe.hget(b"recs:item:%d" % pid, b"c")
+        return [int(c) if c else 0 for c in await pipe.execute()]
+
+    async def apply(self, signals: Sequence[Signal]) -> int:
+        """Apply signals (each once, by event id) in one round trip; returns how many were
+        new."""
+        if not signals:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for s in signals:
+            keys: list[bytes] = [
+                b"recs:seen:" + s.event_id.encode(),
+                recent_key(s.user_id or 0),
+                b"recs:rbuy:%d" % (s.user_id or 0),
+                bought_key(s.user_id or 0),
+                b"recs:order:%d" % (s.order_id or 0),
+                LOG_KEY,
+            ]
+            for pid, cat in zip(s.products, s.categories, strict=True):
+                keys += [covis_key(pid), cobuy_key(pid), trend_key(cat)]
+            weight = rules.KIND_WEIGHT[rules.KINDS.index(s.kind)]
+            args: list[str | int | float] = [
+                s.kind, s.at_ms, weight, rules.trend_increment(weight, s.at_ms),
+                s.user_id or 0, rules.COVIS_WINDOW_S * 1000, rules.RECENT_ITEMS,
+                NEIGHBOURS_MAX, self.log_maxlen, STATE_TTL_S, *s.products,
+            ]  # fmt: skip
+            await self._signal(keys=keys, args=args, client=pipe)
+        return sum(int(x) for x in await pipe.execute())
+
+    async def refund(self, event_id: str, order_id: int) -> bool:
+        r = await self._refund(
+            keys=[b"recs:seen:" + event_id.encode(), b"recs:order:%d" % order_id],
+            args=[SEEN_TTL_S],
+        )
+        return bool(r)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def _top(self, key: bytes, n: int) -> list[tuple[int, float]]:
+        raw = cast(
+            "list[tuple[bytes, float]]",
+            await self.redis.zrange(key, 0, n - 1, desc=True, withscores=True),
+        )
+        return [(int(p), float(s)) for p, s in raw]
+
+    async def bought_together(self, pid: int, n: int = 10) -> list[tuple[int, float]]:
+        return await self._top(cobuy_key(pid), n)
+
+    async def viewed_together(self, pid: int, n: int = 10) -> list[tuple[int, float]]:
+        return await self._top(covis_key(pid), n)
+
+    async def trending(self, category: int, n: int = 10) -> list[tuple[int, float]]:
+        return await self._top(trend_key(category), n)
+
+    async def recent(self, user: int) -> list[int]:
+        raw = cast("list[bytes]", await self.redis.zrange(recent_key(user), 0, -1, desc=True))
+        return [int(p) for p in raw]
+
+    async def bought(self, user: int) -> set[int]:
+        return {int(p) for p in await self.redis.smembers(bought_key(user))}
+
+
+class Signal:
+    """One shopper signal of one event (an order: all its products)."""
+
+    __slots__ = ("at_ms", "categories", "event_id", "kind", "order_id", "products", "user_id")
+
+    def __init__(
+        self, event_id: str, kind: rules.Kind, at_ms: int, user_id: int | None,
+        products: Sequence[int], categories: Sequence[int], order_id: int | None = None,
+    ) -> None:  # fmt: skip
+        self.event_id = event_id
+        self.kind = kind
+        self.at_ms = at_ms
+        self.user_id = user_id
+        self.products = list(products)
+        self.categories = list(categories)
+        self.order_id = order_id

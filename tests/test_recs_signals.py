@@ -1,0 +1,151 @@
+"""The recommendation service on the real stack: orders, views and add-to-carts from Kafka
+change "bought/viewed together", trending and the shopper's recent items in Redis within
+seconds, once per event; a refund takes the order back out."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from nexuscart import config, events
+from nexuscart.adapters import kafka
+from nexuscart.adapters.recs_store import RecsStore
+from services.recommendations.bootstrap import main as service_main
+from tests.envelopes import placed_order
+
+FRESH_S = 5.0
+_enc = msgspec.json.Encoder()
+
+
+def _env(data: Any, key: int, event_id: uuid.UUID | None = None) -> dict[str, Any]:
+    return {
+        "id": str(event_id or uuid.uuid4()),
+        "type": type(data).__name__,
+        "version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "key": str(key),
+        "data": msgspec.to_builtins(data) | {"type": type(data).__name__},
+    }
+
+
+def _product(pid: int, category: int, skus: Sequence[str] = ()) -> events.ProductCreated:
+    now = int(time.time() * 1000)
+    variants = [events.VariantData(s, 1000, "USD", {}, 0, 5) for s in skus]
+    return events.ProductCreated(
+        events.ProductData(
+            pid, 900_001, category, f"P{pid}", "", "B", {}, [], "active", 1, 0.0, variants, now, now
+        )
+    )
+
+
+class Service:
+    def __init__(self, settings: config.Settings) -> None:
+        self.settings = settings
+        self.producer = kafka.producer(settings.kafka, "test-recs")
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def send(self, topic: str, env: dict[str, Any]) -> None:
+        await self.producer.send_and_wait(topic, _enc.encode(env), key=env["key"].encode())
+
+
+@pytest.fixture
+async def service(settings: config.Settings) -> AsyncIterator[Service]:
+    s = Service(settings)
+    await kafka.ensure_topics(settings.kafka.bootstrap, list(
+        (events.ORDERS_TOPIC, events.CATALOG_TOPIC, events.INTERACTIONS_TOPIC)))  # fmt: skip
+    await s.producer.start()
+    s.task = asyncio.ensure_future(service_main(s.stop))
+    try:
+        yield s
+    finally:
+        s.stop.set()
+        await s.task
+        await s.producer.stop()
+
+
+async def _until(check: Any, seconds: float) -> float:
+    """Seconds until ``check()`` is true; raises when it is not within ``seconds``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        if await check():
+            return time.monotonic() - t0
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s")
+
+
+async def test_an_order_changes_bought_together_within_5_seconds(
+    service: Service, redis_client: aioredis.Redis
+) -> None:
+    store = RecsStore(redis_client)
+    base = random.randrange(10**6, 10**9) * 10
+    a, b, user = base + 1, base + 2, random.randrange(10**6, 10**9)
+    for pid in (a, b):
+        await service.send(events.CATALOG_TOPIC, _env(_product(pid, 77), pid))
+
+    async def known() -> bool:
+        return (await store.categories([a, b])) == [77, 77]
+
+    await _until(known, 60)  # the consumer joined its group and caught up
+    order = placed_order(user, base, (
+        events.OrderLine(sku="SKU-X-1", product_id=a, quantity=1, unit_price_minor=1000),
+        events.OrderLine(sku="SKU-X-2", product_id=b, quantity=2, unit_price_minor=500),
+    ))  # fmt: skip
+    await service.send(events.ORDERS_TOPIC, _env(order, user))
+
+    async def together() -> bool:
+        return [p for p, _ in await store.bought_together(a)] == [b]
+
+    await _until(together, FRESH_S)
+    assert [p for p, _ in await store.bought_together(b)] == [a]
+    assert await store.bought(user) == {a, b}
+    assert set(await store.recent(user)) == {a, b}
+    assert {p for p, _ in await store.trending(77)} >= {a, b}
+
+
+async def test_a_redelivered_event_counts_once_and_a_refund_takes_the_order_out(
+    service: Service, redis_client: aioredis.Redis
+) -> None:
+    store = RecsStore(redis_client)
+    base = random.randrange(10**6, 10**9) * 10
+    a, b, user = base + 1, base + 2, random.randrange(10**6, 10**9)
+    for pid, sku in ((a, f"SKU-R-{a}"), (b, f"SKU-R-{b}")):
+        await service.send(events.CATALOG_TOPIC, _env(_product(pid, 78, [sku]), pid))
+
+    async def known() -> bool:
+        return (await store.products_of_skus([f"SKU-R-{b}"])) == [b]
+
+    await _until(known, 60)
+    viewed = _env(events.ProductViewed(user, a, int(time.time() * 1000)), user)
+    reserved = _env(events.StockReserved(base, 5, user, f"SKU-R-{b}", 1, 900, "USD", 0), user)
+    second = placed_order(user, base + 3, (
+        events.OrderLine(sku=f"SKU-R-{a}", product_id=a, quantity=1, unit_price_minor=1000),
+    ))  # fmt: skip
+    for env in (viewed, viewed, reserved, reserved):  # each delivered twice
+        await service.send(events.INTERACTIONS_TOPIC if env is viewed else events.ORDERS_TOPIC, env)
+    await service.send(events.ORDERS_TOPIC, _env(second, user))
+
+    async def cobought() -> bool:
+        return [p for p, _ in await store.bought_together(a)] == [b]
+
+    await _until(cobought, FRESH_S)
+    # the view and the reservation once each: b viewed-together with a by weight 5 (order)
+    # + a's own order pairing back; the duplicate changed nothing
+    assert dict(await store.bought_together(a)) == {b: 1.0}
+    assert await store.bought(user) == {a, b}
+    refund = events.PaymentRefunded(base + 3, None, user, "pay", 1000, 1000, "admin")
+    await service.send(events.ORDERS_TOPIC, _env(refund, user))
+
+    async def refunded() -> bool:
+        return await store.bought(user) == {b}
+
+    await _until(refunded, FRESH_S)
