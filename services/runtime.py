@@ -30,6 +30,9 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     # services/<name>/bootstrap.py: the service's name is its package's
     observability.setup_logging(main.__module__.split(".")[-2], observe.log_format)
     observability.serve_metrics(observe.metrics_port, observe.metrics_host)
+    observability.setup_tracing(
+        main.__module__.split(".")[-2], observe.trace_sample, observe.trace_export
+    )
 
     async def wrapper() -> None:
         stop = asyncio.Event()
@@ -136,10 +139,13 @@ class ConsumerLoop:
                 records = [rec for recs in batches.values() for rec in recs]
                 self.lag.fetched(records)
                 t0 = time.perf_counter()
+                spans = observability.consume_spans(self.name, records)
                 if await self.process(records, stop):
                     self._batch_seconds.observe(time.perf_counter() - t0)
                     await self._commit()
                     self.lag.committed()
+                for span in spans:
+                    span.end()
         finally:
             lag.cancel()
 

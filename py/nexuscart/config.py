@@ -116,6 +116,8 @@ class ObserveSettings(msgspec.Struct, frozen=True):
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the Prometheus beside it
     log_format: str = "text"  # "json": one JSON object per line (docs/observability.md)
     access_log_sample: float = 0.0  # share of edge requests logged (one line each)
+    trace_sample: float = 0.01  # share of purchases traced (head sampling at the edge)
+    trace_export: str = "log"  # "log": span lines in the process's log; "none": no tracing
 
 
 class CheckoutSettings(msgspec.Struct, frozen=True):
@@ -352,6 +354,14 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         False,
         "interactions kept in Redis for training the recommendations",
     ),
+    (
+        "TRACE_SAMPLE",
+        "observe",
+        "trace_sample",
+        False,
+        "share of purchases traced end to end (0 to 1)",
+    ),
+    ("TRACE_EXPORT", "observe", "trace_export", False, "log (span lines in each log) or none"),
     (
         "NEXUSCART_ENV",
         "app",

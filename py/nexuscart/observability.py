@@ -261,3 +261,124 @@ def setup_logging(service: str, fmt: str = "json", level: int = logging.INFO) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+# --- traces -------------------------------------------------------------------------------
+#
+# OpenTelemetry (API + SDK), W3C trace context. The head decision is taken by hand where a
+# trace starts (a purchase at the edge: one random() per request, nothing else unless it
+# wins); downstream a span is made only for work whose input carries a ``traceparent`` (an
+# outbox entry, a Kafka record header), so untraced work never touches the SDK.
+
+
+class Tracing:
+    """The process's tracer and head-sampling rate (``setup_tracing`` fills it in)."""
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self.tracer: Any = None
+        self.provider: Any = None
+
+    def start(self, name: str, parent: bytes | str | None = None, **attrs: Any) -> Any:
+        """A span named ``name``: a new trace without ``parent``, else a child of that
+        ``traceparent``. None when tracing is off (callers check before ending it)."""
+        if self.tracer is None:
+            return None
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        ctx = None
+        if parent is not None:
+            tp = parent.decode() if isinstance(parent, bytes) else parent
+            ctx = TraceContextTextMapPropagator().extract({"traceparent": tp})
+        return self.tracer.start_span(name, context=ctx, attributes=attrs or None)
+
+
+TRACING: Final = Tracing()
+
+
+def traceparent(span: Any) -> str:
+    """The W3C ``traceparent`` of ``span`` ('' for None)."""
+    if span is None:
+        return ""
+    c = span.get_span_context()
+    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}"
+
+
+def trace_id(span: Any) -> str:
+    return f"{span.get_span_context().trace_id:032x}" if span is not None else ""
+
+
+class _LogExporter:
+    """Spans as JSON lines on the ``nexuscart.trace`` logger: a trace is followed across
+    processes by grepping their logs for its trace id (an OTLP collector is not part of the
+    local stack)."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        out = logging.getLogger("nexuscart.trace")
+        for s in spans:
+            c = s.context
+            out.info(
+                "span %s",
+                s.name,
+                extra={
+                    "trace_id": f"{c.trace_id:032x}",
+                    "span_id": f"{c.span_id:016x}",
+                    "parent_id": f"{s.parent.span_id:016x}" if s.parent else "",
+                    "duration_ms": round((s.end_time - s.start_time) / 1e6, 3),
+                },
+            )
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def setup_tracing(service: str, rate: float, export: str = "log", exporter: Any = None) -> None:
+    """Trace ``rate`` of the requests this process starts (0: tracing off entirely), and
+    every piece of work that arrives traced. ``exporter`` (tests: an in-memory one) replaces
+    the one ``export`` names ("log": span lines in this process's log; "none")."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    if rate <= 0 and exporter is None and export == "none":
+        TRACING.rate, TRACING.tracer = 0.0, None
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif export == "log":
+        provider.add_span_processor(BatchSpanProcessor(_LogExporter()))  # type: ignore[arg-type]
+    TRACING.provider = provider
+    TRACING.tracer = provider.get_tracer("nexuscart")
+    TRACING.rate = max(0.0, min(1.0, rate))
+
+
+def consume_spans(consumer: str, records: Iterable[Any]) -> list[Any]:
+    """A span per record that arrived with a ``traceparent`` header (none when tracing is
+    off: the headers are not even looked at); the caller ends them after the batch."""
+    if TRACING.tracer is None:
+        return []
+    spans = []
+    for rec in records:
+        for k, v in rec.headers or ():
+            if k == "traceparent":
+                spans.append(
+                    TRACING.start(
+                        f"{consumer}.apply",
+                        v,
+                        **{
+                            "messaging.system": "kafka",
+                            "messaging.destination.name": rec.topic,
+                            "messaging.kafka.partition": rec.partition,
+                            "messaging.kafka.offset": rec.offset,
+                        },
+                    )
+                )
+                break
+    return spans

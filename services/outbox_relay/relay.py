@@ -116,13 +116,24 @@ class OutboxRelay:
         return n
 
     async def _publish(self, entries: Sequence[OutboxEntry]) -> int:
-        sends = [
-            await self.producer.send(self.topic, value=e.value, key=e.key)
-            for e in entries
-            if e.value is not None  # deleted meanwhile: relayed already, only acknowledge
-        ]
+        sends, spans = [], []
+        for e in entries:
+            if e.value is None:
+                continue  # deleted meanwhile: relayed already, only acknowledge
+            headers = None
+            if e.traceparent is not None:  # a traced purchase: its trace goes on in Kafka
+                span = observability.TRACING.start("outbox_relay.publish", e.traceparent)
+                spans.append(span)
+                tp = observability.traceparent(span).encode() if span else e.traceparent
+                headers = [("traceparent", tp)]
+            sends.append(
+                await self.producer.send(self.topic, value=e.value, key=e.key, headers=headers)
+            )
         if sends:
             await asyncio.gather(*sends)  # every record acknowledged by Kafka (acks=all)
+        for span in spans:
+            if span is not None:
+                span.end()
         await self.store.ack_outbox(entries)
         self._relayed.inc(len(entries))
         return len(entries)

@@ -98,6 +98,7 @@ class OutboxEntry(NamedTuple):
     entry_id: bytes
     key: bytes | None
     value: bytes | None
+    traceparent: bytes | None = None  # W3C trace context of a traced purchase
 
 
 class OutboxConsumer(NamedTuple):
@@ -126,7 +127,7 @@ def _entries(stream: bytes, items: Iterable[Any]) -> list[OutboxEntry]:
     out = []
     for entry_id, fields in items:
         if fields:
-            out.append(OutboxEntry(stream, entry_id, fields[b"k"], fields[b"e"]))
+            out.append(OutboxEntry(stream, entry_id, fields[b"k"], fields[b"e"], fields.get(b"tp")))
         else:
             out.append(OutboxEntry(stream, entry_id, None, None))
     return out
@@ -191,7 +192,8 @@ class PurchaseBatcher:
         """One EVALSHA per sale for the whole batch; a reply (or error) per call, in order.
 
         Each call is ``purchase()``'s list: 6 sale keys, the idempotency key, then user id,
-        quantity, event id, occurred_at, and the idempotency TTL (fs_purchase.lua's layout).
+        quantity, event id, occurred_at, traceparent, and the idempotency TTL
+        (fs_purchase.lua's layout).
         """
         groups: dict[bytes, list[int]] = {}
         for i, kv in enumerate(calls):
@@ -200,9 +202,9 @@ class PurchaseBatcher:
         for idx in groups.values():
             first = calls[idx[0]]
             keys = [*first[:6], *(calls[i][6] for i in idx)]
-            args = [first[11]]
+            args = [first[12]]
             for i in idx:
-                args.extend(calls[i][7:11])
+                args.extend(calls[i][7:12])
             commands.append(("EVALSHA", PURCHASE.sha, len(keys), *keys, *args))
         replies = await self.pipe.execute(commands)
         results: list[Any] = [None] * len(calls)
@@ -352,8 +354,10 @@ class FlashSaleStore:
         idem_key: str,
         event_id: str,
         occurred_at: str,
+        traceparent: str = "",
     ) -> asyncio.Future[PurchaseReply]:
-        """Decide one purchase (batched with the others of this loop tick)."""
+        """Decide one purchase (batched with the others of this loop tick); a traced one
+        passes its ``traceparent`` for the outbox entry."""
         if self.batcher is None:
             raise RuntimeError("FlashSaleStore.purchase needs the store built with a RedisPipe")
         k = self.keys(sale_id)
@@ -370,6 +374,7 @@ class FlashSaleStore:
                 quantity,
                 event_id,
                 occurred_at,
+                traceparent,
                 self.idem_ttl,
             ]
         )

@@ -4,7 +4,8 @@
 -- Every read and decision comes first and every write last, so a script error cannot leave
 -- half a purchase behind (Redis does not roll a script back).
 -- KEYS: 1 meta, 2 stock, 3 buyers, 4 holds, 5 expiry, 6 outbox, 7.. one idempotency key each
--- ARGV: 1 idem ttl (s), then 4 per purchase: user_id, quantity, event_id (uuid), occurred_at
+-- ARGV: 1 idem ttl (s), then 5 per purchase: user_id, quantity, event_id (uuid), occurred_at,
+--       traceparent ('' unless the request is traced; stored with its outbox entry)
 -- Returns one {code, order_id, expires_at_ms, available_after} per purchase
 --   code: 0 ok, 1 sold-out, 2 limit-reached, 3 not-started, 4 ended, 5 not-found,
 --         6 replay of an earlier success (same answer), 7 idempotency key reused with other body,
@@ -41,7 +42,7 @@ local bought = {}  -- user id -> units bought, including this batch's own
 local hold_fields, expiry_args, buyer_args, events, idem_sets = {}, {}, {}, {}, {}
 
 for i = 1, n do
-  local b = 1 + (i - 1) * 4
+  local b = 1 + (i - 1) * 5
   local user_id, qty = ARGV[b + 1], tonumber(ARGV[b + 2])
   local key = KEYS[6 + i]
   local prior = idem[key]
@@ -79,7 +80,8 @@ for i = 1, n do
       buyer_args[#buyer_args + 1] = user_id
       local uid = int(user_id)
       events[#events + 1] = {user_id, event_json('StockReserved', ARGV[b + 3], ARGV[b + 4], uid,
-        '"order_id":' .. oid .. sale_part .. uid .. item_part .. int(qty) .. tail_part)}
+        '"order_id":' .. oid .. sale_part .. uid .. item_part .. int(qty) .. tail_part),
+        ARGV[b + 5]}
       local answer = qty .. ':' .. oid .. ':' .. expires_s
       idem[key] = answer
       idem_sets[#idem_sets + 1] = {key, answer}
@@ -101,7 +103,7 @@ if #events > 0 then
     end
   end
   redis.call('HSET', KEYS[3], unpack(totals))
-  for _, e in ipairs(events) do outbox_append(KEYS[6], e[1], e[2]) end
+  for _, e in ipairs(events) do outbox_append(KEYS[6], e[1], e[2], e[3]) end
   local ttl = tonumber(ARGV[1])
   for _, kv in ipairs(idem_sets) do redis.call('SET', kv[1], kv[2], 'EX', ttl) end
 end

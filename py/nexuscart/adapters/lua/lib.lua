@@ -46,7 +46,13 @@ end
 
 -- One outbox entry: 'k' the Kafka message key (the user id), 'e' the event (the relay reads
 -- both through FlashSaleStore.read_outbox).
-local function outbox_append(outbox, user_id, event)
-  redis.call('XADD', outbox, '*', 'k', user_id, 'e', event)
+-- traceparent (optional): the W3C trace context of a sampled request, for the relay to put
+-- in the Kafka record's headers
+local function outbox_append(outbox, user_id, event, traceparent)
+  if traceparent and traceparent ~= '' then
+    redis.call('XADD', outbox, '*', 'k', user_id, 'e', event, 'tp', traceparent)
+  else
+    redis.call('XADD', outbox, '*', 'k', user_id, 'e', event)
+  end
 end
 
