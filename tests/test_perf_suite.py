@@ -60,6 +60,11 @@ def _purchase(path: str) -> dict[str, Any]:
         **_wrk(3000.0 if path == "async" else 800.0, 20.0),
         "connections": 64,
         "orders_per_s": 1200.0 if path == "async" else 790.0,
+        **(
+            {"holds": 10, "orders": 10, "payments": 10, "payments_drain_s": 1.0}
+            if path == "async"
+            else {}
+        ),
         "queues": {"outbox": [[T0, 0], [T0 + 1, 40]], "lag": [[T0, 3], [T0 + 1, 0]]},
         "latency": {
             "e2e_ms": lat,
@@ -128,6 +133,7 @@ def test_report_writes_every_plot_and_the_tables_from_a_synthetic_run(tmp_path: 
     for heading in ("PT-01", "PT-02", "PT-03", "PT-04", "PT-05", "Shopper mix", "Resource use"):
         assert f"## {heading}" in text
     assert "vs ceiling" in text
+    assert "10 payment intents" in text
     assert "cores" in text  # the machine line
     assert json.loads((tmp_path / "results.json").read_text())["run"] == "synthetic"
 

@@ -94,6 +94,7 @@ def start_consumers(
         "BENCH_GROUP": group,
         "BENCH_TOPIC": topic,
         "PYTHONPATH": str(ROOT),
+        "METRICS_PORT": "0",  # several instances: none may take the service's port
     }
     return [
         Process(

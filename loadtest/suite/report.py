@@ -561,7 +561,16 @@ def markdown(res: Mapping[str, Any]) -> str:
                 f"{_f(e2e.get('p50'), '{:.1f}')} / {_f(e2e.get('p99'), '{:.1f}')} | "
                 f"{peak_out} / {peak_lag} | {cpu:.2f} |"
             )
-        brk = ((pt02.get("async") or {}).get("latency") or {}).get("breakdown_ms") or {}
+        a = pt02.get("async") or {}
+        if "payments" in a:
+            lines += [
+                "",
+                f"Async: {a.get('holds')} holds, {a.get('orders')} order rows, "
+                f"{a.get('payments')} payment intents asked for "
+                f"{_f(a.get('payments_drain_s'), '{:.0f}')} s after the last order row "
+                "(the next phases started then; what was left kept running at nice 10).",
+            ]
+        brk = (a.get("latency") or {}).get("breakdown_ms") or {}
         if brk:
             lines += ["", "Async path by stage (sampled purchases, ms):", ""]
             lines += ["| stage | p50 | p95 | p99 |", "|---|---|---|---|"]
