@@ -1,5 +1,6 @@
-"""Composition root of the inventory service: the hold expirer, the payments consumer that
-confirms paid holds, and the reconcile command."""
+"""Composition root of the inventory service: the expirer of holds and everyday
+reservations, the payments consumer that confirms paid ones (and puts a refunded everyday
+order's units back), and the reconcile command."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from redis.exceptions import RedisError
 from nexuscart import config, events, observability
 from nexuscart.adapters import postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
-from services.inventory.holds import expire_due, reconcile
+from nexuscart.adapters.reservations import ReservationStore
+from services.inventory.holds import expire_due, expire_reservations, reconcile
 from services.inventory.payments import PaymentConfirmer
 from services.runtime import consume, sleep_or_stop
 
@@ -22,10 +24,12 @@ EXPIRY_INTERVAL_S = 0.25  # holds are released at most this long after they expi
 CONSERVATION_EVERY_S = 15.0  # the oversell alert's check (Redis only: one read per sale)
 
 
-async def expire_holds(store: FlashSaleStore, stop: asyncio.Event) -> None:
+async def expire_holds(
+    store: FlashSaleStore, reservations: ReservationStore, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         try:
-            n = await expire_due(store)
+            n = await expire_due(store) + await expire_reservations(reservations)
             if n:
                 observability.HOLDS_EXPIRED.inc(n)
                 log.info("released %d units from expired holds", n)
@@ -50,16 +54,18 @@ async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
     store = FlashSaleStore(client)
+    reservations = ReservationStore(client)
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(expire_holds(store, stop))
+            tasks.create_task(expire_holds(store, reservations, stop))
             tasks.create_task(check_conservation(store, stop))
             tasks.create_task(
                 consume(
                     settings,
                     "inventory",
-                    [events.PAYMENTS_TOPIC],
-                    PaymentConfirmer(store).handle,
+                    # orders.v1: the refunded everyday orders whose units go back
+                    [events.PAYMENTS_TOPIC, events.ORDERS_TOPIC],
+                    PaymentConfirmer(store, reservations).handle,
                     stop,
                 )
             )

@@ -1,4 +1,5 @@
-"""Inventory handlers: expire unpaid holds on time, and check stock conservation.
+"""Inventory handlers: expire unpaid holds and everyday reservations on time, and check
+stock conservation.
 
 Expiry runs the release script only for holds whose time has passed (checked again inside
 Redis, atomically), so two expirers, or an expirer racing a payment confirm, never release
@@ -16,6 +17,7 @@ import msgspec
 
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.postgres import query
+from nexuscart.adapters.reservations import ReservationStore
 from nexuscart.domain.flash_sale import conserved
 
 
@@ -41,6 +43,21 @@ async def expire_due(store: FlashSaleStore, now_ms: int | None = None, limit: in
             released += await store.release(
                 sale_id, order_id, "expired", str(uuid.uuid4()), iso, only_if_due=True
             )
+    return released
+
+
+async def expire_reservations(
+    store: ReservationStore, now_ms: int | None = None, limit: int = 500
+) -> int:
+    """Release every everyday reservation past its expiry (checked again inside Redis, like
+    a hold's); return the units released."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    released = 0
+    iso = dt.datetime.now(dt.UTC).isoformat()
+    for user_id, order_id in await store.due(now_ms, limit):
+        released += await store.release(
+            order_id, user_id, "expired", str(uuid.uuid4()), iso, only_if_due=True
+        )
     return released
 
 

@@ -1,5 +1,8 @@
-"""Inventory's payments consumer: a succeeded payment confirms its hold (held -> sold); a
-failed one releases it (reason ``payment_failed``: the units go back on sale).
+"""Inventory's payments consumer: a succeeded payment confirms its hold or everyday
+reservation (held -> sold); a failed one releases it (reason ``payment_failed``: the units go
+back on sale). It also follows orders.v1 for one event: a paid everyday order cancelled
+before shipment (OrderStatusChanged to REFUNDED) has its sold units put back on sale
+(``ReservationStore.restore_sold``, which also gives the promotion use back).
 
 The confirm script runs in Redis atomically and is idempotent per order (a sold order answers
 its quantity again and writes no second event); the StockSold event it writes gets an id
@@ -14,7 +17,9 @@ import uuid
 from collections.abc import Sequence
 
 from nexuscart.adapters.flash_sales import FlashSaleStore
-from nexuscart.events import Envelope, PaymentFailed, PaymentSucceeded
+from nexuscart.adapters.reservations import ReservationStore
+from nexuscart.domain import orders
+from nexuscart.events import Envelope, OrderStatusChanged, PaymentFailed, PaymentSucceeded
 
 log = logging.getLogger("nexuscart.inventory")
 
@@ -30,8 +35,9 @@ def stock_released_id(payment: Envelope) -> uuid.UUID:
 
 
 class PaymentConfirmer:
-    def __init__(self, store: FlashSaleStore):
+    def __init__(self, store: FlashSaleStore, reservations: ReservationStore | None = None):
         self.store = store
+        self.reservations = reservations or ReservationStore(store.client)
         # payments whose hold had already ended (expired or cancelled): the payments service
         # refunds them; counted and logged here so nothing is lost silently
         self.late_payments = 0
@@ -39,26 +45,36 @@ class PaymentConfirmer:
     async def handle(self, batch: Sequence[Envelope]) -> None:
         for env in batch:
             data = env.data
-            if isinstance(data, PaymentFailed):
-                if data.sale_id is None:
-                    continue  # an everyday order's payment: no hold
-                f = data
-                # idempotent: a hold already gone (sold, expired, released) releases nothing
-                await self.store.release(
-                    data.sale_id,
-                    f.order_id,
-                    "payment_failed",
-                    str(stock_released_id(env)),
-                    env.occurred_at.isoformat(),
-                    only_if_due=False,
-                )
+            iso = env.occurred_at.isoformat()
+            if isinstance(data, OrderStatusChanged):
+                if data.sale_id is None and data.to_status == orders.REFUNDED:
+                    # idempotent: a repeat answers the same units and writes nothing
+                    await self.reservations.restore_sold(
+                        data.order_id, data.user_id, str(stock_released_id(env)), iso
+                    )
                 continue
-            if not isinstance(data, PaymentSucceeded) or data.sale_id is None:
-                continue  # not ours (other payment events; an everyday order's payment)
+            if isinstance(data, PaymentFailed):
+                # idempotent: a hold already gone (sold, expired, released) releases nothing
+                if data.sale_id is None:
+                    await self.reservations.release(
+                        data.order_id, data.user_id, "payment_failed",
+                        str(stock_released_id(env)), iso, only_if_due=False,
+                    )  # fmt: skip
+                else:
+                    await self.store.release(
+                        data.sale_id, data.order_id, "payment_failed",
+                        str(stock_released_id(env)), iso, only_if_due=False,
+                    )  # fmt: skip
+                continue
+            if not isinstance(data, PaymentSucceeded):
+                continue  # not ours (other payment events)
             d = data
-            n = await self.store.confirm(
-                data.sale_id, d.order_id, str(stock_sold_id(env)), env.occurred_at.isoformat()
-            )
+            if d.sale_id is None:
+                n = await self.reservations.confirm(
+                    d.order_id, d.user_id, str(stock_sold_id(env)), iso
+                )
+            else:
+                n = await self.store.confirm(d.sale_id, d.order_id, str(stock_sold_id(env)), iso)
             if n < 0:
                 self.late_payments += 1
                 log.warning(

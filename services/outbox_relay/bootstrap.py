@@ -1,5 +1,6 @@
 """Composition root of the outbox relay process: the flash-sale outboxes in Redis, and the
-users, catalog and payments outboxes in PostgreSQL, each relayed to Kafka by its own loop."""
+users, catalog, payments and orders outboxes in PostgreSQL, each relayed to Kafka by its own
+loop."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from nexuscart.adapters import kafka, postgres, redis_conn
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.orders_repo import OrdersRepo
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.users_repo import UsersRepo
 from services.outbox_relay.catalog import CatalogOutboxRelay
 from services.outbox_relay.payments import PaymentsOutboxRelay
+from services.outbox_relay.pg_outbox import PgOutboxRelay
 from services.outbox_relay.relay import OutboxRelay, consumer_name
 from services.outbox_relay.users import UsersOutboxRelay
 from services.runtime import sleep_or_stop
@@ -57,12 +60,15 @@ async def main(stop: asyncio.Event) -> None:
     users = UsersOutboxRelay(UsersRepo(pg), producer)
     catalog = CatalogOutboxRelay(CatalogRepo(pg), producer, CatalogStore(client))
     payments = PaymentsOutboxRelay(PaymentsRepo(pg), producer)
+    # people's order transitions (OrderStatusChanged), keyed by the buyer like orders.v1
+    orders = PgOutboxRelay(OrdersRepo(pg), producer, lambda r: r.user_id, "orders")
     try:
         await asyncio.gather(
             relay.run(stop),
             users.run(stop),
             catalog.run(stop),
             payments.run(stop),
+            orders.run(stop),
             measure(relay, stop),
         )
     finally:

@@ -33,8 +33,15 @@ from nexuscart.adapters.payments_repo import (
     Refund,
 )
 from nexuscart.app.errors import Refused, Unavailable, pg_errors
+from nexuscart.domain import orders as order_rules
 from nexuscart.domain import payments as rules
-from nexuscart.events import Envelope, StockReleased, StockReserved
+from nexuscart.events import (
+    Envelope,
+    OrderPlaced,
+    OrderStatusChanged,
+    StockReleased,
+    StockReserved,
+)
 
 log = logging.getLogger("nexuscart.payments")
 
@@ -43,6 +50,8 @@ ID_MAX: Final = 2**63 - 1
 ORDER_CONCURRENCY: Final = 32
 # how old a signed webhook may be (Stripe's SDK default): an older one is a replay
 WEBHOOK_TOLERANCE_S: Final = 300
+# the orders.v1 events payments act on
+_ORDER_EVENTS: Final = (StockReserved, OrderPlaced, StockReleased, OrderStatusChanged)
 
 
 # --- the provider's webhook, as much of it as we read ----------------------------------------
@@ -282,14 +291,15 @@ class Payments:
 
     async def handle_order_events(self, batch: list[Envelope]) -> None:
         """orders.v1 -> payments (the consumer's handler). Each event is applied once: a
-        StockReserved's effect is keyed by the order (a repeat finds the intent stored), a
-        StockReleased's by its event id (the inbox). Users are independent: their events
+        StockReserved's or OrderPlaced's effect is keyed by the order (a repeat finds the
+        intent stored), a StockReleased's by its event id (the inbox), a refunded order's
+        refund by its key (once per order). Users are independent: their events
         run concurrently (at most ``ORDER_CONCURRENCY`` provider calls at once), each user's
         in order. Every group finishes before an error is raised, so a retried batch only
         repeats work that the keys make idempotent."""
         by_user: dict[int, list[Envelope]] = {}
         for env in batch:
-            if isinstance(env.data, StockReserved | StockReleased):
+            if isinstance(env.data, _ORDER_EVENTS):
                 by_user.setdefault(env.data.user_id, []).append(env)
         results = await asyncio.gather(
             *(self._user_events(evs) for evs in by_user.values()), return_exceptions=True
@@ -313,8 +323,29 @@ class Payments:
                         ),
                         env,
                     )
+            elif isinstance(d, OrderPlaced):  # an everyday checkout: pay its total
+                async with self._slots:
+                    await self.request(
+                        OrderToPay(d.user_id, d.order_id, None, d.total_minor, d.currency), env
+                    )
             elif isinstance(d, StockReleased):
                 await self.order_closed(d.user_id, d.order_id, env)
+            elif isinstance(d, OrderStatusChanged) and d.to_status == order_rules.REFUNDED:
+                # a paid order cancelled before shipment: the edge refunded it when it could;
+                # this makes sure (once per order, by the refund's key)
+                await self._cancel_refund(d.user_id, d.order_id)
+
+    async def _cancel_refund(self, user_id: int, order_id: int) -> None:
+        async with self._slots:
+            try:
+                await self.refund(user_id, order_id, None, "cancelled")
+            except (rules.RefundRefused, LookupError):
+                pass  # refunded already (nothing left), or no payment to refund
+            except ProviderUnavailable:
+                # the refund stays reserved: the sweeper sends it with its key
+                log.warning("refund of cancelled order %s waits for the provider", order_id)
+            except ProviderRefused as exc:
+                log.error("refund of cancelled order %s refused: %s", order_id, exc)
 
     # -- the provider's side ---------------------------------------------------------------------
 
