@@ -33,12 +33,16 @@ CONSUMER_ARGV: Final = [
     "from loadtest.suite.consumer import main; from services.runtime import run; run(main)",
 ]
 ORDER_IDS: Final = 800_000_000_000  # far above the edge's and the sync app's ids
+PRICE_CENTS: Final = 4999
+HOLD_MS: Final = 600_000
 _encode = msgspec.json.Encoder().encode
 
 
-def stock_reserved(order_id: int, sale_id: int, user_id: int) -> tuple[bytes, bytes]:
-    """(key, value) of one StockReserved event as the relay sends it."""
-    env = Envelope(
+def reserved(
+    order_id: int, sale_id: int, user_id: int, sku: str = "BENCH-EVENTS", quantity: int = 1
+) -> Envelope:
+    """A StockReserved event in its envelope, as a purchase's outbox entry carries it."""
+    return Envelope(
         id=uuid.uuid4(),
         type="StockReserved",
         version=1,
@@ -48,14 +52,13 @@ def stock_reserved(order_id: int, sale_id: int, user_id: int) -> tuple[bytes, by
             order_id=order_id,
             sale_id=sale_id,
             user_id=user_id,
-            sku="BENCH-EVENTS",
-            quantity=1,
-            unit_price_cents=4999,
+            sku=sku,
+            quantity=quantity,
+            unit_price_cents=PRICE_CENTS,
             currency="usd",
-            expires_at_ms=int(time.time() * 1000) + 600_000,
+            expires_at_ms=int(time.time() * 1000) + HOLD_MS,
         ),
     )
-    return env.key.encode(), _encode(env)
 
 
 async def produce(
@@ -76,9 +79,9 @@ async def produce(
                 # paced in steps of 50: open loop, whatever the consumers do
                 await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
             order_id = ORDER_IDS + sale_id * 1_000_000 + i
-            key, value = stock_reserved(order_id, sale_id, rng.randrange(1, 10_000_000))
+            event = reserved(order_id, sale_id, rng.randrange(1, 10_000_000))
             sent[order_id] = time.time()
-            futures.append(await producer.send(topic, value=value, key=key))
+            futures.append(await producer.send(topic, value=_encode(event), key=event.key.encode()))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -133,31 +136,8 @@ async def wait_members(
         await k.close()
 
 
-async def rows_of_sale(
-    dsn: str, sale_id: int, want: int, wait_s: float, procs: Sequence[Process] = ()
-) -> list[float]:
-    """created_at (epoch s) of the sale's order rows, once all ``want`` are there (bounded;
-    an exited writer in ``procs`` ends the wait with its log's name)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            n = await conn.fetchval("SELECT count(*) FROM orders WHERE sale_id = $1", sale_id)
-            if n >= want or time.monotonic() > deadline:
-                break
-            check_alive(procs)
-            await asyncio.sleep(0.5)
-        rows = await conn.fetch(
-            "SELECT order_id, extract(epoch FROM created_at)::float8 AS t "
-            "FROM orders WHERE sale_id = $1",
-            sale_id,
-        )
-    finally:
-        await conn.close()
-    return [float(r["t"]) for r in sorted(rows, key=lambda r: r["order_id"])]
-
-
 async def created_at(dsn: str, sale_id: int) -> dict[int, float]:
+    """Order id -> when its row was written (the transaction's start, epoch s)."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(

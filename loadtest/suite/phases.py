@@ -516,14 +516,12 @@ def _drain_run(
                 sent = asyncio.run(
                     bench_events.produce(ctx.env, topic, sale_id, p.events, rate, sale_id)
                 )
-            times = asyncio.run(
-                bench_events.rows_of_sale(ctx.env["PG_DSN"], sale_id, p.events, p.drain_s, procs)
-            )
+            asyncio.run(orders_of_sale(ctx.env["PG_DSN"], sale_id, p.events, p.drain_s))
     finally:
         stop_all(procs, 10)
     created = asyncio.run(bench_events.created_at(ctx.env["PG_DSN"], sale_id))
-    res["rows"] = len(times)
-    res["events_per_s"] = bench_events.drain_rate(times)
+    res["rows"] = len(created)
+    res["events_per_s"] = bench_events.drain_rate(list(created.values()))
     res["latency_ms"] = bench_events.stats_ms(
         [max(0.0, created[o] - t) for o, t in sent.items() if o in created]
     )

@@ -29,26 +29,6 @@ class Profile:
     samples_per_s: float  # PT-02 sampled purchases per second (end-to-end latency)
 
 
-SMOKE: Final = Profile(
-    name="smoke",
-    seconds=1,
-    levels=(10, 50),
-    products=200,
-    buyers=20_000,
-    edge_workers=(1, 2),
-    instances=(1, 2),
-    partitions=(1, 3),
-    events=300,
-    event_rate=300,
-    drain_s=15,
-    burst=((10, 2), (50, 2), (10, 2)),
-    spawn_rate=50,
-    users=20,
-    mix_seconds=2,
-    locust_workers=1,
-    samples_per_s=10,
-)
-
 QUICK: Final = Profile(
     name="quick",
     seconds=8,
@@ -69,24 +49,40 @@ QUICK: Final = Profile(
     samples_per_s=20,
 )
 
-FULL: Final = Profile(
+FULL: Final = dataclasses.replace(
+    QUICK,
     name="full",
     seconds=20,
-    levels=(10, 50, 100, 500),
     products=20_000,
     buyers=1_000_000,
     edge_workers=(1, 2, 4, 8),
-    instances=(1, 2, 4),
-    partitions=(1, 3, 6, 12),
     events=20_000,
     event_rate=1_500,
     drain_s=180,
     burst=((50, 30), (1_000, 60), (50, 60)),
-    spawn_rate=250,
     users=400,
     mix_seconds=60,
-    locust_workers=2,
-    samples_per_s=20,
+)
+
+SMOKE: Final = dataclasses.replace(
+    QUICK,
+    name="smoke",
+    seconds=1,
+    levels=(10, 50),
+    products=200,
+    buyers=20_000,
+    edge_workers=(1, 2),
+    instances=(1, 2),
+    partitions=(1, 3),
+    events=300,
+    event_rate=300,
+    drain_s=15,
+    burst=((10, 2), (50, 2), (10, 2)),
+    spawn_rate=50,
+    users=20,
+    mix_seconds=2,
+    locust_workers=1,
+    samples_per_s=10,
 )
 
 PROFILES: Final = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -19,21 +19,16 @@ Env: PG_DSN, JWT_SECRET, JWT_ISSUER (optional), BENCH_POOL (connections per work
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
-import time
-import uuid
 from typing import Any, Final
 
 import asyncpg
 import msgspec
 
+from loadtest.suite.events import reserved
 from nexuscart import _core
-from nexuscart.events import Envelope, StockReserved
 from services.orders.projector import write_group
 
-PRICE_CENTS: Final = 4999
-HOLD_S: Final = 600
 TAKE: Final = """
 UPDATE bench_sync_stock SET units = units - $2
 WHERE sale_id = $1 AND units >= $2
@@ -66,26 +61,7 @@ async def purchase(user_id: int, sale_id: int, quantity: int) -> int | None:
         order_id = await conn.fetchval(TAKE, sale_id, quantity)
         if order_id is None:
             return None
-        now_ms = int(time.time() * 1000)
-        event = StockReserved(
-            order_id=order_id,
-            sale_id=sale_id,
-            user_id=user_id,
-            sku="BENCH-SYNC",
-            quantity=quantity,
-            unit_price_cents=PRICE_CENTS,
-            currency="usd",
-            expires_at_ms=now_ms + HOLD_S * 1000,
-        )
-        env = Envelope(
-            id=uuid.uuid4(),
-            type="StockReserved",
-            version=1,
-            occurred_at=dt.datetime.now(dt.UTC),
-            key=str(user_id),
-            data=event,
-        )
-        await write_group(conn, [env])
+        await write_group(conn, [reserved(order_id, sale_id, user_id, "BENCH-SYNC", quantity)])
         return int(order_id)
 
 
