@@ -7,13 +7,11 @@ reservation ends confirmed, released or still expiring, in Redis and PostgreSQL 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import httpx
@@ -26,6 +24,7 @@ from nexuscart.adapters.payments_repo import OrderToPay
 from nexuscart.adapters.reservations import EXP, RES, SOLD, Line, Placed, ReservationStore
 from tests.conftest import EdgeServer
 from tests.test_flash_sale_pipeline import Service
+from tests.test_flash_sale_pipeline import _until as until
 from tests.test_payments_http import bearer, signed, succeeded
 
 QTY = 2
@@ -73,15 +72,6 @@ async def statuses(dsn: str, orders: list[tuple[int, int]]) -> dict[int, str]:
     finally:
         await conn.close()
     return {r["order_id"]: r["status"] for r in rows}
-
-
-async def until(predicate: Any, within_s: float = 90.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_every_order_survives_kill_9_and_each_reservation_is_confirmed_released_or_expiring(
