@@ -217,6 +217,18 @@ def build(settings: config.Settings | None = None) -> Deps:
         CatalogRepo(pg),
         s.checkout.reservation_ttl_s,
     )
+    deps.promotions = Promotions(PromotionsRepo(pg, client))
+    # carts and checkouts: their own lean pipelined connection per worker
+    checkout_pipe = RedisPipe(s.redis.url, timeout)
+    deps.carts = Carts(CartStore(client, s.checkout.cart_ttl_s, pipe=checkout_pipe), catalog)
+    deps.checkout = Checkout(
+        deps.carts,
+        reservations.ReservationStore(client, pipe=checkout_pipe),
+        deps.promotions,
+        CatalogRepo(pg),
+        s.checkout.reservation_ttl_s,
+    )
+    deps.closers.append(checkout_pipe.close)
     deps.background.append(flash_sales.watch.run)
     # per-user token revocations, followed in the background: no Redis call per request
     # (each blocking read well inside the client's socket timeout)

@@ -14,6 +14,8 @@ from typing import Final, NamedTuple, cast
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
+from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.adapters.reservations import Commands
 from nexuscart.domain.cart import MAX_LINES, MAX_QUANTITY, StoredLine, decode_line
 
 CART: Final = Script("co_cart")
@@ -44,21 +46,26 @@ class CartRefused(Exception):
 
 
 class CartStore:
-    def __init__(self, client: aioredis.Redis, ttl_s: int, max_lines: int = MAX_LINES):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        ttl_s: int,
+        max_lines: int = MAX_LINES,
+        pipe: RedisPipe | None = None,
+    ):
         self.client = client
         self.ttl_ms = ttl_s * 1000
         self.max_lines = max_lines
-        self._cart = CART.for_client(client)
+        self.commands = Commands(client, pipe)
 
     async def get(self, key: bytes) -> Cart:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(key)
-        pipe.pexpire(key, self.ttl_ms)
-        raw, _ = await pipe.execute()
+        raw, _ = await self.commands.checked([("HGETALL", key), ("PEXPIRE", key, self.ttl_ms)])
+        if isinstance(raw, list):  # hiredis answers a hash as a flat list
+            raw = dict(zip(raw[::2], raw[1::2], strict=True))
         return _cart(cast("dict[bytes, bytes]", raw))
 
     async def _run(self, keys: list[bytes], args: list[str | int]) -> list[int]:
-        res = cast("list[int]", await self._cart(keys=keys, args=args))
+        res = cast("list[int]", await self.commands.script(CART, keys, args))
         if res[0] != 0:
             raise CartRefused(_OUTCOMES[int(res[0])])
         return res

@@ -43,14 +43,16 @@ The interface the inventory consumer uses (mirrors FlashSaleStore's confirm/rele
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.catalog_store import STOCK_PREFIX, StockLevel, parse_level, stock_key
 from nexuscart.adapters.flash_sales import STREAMS_INDEX
 from nexuscart.adapters.redis_conn import Script
+from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError
 
 TAG: Final = "{co}"
 RES: Final = b"{co}:res"
@@ -147,11 +149,94 @@ class Level(NamedTuple):
     sold: int
 
 
+class Commands:
+    """Commands and scripts on the lean pipelined connection when there is one (the edge's
+    cart and checkout paths), else on the pooled client (services, tests). On the pipe, the
+    commands of every caller in one event-loop tick go out in one write (one syscall and
+    one read for Redis, however many carts and checkouts are in flight)."""
+
+    def __init__(self, client: aioredis.Redis, pipe: RedisPipe | None):
+        self.client = client
+        self.pipe = pipe
+        self._registered: dict[str, Any] = {}
+        self._pending: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
+        self._scheduled = False
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Replies in order (a Redis error as a ReplyError / ResponseError instance)."""
+        if self.pipe is None:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((commands, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            asyncio.ensure_future(self._run(batch)).add_done_callback(_retrieved)
+
+    async def _run(
+        self, batch: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]
+    ) -> None:
+        assert self.pipe is not None
+        try:
+            replies = await self.pipe.execute([c for cmds, _ in batch for c in cmds])
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        i = 0
+        for cmds, fut in batch:
+            if not fut.done():
+                fut.set_result(replies[i : i + len(cmds)])
+            i += len(cmds)
+
+    async def checked(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """``execute``, raising the first Redis error."""
+        replies = await self.execute(commands)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
+
+    async def script(self, script: Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        if self.pipe is None:
+            fn = self._registered.get(script.name)
+            if fn is None:
+                fn = self._registered[script.name] = script.for_client(self.client)
+            return await fn(keys=keys, args=args)
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        (reply,) = await self.execute([call])
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            # Redis restarted and lost its script cache; a NOSCRIPT call did not run
+            _, reply = await self.execute([("SCRIPT", "LOAD", script.source), call])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class ReservationStore:
-    def __init__(self, client: aioredis.Redis, idem_ttl_s: int = 86_400):
+    def __init__(
+        self, client: aioredis.Redis, idem_ttl_s: int = 86_400, pipe: RedisPipe | None = None
+    ):
         self.client = client
         self.idem_ttl = idem_ttl_s
-        self._checkout = CHECKOUT.for_client(client)
+        self.commands = Commands(client, pipe)
         self._end = END.for_client(client)
         self._registered = False
 
@@ -224,7 +309,7 @@ class ReservationStore:
             ]
         if not self._registered:
             await self.register_outbox()
-        res = cast("list[object]", await self._checkout(keys=keys, args=args))
+        res = cast("list[object]", await self.commands.script(CHECKOUT, keys, args))
         code = int(cast(int, res[0]))
         if code == 0:
             return Placed(
@@ -249,7 +334,7 @@ class ReservationStore:
 
     async def answer(self, user_id: int, idem: str) -> tuple[str, Placed] | None:
         """The stored answer of an earlier checkout under this key: (fingerprint, answer)."""
-        raw = cast("bytes | None", await self.client.get(idem_key(user_id, idem)))
+        (raw,) = await self.commands.checked([("GET", idem_key(user_id, idem))])
         if raw is None:
             return None
         return raw.split(b"|", 1)[0].decode(), parse_answer(raw)
@@ -327,7 +412,7 @@ class ReservationStore:
 
     async def catalog_levels(self, skus: Sequence[str]) -> list[StockLevel | None]:
         """The catalog's level of each SKU (None: not in Redis), as the checkout passes it."""
-        raw = cast("list[bytes | None]", await self.client.mget([stock_key(s) for s in skus]))
+        (raw,) = await self.commands.checked([("MGET", *(stock_key(s) for s in skus))])
         return [parse_level(r) for r in raw]
 
     async def levels(self, skus: Sequence[str]) -> dict[str, Level]:

@@ -104,15 +104,15 @@ class Checkout:
     ) -> tuple[CheckoutAnswer, bool]:
         """-> (the order to pay, replayed)."""
         fp = fingerprint(body)
-        for _ in range(ATTEMPTS):
-            placed = await self._attempt(user_id, key, body, fp)
+        for attempt in range(ATTEMPTS):
+            placed = await self._attempt(user_id, key, body, fp, attempt > 0)
             if placed is not None:
                 return answer(placed), placed.replayed
         r = _REJECTIONS["cart-changed"]
         raise Refused(r[0], "cart-changed", r[1], r[2])
 
     async def _attempt(
-        self, user_id: int, key: str, body: CheckoutRequest, fp: str
+        self, user_id: int, key: str, body: CheckoutRequest, fp: str, republished: bool
     ) -> Placed | None:
         owner_key = user_cart(user_id)
         with redis_errors():
@@ -138,7 +138,7 @@ class Checkout:
         assert priced.currency is not None
         code = promo_rules.normal_code(body.promo_code) if body.promo_code else None
         discount = 0
-        promo = None
+        items: list[promo_rules.Item] = []
         if code is not None:
             promo = await self.promotions.lookup(code)
             if promo is None:
@@ -194,10 +194,16 @@ class Checkout:
         assert isinstance(res, Rejected)
         if res.reason == "cart-changed":
             return None
-        if res.reason == "promo-unavailable" and promo is not None:
-            # PostgreSQL says it is valid now: Redis lost its copy (restarted empty)
-            await self.promotions.republish(promo)
-            return None
+        if res.reason == "promo-unavailable" and code is not None and not republished:
+            # this worker's copy may be stale (deactivated meanwhile), or Redis lost its
+            # copy (restarted empty): PostgreSQL decides, and a valid code is written again
+            fresh = await self.promotions.lookup(code, fresh=True)
+            if (
+                fresh is not None
+                and promo_rules.discount(fresh, items, priced.currency, _now_ms()).refusal is None
+            ):
+                await self.promotions.republish(fresh)
+                return None
         status, title, detail = _REJECTIONS[res.reason]
         raise Refused(status, res.reason, title, detail)
 

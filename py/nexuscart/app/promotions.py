@@ -144,12 +144,13 @@ class Promotions:
         self._cache.pop(code, None)
         return _view(p, uses)
 
-    async def lookup(self, code: str) -> Promotion | None:
-        """A code's definition for the checkout (cached per worker for a few seconds)."""
+    async def lookup(self, code: str, fresh: bool = False) -> Promotion | None:
+        """A code's definition for the checkout (cached per worker for a few seconds;
+        ``fresh``: from PostgreSQL now)."""
         code = rules.normal_code(code)
         now = time.monotonic()
         hit = self._cache.get(code)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > now and not fresh:
             return hit[1]
         p = None
         if rules.valid_code(code):

@@ -109,7 +109,8 @@ def discount(p: Promotion, items: Sequence[Item], currency: str | None, now_ms: 
             0, "promo-min-spend", f"spend {p.min_spend_minor} on qualifying lines, not {eligible}"
         )
     if p.kind == PERCENT:
-        return Outcome(eligible * p.value // 100, None)
+        # capped too: a definition is checked when created, the discount must hold anyway
+        return Outcome(min(eligible, eligible * p.value // 100), None)
     if p.currency != currency:
         return Outcome(0, "promo-not-applicable", f"the discount is in {p.currency}")
     return Outcome(min(p.value, eligible), None)
