@@ -1,20 +1,25 @@
-"""The performance suite's report and plots from a tiny synthetic result set (no load, no
-stack), so that a change to the result shapes cannot leave ``scripts/bench suite`` unable to
-draw its figures; and the pure figures the report derives."""
+"""The performance suite's report and plots from a tiny synthetic result set (no load), so
+that a change to the result shapes cannot leave ``scripts/bench suite`` unable to draw its
+figures; the pure figures the report derives; and PT-02's bench-only synchronous purchase
+on the test stack's PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtest.suite import report
-from loadtest.suite.phases import measured
+from loadtest.suite import report, sync_app
+from loadtest.suite.phases import measured, prepare_sync
 from loadtest.suite.sampler import name_of
+from nexuscart import config
 
 T0 = 1_800_000_000.0
 
@@ -206,3 +211,28 @@ def test_processes_are_named_by_part() -> None:
     assert name_of("python -m granian --interface rsgi edge.app:app") == "edge (Granian workers)"
     assert name_of("python -m locust -f loadtest/locustfile.py --worker") == "Locust"
     assert name_of("python -m loadtest.suite.consumer") == "orders consumers (PT-03/04)"
+
+
+async def test_sync_bench_purchase_commits_its_order_in_the_request_and_nothing_when_sold_out(
+    settings: config.Settings, migrated: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = settings.postgres.dsn
+    monkeypatch.setenv("PG_DSN", dsn)
+    sale = 990_000_000 + int(time.time()) % 1_000_000
+    await prepare_sync(dsn, sale, units=1)
+    try:
+        order_id = await sync_app.purchase(user_id=7, sale_id=sale, quantity=1)
+        assert order_id is not None
+        assert await sync_app.purchase(user_id=8, sale_id=sale, quantity=1) is None
+    finally:
+        if sync_app._pool is not None:
+            await sync_app._pool.close()
+            sync_app._pool = None
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT user_id, order_id FROM orders WHERE sale_id = $1", sale)
+        left = await conn.fetchval("SELECT units FROM bench_sync_stock WHERE sale_id = $1", sale)
+    finally:
+        await conn.close()
+    assert [(r["user_id"], r["order_id"]) for r in rows] == [(7, order_id)]  # 8's rolled back
+    assert left == 0

@@ -356,7 +356,7 @@ def pt02_async(ctx: Ctx) -> dict[str, Any]:
     return res
 
 
-async def _prepare_sync(dsn: str, sale_id: int, units: int) -> None:
+async def prepare_sync(dsn: str, sale_id: int, units: int) -> None:
     """The bench-only stock row and order id sequence of the sync path (ids far above the
     edge's, so the two paths' orders never collide in one table)."""
     conn = await asyncpg.connect(dsn)
@@ -381,7 +381,7 @@ def pt02_sync(ctx: Ctx) -> dict[str, Any]:
     p = ctx.profile
     sale, warm = 990_001, 990_000
     for s in (sale, warm):
-        asyncio.run(_prepare_sync(ctx.env["PG_DSN"], s, (1 << 40)))
+        asyncio.run(prepare_sync(ctx.env["PG_DSN"], s, (1 << 40)))
     env = {k: v for k, v in ctx.env.items() if k in ("PG_DSN", "JWT_SECRET", "JWT_ISSUER")}
     app = devstack.GranianServer(
         "loadtest.suite.sync_app:app",

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on the bench machine or in CI
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 PLOTS: Final = (
     ("pt01_throughput.png", "PT-01: concurrency vs throughput, saturation point"),
@@ -426,6 +427,9 @@ def plot_pt04(res: Mapping[str, Any], path: Path) -> None:
     lat.plot([int(p) for p in ps], [pt[p].get("latency_ms", {}).get("p99", 0) for p in ps], "rs--",
              label="p99 produce → row ms")  # fmt: skip
     lat.set_ylabel("ms")
+    tp.set_ylim(bottom=0)
+    lat.set_ylim(bottom=0)
+    tp.set_xticks([int(p) for p in ps])
     tp.set_xlabel("partitions")
     tp.set_ylabel("events/s")
     l1, n1 = tp.get_legend_handles_labels()
@@ -441,6 +445,7 @@ def plot_pt04(res: Mapping[str, Any], path: Path) -> None:
         keys = sorted(counts, key=int)
         bal.bar([int(k) + i * width for k in keys], [counts[k] / total for k in keys], width,
                 label=f"{p} partitions (max/mean {balance(counts) or 0:.2f})")  # fmt: skip
+    bal.xaxis.set_major_locator(MaxNLocator(integer=True))
     bal.set_xlabel("partition")
     bal.set_ylabel("share of messages")
     _legend(bal, fontsize=7)

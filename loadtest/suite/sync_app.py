@@ -7,11 +7,12 @@ the outbox exist to avoid. This app keeps that path only to measure what they sa
 
 ``POST /flash-sales/{sale_id}/purchase`` (the shipped route's shape, so loadtest/wrk/purchase.lua
 drives both) with a Bearer token and ``{"quantity": n}``: in one transaction, the sale's
-stock row (``bench_sync_stock``, created by the suite) is decremented if enough is left,
-then the order, its item and the inbox row are written by the orders service's own writer
+order, its item and the inbox row are written by the orders service's own writer
 (services/orders/projector.write_group) from the StockReserved event the async path would
-have sent. 201 with the order id when committed, 409 when sold out. No idempotency store
-and no rate limits: the comparison only flatters this path.
+have sent, then the sale's stock row (``bench_sync_stock``, created by the suite) is
+decremented if enough is left (else the transaction rolls back). 201 with the order id when
+committed, 409 when sold out. No idempotency store and no rate limits: the comparison only
+flatters this path.
 
 Env: PG_DSN, JWT_SECRET, JWT_ISSUER (optional), BENCH_POOL (connections per worker).
 """
@@ -29,10 +30,11 @@ from loadtest.suite.events import reserved
 from nexuscart import _core
 from services.orders.projector import write_group
 
+NEXT_ID: Final = "SELECT nextval('bench_sync_order_ids')"
 TAKE: Final = """
 UPDATE bench_sync_stock SET units = units - $2
 WHERE sale_id = $1 AND units >= $2
-RETURNING nextval('bench_sync_order_ids')
+RETURNING units
 """
 _json: Final = [("content-type", "application/json")]
 
@@ -42,7 +44,7 @@ class Body(msgspec.Struct, frozen=True):
 
 
 _decode = msgspec.json.Decoder(Body).decode
-_verifier = _core.TokenVerifier(os.environ["JWT_SECRET"], os.environ.get("JWT_ISSUER") or None)
+_verifier: _core.TokenVerifier | None = None
 _pool: asyncpg.Pool | None = None
 _pool_lock = asyncio.Lock()
 
@@ -56,13 +58,24 @@ async def pool() -> asyncpg.Pool:
     return _pool
 
 
+class SoldOut(Exception):
+    pass
+
+
 async def purchase(user_id: int, sale_id: int, quantity: int) -> int | None:
-    async with (await pool()).acquire() as conn, conn.transaction():
-        order_id = await conn.fetchval(TAKE, sale_id, quantity)
-        if order_id is None:
+    """The order rows first, the stock row last: every buyer queues on that one row's lock,
+    so it is held only from its UPDATE to the commit (the best a synchronous design does)."""
+    async with (await pool()).acquire() as conn:
+        order_id = int(await conn.fetchval(NEXT_ID))
+        try:
+            async with conn.transaction():
+                event = reserved(order_id, sale_id, user_id, "BENCH-SYNC", quantity)
+                await write_group(conn, [event])
+                if await conn.fetchval(TAKE, sale_id, quantity) is None:
+                    raise SoldOut  # rolls the order back
+        except SoldOut:
             return None
-        await write_group(conn, [reserved(order_id, sale_id, user_id, "BENCH-SYNC", quantity)])
-        return int(order_id)
+        return order_id
 
 
 async def app(scope: Any, proto: Any) -> None:
@@ -73,6 +86,10 @@ async def app(scope: Any, proto: Any) -> None:
     if scope.method != "POST" or len(parts) != 3 or parts[2] != "purchase":
         proto.response_bytes(404, _json, b'{"title":"not found"}')
         return
+    global _verifier
+    if _verifier is None:
+        secret, issuer = os.environ["JWT_SECRET"], os.environ.get("JWT_ISSUER") or None
+        _verifier = _core.TokenVerifier(secret, issuer)
     try:
         user_id = _verifier.user_id(scope.headers.get("authorization"))
         body = _decode(await proto())
