@@ -209,15 +209,6 @@ def build(settings: config.Settings | None = None) -> Deps:
     )
     deps.orders = Orders(OrdersRepo(pg), ReservationStore(client), deps.payments)
     deps.promotions = Promotions(PromotionsRepo(pg, client))
-    deps.carts = Carts(CartStore(client, s.checkout.cart_ttl_s), catalog)
-    deps.checkout = Checkout(
-        deps.carts,
-        reservations.ReservationStore(client),
-        deps.promotions,
-        CatalogRepo(pg),
-        s.checkout.reservation_ttl_s,
-    )
-    deps.promotions = Promotions(PromotionsRepo(pg, client))
     # carts and checkouts: their own lean pipelined connection per worker
     checkout_pipe = RedisPipe(s.redis.url, timeout)
     deps.carts = Carts(CartStore(client, s.checkout.cart_ttl_s, pipe=checkout_pipe), catalog)

@@ -133,11 +133,6 @@ class RecsSettings(msgspec.Struct, frozen=True):
     log_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 2_000_000
 
 
-class CheckoutSettings(msgspec.Struct, frozen=True):
-    reservation_ttl_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 86_400)] = 900
-    cart_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=90 * 86_400)] = 30 * 86_400
-
-
 class AppSettings(msgspec.Struct, frozen=True):
     # prod unless told otherwise: a forgotten variable must fail closed, not open
     environment: str = "prod"
