@@ -139,13 +139,13 @@ class ConsumerLoop:
                 records = [rec for recs in batches.values() for rec in recs]
                 self.lag.fetched(records)
                 t0 = time.perf_counter()
-                spans = observability.consume_spans(self.name, records)
-                if await self.process(records, stop):
-                    self._batch_seconds.observe(time.perf_counter() - t0)
-                    await self._commit()
-                    self.lag.committed()
-                for span in spans:
-                    span.end()
+                # traced records: their spans (the first one current, its trace id in the
+                # log lines) last until the batch is applied and committed
+                with observability.traced(self.name, records):
+                    if await self.process(records, stop):
+                        self._batch_seconds.observe(time.perf_counter() - t0)
+                        await self._commit()
+                        self.lag.committed()
         finally:
             lag.cancel()
 

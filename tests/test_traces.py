@@ -108,3 +108,29 @@ async def test_an_untraced_purchase_leaves_no_trace_context_anywhere(
     [(_, fields)] = raw
     assert b"tp" not in fields
     assert observability.consume_spans("x", []) == []
+
+
+def test_work_inside_a_traced_batch_hangs_from_its_span_and_logs_its_trace_id(
+    spans: InMemorySpanExporter,
+) -> None:
+    from types import SimpleNamespace
+
+    root = observability.TRACING.start("flash_sale.purchase")
+    header = ("traceparent", observability.traceparent(root).encode())
+    records = [
+        SimpleNamespace(topic="orders.v1", partition=p, offset=1, headers=h)
+        for p, h in ((0, ()), (1, (header,)))
+    ]
+    assert observability.TRACING.child("stripe.create_intent") is None  # no batch: no span
+    with observability.traced("payments", records):
+        call = observability.TRACING.child("stripe.create_intent")
+        assert observability.TRACE_ID.get() == observability.trace_id(root)
+        call.end()
+    root.end()
+    assert observability.TRACE_ID.get() == ""
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    apply, stripe_call = by_name["payments.apply"], by_name["stripe.create_intent"]
+    assert apply.parent is not None
+    assert apply.parent.span_id == root.get_span_context().span_id
+    assert stripe_call.parent is not None
+    assert stripe_call.parent.span_id == apply.context.span_id

@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -292,6 +292,17 @@ class Tracing:
             ctx = TraceContextTextMapPropagator().extract({"traceparent": tp})
         return self.tracer.start_span(name, context=ctx, attributes=attrs or None)
 
+    def child(self, name: str, **attrs: Any) -> Any:
+        """A child of the current span when there is a recording one (work done inside a
+        traced batch: a Stripe call); None otherwise, at the cost of one context read."""
+        if self.tracer is None:
+            return None
+        from opentelemetry import trace
+
+        if not trace.get_current_span().is_recording():
+            return None
+        return self.tracer.start_span(name, attributes=attrs or None)
+
 
 TRACING: Final = Tracing()
 
@@ -357,6 +368,27 @@ def setup_tracing(service: str, rate: float, export: str = "log", exporter: Any 
     TRACING.provider = provider
     TRACING.tracer = provider.get_tracer("nexuscart")
     TRACING.rate = max(0.0, min(1.0, rate))
+
+
+@contextlib.contextmanager
+def traced(consumer: str, records: Iterable[Any]) -> Iterator[None]:
+    """Run the batch of ``records`` under the spans of its traced records: the first one is
+    current (child spans, e.g. Stripe calls, hang from it) and its trace id goes in the log
+    lines; all end when the block does. Nothing happens for an untraced batch."""
+    spans = consume_spans(consumer, records)
+    if not spans:
+        yield
+        return
+    from opentelemetry import trace
+
+    token = TRACE_ID.set(trace_id(spans[0]))
+    try:
+        with trace.use_span(spans[0], end_on_exit=False):
+            yield
+    finally:
+        TRACE_ID.reset(token)
+        for span in spans:
+            span.end()
 
 
 def consume_spans(consumer: str, records: Iterable[Any]) -> list[Any]:

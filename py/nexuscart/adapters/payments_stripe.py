@@ -28,6 +28,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from nexuscart import observability
 from nexuscart.adapters.payments_provider import (
     Intent,
     IntentRequest,
@@ -136,6 +137,7 @@ class StripeProvider:
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         started = time.monotonic()
+        span = observability.TRACING.child(f"stripe.{op}")  # None unless in a traced batch
         try:
             result = await self._guarded(op, fn)
         except ProviderUnavailable:
@@ -144,6 +146,9 @@ class StripeProvider:
         except ProviderRefused:
             self.stats.outcome(op, "refused", time.monotonic() - started)
             raise
+        finally:
+            if span is not None:
+                span.end()
         self.stats.outcome(op, "ok", time.monotonic() - started)
         return result
 
