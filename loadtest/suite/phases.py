@@ -563,7 +563,7 @@ def shop_routes(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/openapi.json", timeout=10) as resp:
         paths = json.loads(resp.read())["paths"]
     cart = sorted(p for p in paths if p.startswith(("/cart", "/checkout", "/users/me/cart")))
-    return {"cart_checkout_paths": cart}
+    return {"cart_checkout_paths": cart, "paths": sorted(paths)}
 
 
 def _history(path: Path) -> list[dict[str, float]]:
@@ -622,6 +622,7 @@ def locust(
     sale = create_sale(srv.url, ctx.secret, units=(1 << 24) - 1, limit=3)
     env = {**os.environ, **srv.env, "PYTHONPATH": str(ROOT), "SALE_ID": str(sale)}
     env["PRODUCTS"] = str(p.products)
+    env["CART"] = "1" if {"/cart/items", "/checkout"} <= set(shop_routes(srv.url)["paths"]) else "0"
     files = [HERE / "suite/burst_shape.py"] if shape else []
     if shape:
         env.update(BURST_STAGES=shape, BURST_SPAWN_RATE=str(p.spawn_rate))
