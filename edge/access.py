@@ -95,6 +95,12 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("POST", "/admin/promotions"): "admin",
     ("GET", "/admin/promotions"): "admin",
     ("POST", "/admin/promotions/{code}/deactivate"): "admin",
+    # recommendations (docs/recommendations.md)
+    ("GET", "/recommendations/me"): "user",
+    ("GET", "/products/{product_id}/similar"): "public",
+    ("GET", "/admin/recommendations/models"): "admin",
+    ("POST", "/admin/recommendations/models/{version}/promote"): "admin",
+    ("POST", "/admin/recommendations/models/rollback"): "admin",
 }
 
 # policy -> the role bits of which at least one is needed

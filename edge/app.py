@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import msgspec
 
-from edge import access, accounts, cart, catalog, flash_sales, orders, payments, promotions, search
+from edge import (
+    access,
+    accounts,
+    cart,
+    catalog,
+    flash_sales,
+    orders,
+    payments,
+    promotions,
+    recommendations,
+    search,
+)
 from edge.deps import Deps, build
 from nexuscart import __version__, observability
 from nexuscart.web import (
@@ -94,6 +105,7 @@ def make_app(deps: Deps) -> App:
         *cart.routes(deps),
         *promotions.routes(deps),
         *orders.routes(deps),
+        *recommendations.routes(deps),
     ]
     routes = access.apply(routes)  # refuses a route the access table does not know
     observe = deps.settings.observe

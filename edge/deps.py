@@ -22,6 +22,8 @@ from nexuscart.adapters.orders_repo import OrdersRepo
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.adapters.promotions import PromotionsRepo
+from nexuscart.adapters.recs_registry import ModelRegistry
+from nexuscart.adapters.recs_store import RecsStore
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import ReservationStore
 from nexuscart.adapters.revocations import RevocationFeed
@@ -34,6 +36,7 @@ from nexuscart.app.flash_sales import FlashSales
 from nexuscart.app.orders import Orders
 from nexuscart.app.payments import Payments
 from nexuscart.app.promotions import Promotions
+from nexuscart.app.recommendations import Recommender
 from nexuscart.app.search import Search
 from nexuscart.web import Metrics
 
@@ -93,6 +96,8 @@ class Deps:
     metrics: Metrics = field(default_factory=Metrics)  # the App's (handlers count into it)
     # this worker's search index (built at start, then following catalog.v1)
     search: Search = field(default_factory=Search)
+    # the active recommendation model and its live signals (set by build)
+    recommender: Recommender = field(init=False)
     payments: Payments | None = None  # set by build (the webhook, the buyer's payment, refunds)
     carts: Carts = field(init=False)  # set by build (carts, checkout, promotions)
     checkout: Checkout = field(init=False)
@@ -226,6 +231,12 @@ def build(settings: config.Settings | None = None) -> Deps:
     block_ms = max(10, int(min(1.0, timeout / 2) * 1000))  # 0 would block forever
     deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
     deps.background.append(_search_follower(deps, pg))
+    deps.recommender = Recommender(
+        RecsStore(client, s.recs.log_maxlen),
+        ModelRegistry(s.recs.model_dir, client),
+        s.recs.model_poll_s,
+    )
+    deps.background.append(deps.recommender.follow)  # the model pointer, polled
     # product pages stay cached only while this follows the change stream
     deps.background.append(ChangeFeed(catalog_store, page_cache, block_ms=block_ms).run)
     deps.closers.append(store.close)

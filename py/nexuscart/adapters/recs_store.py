@@ -13,7 +13,8 @@ Keys (this module owns them; ``recs:model:*`` belong to ``recs_registry``):
   orders within the window); 200 kept.
 - ``recs:trend:<category>``: zset product -> forward-decayed weight (``domain.recs``).
 - ``recs:order:<order>``: ``"<user>:<product>,<product>"`` of an order (for its refund).
-- ``recs:item:<product>``: hash ``c`` category, ``s`` status (from catalog.v1);
+- ``recs:item:<product>``: hash ``c`` category, ``s`` status, ``k`` its SKUs
+  (comma-separated), ``x`` 1 for a consumable (from catalog.v1);
   ``recs:sku:<sku>``: its product (a flash-sale order names a SKU only).
 - stream ``recs:log``: every applied signal (``u`` user, ``p`` product, ``t`` ms, ``k``
   kind), capped near RECS_LOG_MAXLEN: the offline store's recent window.
@@ -26,7 +27,7 @@ per shopper and product groups; this store assumes one Redis (docs/recommendatio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
@@ -35,6 +36,7 @@ from nexuscart.domain import recs as rules
 
 _SIGNAL: Final = Script("recs_signal")
 _REFUND: Final = Script("recs_refund")
+_SERVE: Final = Script("recs_serve")
 SEEN_TTL_S: Final = 7 * 86_400
 STATE_TTL_S: Final = 90 * 86_400
 NEIGHBOURS_MAX: Final = 200
@@ -61,20 +63,40 @@ def bought_key(user: int) -> bytes:
     return b"recs:bought:%d" % user
 
 
+class Item(NamedTuple):
+    product_id: int
+    category_id: int
+    status: str
+    skus: Sequence[str]
+    consumable: bool
+
+
+class Served(NamedTuple):
+    """What ``serve`` read: the shopper's recent items and the eligible candidates with
+    their live scores (viewed together, bought together, trending)."""
+
+    recent: list[int]
+    items: list[tuple[int, float, float, float]]
+
+
 class RecsStore:
     def __init__(self, redis: aioredis.Redis, log_maxlen: int = 2_000_000) -> None:
         self.redis = redis
         self.log_maxlen = log_maxlen
         self._signal = _SIGNAL.for_client(redis)
         self._refund = _REFUND.for_client(redis)
+        self._serve = _SERVE.for_client(redis)
 
     # --- the consumer's writes --------------------------------------------------------------
 
-    async def put_items(self, items: Sequence[tuple[int, int, str, Sequence[str]]]) -> None:
-        """(product, category, status, skus) of catalog events."""
+    async def put_items(self, items: Sequence[Item]) -> None:
+        """Products as catalog events tell them."""
         pipe = self.redis.pipeline(transaction=False)
-        for pid, cat, status, skus in items:
-            pipe.hset(b"recs:item:%d" % pid, mapping={b"c": cat, b"s": status})
+        for pid, cat, status, skus, consumable in items:
+            pipe.hset(
+                b"recs:item:%d" % pid,
+                mapping={b"c": cat, b"s": status, b"k": ",".join(skus), b"x": int(consumable)},
+            )
             for sku in skus:
                 pipe.set(b"recs:sku:" + sku.encode(), pid)
         await pipe.execute()
@@ -148,6 +170,25 @@ class RecsStore:
     async def recent(self, user: int) -> list[int]:
         raw = cast("list[bytes]", await self.redis.zrange(recent_key(user), 0, -1, desc=True))
         return [int(p) for p in raw]
+
+    async def serve(
+        self, user: int, context: int, pool: Sequence[int], want: int,
+        n_recent: int = 5, n_neighbours: int = 20,
+    ) -> Served:  # fmt: skip
+        """One round trip: live candidates around ``context`` and the shopper's recent
+        items, with ``pool`` (the model's), filtered (active, in stock, not bought)."""
+        recent, flat = cast(
+            "list[list[bytes]]",
+            await self._serve(
+                keys=[recent_key(user), bought_key(user)],
+                args=[n_recent, n_neighbours, context, want, *pool],
+            ),
+        )
+        items = [
+            (int(flat[i]), float(flat[i + 1]), float(flat[i + 2]), float(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]
+        return Served([int(r) for r in recent], items)
 
     async def bought(self, user: int) -> set[int]:
         return {int(p) for p in await self.redis.smembers(bought_key(user))}

@@ -127,6 +127,22 @@ def coverage(lists: Iterable[Sequence[int]], catalogue_size: int) -> float:
 CONSUMABLE_DEPARTMENTS: Final = frozenset({"Beauty", "Grocery", "Health", "Pet Supplies"})
 
 
+def consumable_categories(tree: Iterable[tuple[int, int | None, str]]) -> frozenset[int]:
+    """The categories (any depth) under a consumable department, from (id, parent, name)."""
+    parent: dict[int, int | None] = {}
+    name: dict[int, str] = {}
+    for cid, pid, nm in tree:
+        parent[cid], name[cid] = pid, nm
+    out = set()
+    for cid in parent:
+        root, hops = cid, 0
+        while parent.get(root) is not None and hops < 64:  # a cycle must not hang us
+            root, hops = parent[root] or root, hops + 1
+        if name.get(root) in CONSUMABLE_DEPARTMENTS:
+            out.add(cid)
+    return frozenset(out)
+
+
 def eligible(
     status: str, available: int, bought: bool, consumable: bool
 ) -> bool:  # fmt: skip
