@@ -27,6 +27,7 @@ class Profile:
     mix_seconds: int  # shopper mix duration
     locust_workers: int
     samples_per_s: float  # PT-02 sampled purchases per second (end-to-end latency)
+    budget_s: float | None  # no phase starts past budget - 60 s (the run's hard bound)
 
 
 QUICK: Final = Profile(
@@ -47,6 +48,7 @@ QUICK: Final = Profile(
     mix_seconds=20,
     locust_workers=2,
     samples_per_s=20,
+    budget_s=11 * 60,
 )
 
 FULL: Final = dataclasses.replace(
@@ -62,6 +64,7 @@ FULL: Final = dataclasses.replace(
     burst=((50, 30), (1_000, 60), (50, 60)),
     users=400,
     mix_seconds=60,
+    budget_s=None,
 )
 
 SMOKE: Final = dataclasses.replace(

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     def phase(name: str, fn: Callable[[], Any]) -> Any:
         if name not in only:
             return None
+        if p.budget_s is not None and time.monotonic() - started > p.budget_s - 60:
+            res["notes"].append(f"{name} skipped: the {p.name} profile's time budget ran out")
+            return None
         t = time.monotonic()
         phases.say(f"{name} ...")
         try:
