@@ -1,7 +1,9 @@
 """Logs: one JSON object per line with the request id (and trace id) in context; the edge
 logs one line per sampled request; no secret or token ever reaches a log, with every
 request logged (ACCESS_LOG_SAMPLE=1) and known secrets driven through login, refresh,
-purchase and webhook paths of a real edge, beside real payments and relay services."""
+purchase and webhook paths of a real edge, beside real payments, relay and orders services;
+and with every purchase traced (TRACE_SAMPLE=1), one purchase's trace id is found in the
+span lines of the edge, the relay and the consumers (real processes, real stack)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import stripe
 
 from devtools import devstack
 from devtools.proc import Process
-from nexuscart import observability
+from nexuscart import auth, observability
 from tests.conftest import EDGE_TEST_ENV, EdgeServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +68,7 @@ def logged(stack: devstack.Stack, migrated: None) -> Iterator[tuple[EdgeServer, 
         "NEXUSCART_ENV": "test",
         "LOG_FORMAT": "json",
         "ACCESS_LOG_SAMPLE": "1",
+        "TRACE_SAMPLE": "1",
     }
     edge = EdgeServer("edge.app:app", env, workers=1, cwd=ROOT)
     pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
@@ -77,7 +80,7 @@ def logged(stack: devstack.Stack, migrated: None) -> Iterator[tuple[EdgeServer, 
             env={**os.environ, **env, "PYTHONPATH": pythonpath},
             log=stack.workdir / f"logs-test-{name}.log",
         ).start()
-        for name in ("payments", "outbox_relay")
+        for name in ("payments", "outbox_relay", "orders")
     ]
     for p in services:
         assert p.log is not None
@@ -142,3 +145,51 @@ def test_no_secret_or_token_is_ever_logged(logged: tuple[EdgeServer, list[Path]]
         text = path.read_text()
         found = sorted(s[:12] + "..." for s in leaks if s in text)
         assert found == [], f"{path} holds secrets: {found}"
+
+
+def test_one_purchase_is_followed_by_its_trace_id_through_every_process_log(
+    logged: tuple[EdgeServer, list[Path]],
+) -> None:
+    edge, (edge_log, payments_log, relay_log, orders_log) = logged
+    admin = auth.issue(KNOWN["JWT_SECRET"], 9_999_998, roles=("admin",))
+    buyer = auth.issue(KNOWN["JWT_SECRET"], 4242)
+    now = int(time.time() * 1000)
+    sale = httpx.post(
+        f"{edge.url}/admin/flash-sales",
+        json={
+            "sku": "TRACE-1", "units": 3, "price_cents": 999, "per_user_limit": 1,
+            "starts_at_ms": now - 1000, "ends_at_ms": now + 3_600_000, "hold_ttl_s": 600,
+        },
+        headers={"authorization": f"Bearer {admin}", "idempotency-key": uuid.uuid4().hex},
+        timeout=10,
+    )  # fmt: skip
+    assert sale.status_code == 201, sale.text
+    buy = httpx.post(
+        f"{edge.url}/flash-sales/{sale.json()['sale_id']}/purchase",
+        json={"quantity": 1},
+        headers={"authorization": f"Bearer {buyer}", "idempotency-key": uuid.uuid4().hex},
+        timeout=10,
+    )
+    assert buy.status_code in (200, 201, 202), buy.text
+
+    def spans(path: Path, name: str, **attrs: Any) -> set[str]:
+        return {
+            ln["trace_id"]
+            for ln in _lines(path)
+            if ln["logger"] == "nexuscart.trace"
+            and ln["msg"] == f"span {name}"
+            and all(ln.get(f"attr.{k}") == v for k, v in attrs.items())
+        }
+
+    deadline = time.monotonic() + 60
+    while True:  # spans are exported in batches (every few seconds)
+        [trace] = spans(edge_log, "flash_sale.purchase", sale_id=sale.json()["sale_id"]) or [""]
+        if (
+            trace
+            and trace in spans(relay_log, "outbox_relay.publish")
+            and trace in spans(orders_log, "orders.apply")
+            and trace in spans(payments_log, "payments.apply")
+        ):
+            break
+        assert time.monotonic() < deadline, f"trace {trace!r} not followed: see {orders_log}"
+        time.sleep(0.5)

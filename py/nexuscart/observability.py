@@ -338,6 +338,7 @@ class _LogExporter:
                     "span_id": f"{c.span_id:016x}",
                     "parent_id": f"{s.parent.span_id:016x}" if s.parent else "",
                     "duration_ms": round((s.end_time - s.start_time) / 1e6, 3),
+                    **{f"attr.{k}": v for k, v in (s.attributes or {}).items()},
                 },
             )
         return SpanExportResult.SUCCESS
@@ -365,6 +366,14 @@ def setup_tracing(service: str, rate: float, export: str = "log", exporter: Any 
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif export == "log":
         provider.add_span_processor(BatchSpanProcessor(_LogExporter()))  # type: ignore[arg-type]
+        span_log = logging.getLogger("nexuscart.trace")
+        span_log.setLevel(logging.INFO)
+        if not logging.getLogger().handlers:
+            # a process that set up no logging (the edge by default) still shows its spans
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(JsonFormatter(service))
+            span_log.addHandler(handler)
+            span_log.propagate = False
     TRACING.provider = provider
     TRACING.tracer = provider.get_tracer("nexuscart")
     TRACING.rate = max(0.0, min(1.0, rate))
