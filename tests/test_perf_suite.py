@@ -163,16 +163,19 @@ def test_saturation_is_the_lowest_concurrency_within_five_percent_of_the_best(
 
 def test_recovery_counts_from_the_burst_end_until_the_p95_is_back() -> None:
     stages = [[10, 3], [100, 3], [10, 6]]
+    users = [0.0, 10.0, 10.0, 10.0, 10.0, 60.0, 100.0, 100.0, 100.0] + [10.0] * 7
     hist = [
-        {"t": T0 + i, "rps": 100.0, "fails_per_s": 0.0, "p95": 80.0 if 3 <= i < 6 else 10.0}
-        for i in range(12)
+        {"t": T0 + i, "users": u, "rps": 100.0, "fails_per_s": 0.0, "p95": 10.0}
+        for i, u in enumerate(users)
     ]
-    # the burst ends at T0 + 6, where the p95 is back at once (two samples in a row)
+    for h in hist[5:9]:
+        h["p95"] = 80.0
+    # the burst's users leave after T0 + 8; at T0 + 9 and 10 the p95 is back
     assert report.recovery_s(hist, stages) == 0.0
-    for h in hist[6:8]:
+    for h in hist[9:11]:
         h["p95"] = 90.0
     assert report.recovery_s(hist, stages) == 2.0
-    for h in hist[8:]:
+    for h in hist[11:]:
         h["fails_per_s"] = 1.0
     assert report.recovery_s(hist, stages) is None
 

@@ -113,23 +113,28 @@ def balance(messages_by_partition: Mapping[str, int]) -> float | None:
 def recovery_s(
     history: Sequence[Mapping[str, float]], stages: Sequence[Sequence[int]]
 ) -> float | None:
-    """Seconds from the end of the burst stage until the p95 latency is back within 1.5x
-    of the first stage's (and no failures), two samples in a row; None if it never is."""
+    """Seconds from the end of the burst (the first sample after the last one with the
+    burst's users) until the p95 latency is back within 1.5x of the first stage's (its
+    samples at full users, the first two left out) with no failures, two samples in a row;
+    None if it never is. Stage times come from the users Locust reports, not the clock:
+    Locust starts its history before its workers have spawned anyone."""
     if len(stages) < 3 or not history:
         return None
-    t0 = history[0]["t"]
-    first_end = t0 + stages[0][1]
-    burst_end = first_end + stages[1][1]
+    first, peak = stages[0][0], stages[1][0]
+    at_peak = [i for i, h in enumerate(history) if h.get("users", 0) >= 0.9 * peak]
+    if not at_peak or at_peak[-1] + 1 >= len(history):
+        return None
     before = [
-        h["p95"] for h in history if t0 + 2 <= h["t"] < first_end and not math.isnan(h["p95"])
-    ]
+        h["p95"]
+        for h in history[: at_peak[0]]
+        if h.get("users") == first and not math.isnan(h["p95"])
+    ][2:]
     if not before:
         return None
     limit = 1.5 * statistics.median(before)
+    burst_end = history[at_peak[-1] + 1]["t"]
     calm = 0
-    for h in history:
-        if h["t"] < burst_end:
-            continue
+    for h in history[at_peak[-1] + 1 :]:
         ok = not math.isnan(h["p95"]) and h["p95"] <= limit and not h["fails_per_s"]
         calm = calm + 1 if ok else 0
         if calm == 2:
