@@ -58,6 +58,7 @@ def routes(deps: Deps) -> list[Route]:
     carts = deps.carts
     checkout_uc = deps.checkout
     principal = deps.verifier.principal
+    signals = deps.recs_signals
 
     def owner(req: Request) -> Owner | None:
         auth = req.header("authorization")
@@ -84,7 +85,10 @@ def routes(deps: Deps) -> list[Route]:
         if who is None:
             who = Owner(token=carts.new_token())
             headers.append((TOKEN_HEADER, who.token or ""))
-        return json_response(await carts.add(who, body), headers=headers)
+        view = await carts.add(who, body)
+        if who.user_id is not None:  # a guest's add says nothing about a known shopper
+            signals.added_to_cart(who.user_id, body.product_id, body.sku, body.quantity)
+        return json_response(view, headers=headers)
 
     @handles_refusals
     async def set_quantity(req: Request) -> Response:

@@ -1,0 +1,234 @@
+"""Cart and checkout load run against the configuration ``scripts/server`` ships, on
+loopback, with the generator's catalog sized to hold at least --skus SKUs (default 10,000).
+
+Phases (each bounded in time, 127.0.0.1 only, wrk with every request built in init):
+  1. ceiling   wrk on a bare Granian RSGI JSON endpoint (loadtest/bare_app.py) at
+               --connections: the most this machine serves with the same wrk
+  2. cart      cart writes of signed-in buyers (one token per buyer): POST /cart/items
+               (one more unit) and PUT /cart/items/{sku} (back to one unit), alternating
+               (the issue's bar: >= 10,000 req/s, p99 <= 20 ms)
+  3. checkout  POST /checkout of a 3-line cart per buyer (lines drawn by the generator's
+               popularity over every SKU), each buyer once, one Idempotency-Key each
+               (the bar: >= 5,000 checkouts/s, p99 <= 150 ms); the orders placed are
+               counted in Redis (a request replayed by wrk cycling is not an order), then
+               the time until the relay has moved every OrderPlaced to Kafka
+
+Every SKU's catalog level is raised (a newer version, 10^6 units) so that the run measures
+checkouts, not refusals; the buyers' carts are written straight to Redis before the run
+(adapters/carts.py's layout) so that each checkout has its cart.
+
+Usage: scripts/bench checkout [--workers 2] [--seconds 20] [--skus 10000] [--buyers 100000]
+                             [--connections 256]
+Writes loadtest/reports/checkout-<time>.md and .json, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devtools import catalog_gen, devstack
+from loadtest.storm import HERE, ROOT, Server, save_report, wrk
+from nexuscart import auth
+from nexuscart.adapters import carts, reservations
+from nexuscart.domain.cart import encode_line
+
+SCRIPT = HERE / "wrk/checkout.lua"
+FIRST_BUYER = 900_000_000  # buyers' user ids (no account needed: the token is the buyer)
+LINES = 3
+
+
+def catalog_for(skus: int) -> tuple[int, list[tuple[int, str, int, str]]]:
+    """The generator's product count holding ``skus`` SKUs, and the active products'
+    (product id, sku, price, currency), in popularity order."""
+    n, count = 0, 0
+    for p in catalog_gen.products(10 * skus):
+        n, count = p.product_id, count + len(p.variants)
+        if count >= skus:
+            break
+    by_id = {p.product_id: p for p in catalog_gen.products(n) if p.status == "active"}
+    out: list[tuple[int, str, int, str]] = []
+    for pid in catalog_gen.popularity_order(n):
+        found = by_id.get(pid)
+        if found is not None:
+            out.extend((pid, v.sku, v.price_minor, v.currency) for v in found.variants)
+    return n, out
+
+
+def _line(method: str, path: str, tok: str, body: str) -> str:
+    return f"{method}\t{path}\t{tok}\t{body}"
+
+
+async def prepare(
+    redis_url: str, secret: str, offers: list[tuple[int, str, int, str]], buyers: int, work: Path
+) -> tuple[Path, Path]:
+    """Raise every SKU's level, write each buyer's 3-line cart; -> (cart requests, checkout
+    requests) files for checkout.lua."""
+    import redis.asyncio as aioredis
+
+    from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await CatalogStore(client).set_levels(
+            (sku, StockLevel(1, 1_000_000, 5)) for _, sku, _, _ in offers
+        )
+        rng = random.Random("checkout-bench")
+        # a Zipf-like draw over SKUs in popularity order: rank r drawn with weight 1/(r+10)
+        weights = [1.0 / (r + 10) for r in range(len(offers))]
+        cart_reqs, checkout_reqs = [], []
+        pipe = client.pipeline(transaction=False)
+        for i in range(buyers):
+            uid = FIRST_BUYER + i
+            tok = auth.issue(secret, uid, ttl_s=3_600, roles=("customer",))
+            chosen: dict[str, tuple[int, str, int, str]] = {}
+            while len(chosen) < LINES:
+                o = rng.choices(offers, weights)[0]
+                chosen[o[1]] = o
+            fields: dict[Any, Any] = {"_v": "1", "_c": next(iter(chosen.values()))[3]}
+            for pid, sku, price, cur in chosen.values():
+                fields[sku] = encode_line(pid, 1, price, cur)
+            key = carts.user_cart(uid)
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields)
+            pid, sku = next(iter(chosen.values()))[:2]
+            cart_reqs.append(
+                _line("POST", "/cart/items", tok, f'{{"product_id":{pid},"sku":"{sku}"}}')
+            )
+            cart_reqs.append(_line("PUT", f"/cart/items/{sku}", tok, '{"quantity":1}'))
+            checkout_reqs.append(_line("POST", "/checkout", tok, "{}"))
+            if len(pipe) >= 5_000:
+                await pipe.execute()
+        await pipe.execute()
+    finally:
+        await client.aclose()
+    cart_file = work / "cart.txt"
+    cart_file.write_text("\n".join(cart_reqs) + "\n")
+    checkout_file = work / "checkout.txt"
+    checkout_file.write_text("\n".join(checkout_reqs) + "\n")
+    return cart_file, checkout_file
+
+
+async def _orders_and_backlog(redis_url: str) -> tuple[int, int]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        seq = int(await client.get(reservations.SEQ) or 0)
+        backlog = int(await client.xlen(reservations.OUTBOX))
+    finally:
+        await client.aclose()
+    return seq, backlog
+
+
+def drained_after(redis_url: str, limit_s: float = 120.0) -> float | None:
+    """Seconds until the checkout outbox is empty (the relay moved it to Kafka)."""
+    t = time.monotonic()
+    while time.monotonic() - t < limit_s:
+        if asyncio.run(_orders_and_backlog(redis_url))[1] == 0:
+            return time.monotonic() - t
+        time.sleep(0.2)
+    return None
+
+
+def _table(r: dict[str, Any]) -> str:
+    ceiling = r["ceiling"]["rps"]
+    out = [
+        "| phase | conns | req/s | ratio to bare | p50 | p99 | non-2xx |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("ceiling", "cart", "checkout"):
+        x = r[name]
+        out.append(
+            f"| {name} | {x['connections']} | {x['rps']:.0f} | {x['rps'] / ceiling:.2f} "
+            f"| {x['p50']} | {x['p99']} | {x['non2xx']} |"
+        )
+    c = r["checkout"]
+    drained = (
+        "not within 120 s" if r["outbox_drained_s"] is None else f"{r['outbox_drained_s']:.1f} s"
+    )
+    out += [
+        "",
+        f"Orders placed: {c['orders']} in {r['seconds']} s ({c['orders_per_s']:.0f}/s); outbox "
+        f"backlog at the end {c['backlog']}, drained to Kafka {drained} later.",
+    ]
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--skus", type=int, default=10_000)
+    ap.add_argument("--buyers", type=int, default=100_000, help="one checkout each, at most")
+    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--server-arg", action="append", default=[])
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-checkout-"))
+    server: Server | None = None
+    bare: devstack.GranianServer | None = None
+    conns = args.connections
+    try:
+        bare = devstack.GranianServer(
+            "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
+        )
+        results: dict[str, Any] = {"workers": args.workers, "seconds": args.seconds}
+        r = wrk(f"{bare.url}/", HERE / "wrk/get.lua", args.seconds, conns, {"PATH_TO_GET": "/"})
+        results["ceiling"] = {**r, "connections": conns}
+        bare.stop()
+        bare = None
+
+        server = srv = Server(args.workers, work, args.server_arg)
+        n, offers = catalog_for(args.skus)
+        asyncio.run(catalog_gen.load(srv.env["PG_DSN"], srv.env["REDIS_URL"], n))
+        results["products"], results["skus"] = n, len(offers)
+        cart_file, checkout_file = asyncio.run(
+            prepare(srv.env["REDIS_URL"], srv.env["JWT_SECRET"], offers, args.buyers, work)
+        )
+        print(f"{n} products, {len(offers)} SKUs, {args.buyers} carts", file=sys.stderr)
+
+        r = wrk(srv.url, SCRIPT, args.seconds, conns, {"REQS": str(cart_file)})
+        results["cart"] = {**r, "connections": conns}
+        print(f"cart: {r['rps']:.0f} req/s, p99 {r['p99']}", file=sys.stderr)
+
+        before, _ = asyncio.run(_orders_and_backlog(srv.env["REDIS_URL"]))
+        r = wrk(srv.url, SCRIPT, args.seconds, conns, {"REQS": str(checkout_file)})
+        after, backlog = asyncio.run(_orders_and_backlog(srv.env["REDIS_URL"]))
+        orders = after - before
+        results["checkout"] = {
+            **r,
+            "connections": conns,
+            "orders": orders,
+            "orders_per_s": orders / args.seconds,
+            "backlog": backlog,
+        }
+        print(f"checkout: {orders / args.seconds:.0f} orders/s, p99 {r['p99']}", file=sys.stderr)
+        if orders >= args.buyers:
+            print("every buyer checked out: raise --buyers for a longer run", file=sys.stderr)
+        results["outbox_drained_s"] = drained_after(srv.env["REDIS_URL"])
+
+        table = _table(results)
+        save_report(
+            "checkout",
+            f"# Cart and checkout load run\n\n{args.workers} workers, {len(offers)} SKUs, "
+            f"{args.buyers} buyers, {args.seconds} s per phase\n\n{table}",
+            results,
+        )
+        print(table)
+        return 0
+    finally:
+        if bare is not None:
+            bare.stop()
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
