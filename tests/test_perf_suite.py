@@ -98,7 +98,7 @@ def _locust(stages: list[list[int]] | None) -> dict[str, Any]:
         "queues": {"outbox": [[T0 + 4, 12]], "lag": [[T0 + 4, 30]]},
         "limit": "the server (the two cores)",
         "cpu_cores": {"locust": 0.5, "server": 1.5},
-        "resources": {"Locust": {"cpu_cores": 0.5, "rss_mb": 60.0}},
+        "resources": {"Locust workers": {"cpu_cores": 0.5, "rss_mb": 60.0}},
     }
 
 
@@ -212,7 +212,8 @@ def test_processes_are_named_by_part() -> None:
         "bare Granian (ceiling)"
     )
     assert name_of("python -m granian --interface rsgi edge.app:app") == "edge (Granian workers)"
-    assert name_of("python -m locust -f loadtest/locustfile.py --worker") == "Locust"
+    assert name_of("python -m locust -f loadtest/locustfile.py --worker") == "Locust workers"
+    assert name_of("python -m locust -f loadtest/locustfile.py --master") == "Locust master"
     assert name_of("python -m loadtest.suite.consumer") == "orders consumers (PT-03/04)"
 
 

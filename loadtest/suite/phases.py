@@ -686,12 +686,14 @@ def locust(
     if watch:
         res["queues"] = _series(watcher)
     cpu = res.get("resources", {})
-    gen = cpu.get("Locust", {}).get("cpu_cores", 0.0)
-    server = sum(v["cpu_cores"] for k, v in cpu.items() if k not in ("Locust", "wrk", "vegeta"))
-    per_worker = gen / max(1, p.locust_workers + 1)
+    generators = ("Locust workers", "Locust master", "wrk", "vegeta")
+    workers_cpu = cpu.get("Locust workers", {}).get("cpu_cores", 0.0)
+    gen = sum(cpu.get(k, {}).get("cpu_cores", 0.0) for k in generators)
+    server = sum(v["cpu_cores"] for k, v in cpu.items() if k not in generators)
+    # a Locust worker is one Python process: one core is all it can use
     res["limit"] = (
-        "Locust CPU (a Locust process near one full core)"
-        if per_worker > 0.85
+        "Locust CPU (its workers near one full core each)"
+        if workers_cpu / max(1, p.locust_workers) > 0.85
         else "the server (the two cores)"
         if gen + server > 0.85 * (os.cpu_count() or 2)
         else "neither saturated: the users' think time bounded the offered load"

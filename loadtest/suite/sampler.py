@@ -25,7 +25,8 @@ SUITE_PARTS: Final = (
     ("loadtest.bare_app", "bare Granian (ceiling)"),
     ("loadtest.suite.sync_app", "sync PostgreSQL app (PT-02)"),
     ("loadtest.suite.consumer", "orders consumers (PT-03/04)"),
-    ("locust", "Locust"),
+    ("--worker", "Locust workers"),  # only Locust's workers take that option here
+    ("locust", "Locust master"),
     ("wrk", "wrk"),
     ("vegeta", "vegeta"),
 )
