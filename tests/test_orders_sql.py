@@ -37,6 +37,7 @@ FAN_OUT = {
     "payments_paid_orders",
     "orders_admin_page",
     "orders_outbox_batch",
+    "outbox_backlog",  # the relay's gauges: every outbox's backlog and age
 }
 
 
