@@ -118,6 +118,7 @@ def routes(deps: Deps) -> list[Route]:
     cat = deps.catalog
     principal = deps.verifier.principal
     pages = cat.cache
+    record_view = deps.recs_signals.view  # a list append: views are sampled
 
     async def product_page(req: Request) -> Response:
         # hot: a dict lookup and the prebuilt body and headers on a hit
@@ -146,6 +147,7 @@ def routes(deps: Deps) -> list[Route]:
                 if fresh is None:
                     return problem_response(_NOT_FOUND, req.path)
                 page = fresh
+        record_view(pid, req.headers.get("authorization"))
         if req.headers.get("if-none-match") == page.etag:
             return Response(304, b"", page.headers_304)
         return Response(200, page.body, page.headers)

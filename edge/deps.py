@@ -23,6 +23,7 @@ from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.adapters.promotions import PromotionsRepo
 from nexuscart.adapters.recs_registry import ModelRegistry
+from nexuscart.adapters.recs_signals import SignalPublisher
 from nexuscart.adapters.recs_store import RecsStore
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import ReservationStore
@@ -98,6 +99,7 @@ class Deps:
     search: Search = field(default_factory=Search)
     # the active recommendation model and its live signals (set by build)
     recommender: Recommender = field(init=False)
+    recs_signals: SignalPublisher = field(init=False)  # views and add-to-carts to Kafka
     payments: Payments | None = None  # set by build (the webhook, the buyer's payment, refunds)
     carts: Carts = field(init=False)  # set by build (carts, checkout, promotions)
     checkout: Checkout = field(init=False)
@@ -237,6 +239,8 @@ def build(settings: config.Settings | None = None) -> Deps:
         s.recs.model_poll_s,
     )
     deps.background.append(deps.recommender.follow)  # the model pointer, polled
+    deps.recs_signals = SignalPublisher(s.kafka, deps.verifier.principal, kafka.producer)
+    deps.background.append(deps.recs_signals.run)
     # product pages stay cached only while this follows the change stream
     deps.background.append(ChangeFeed(catalog_store, page_cache, block_ms=block_ms).run)
     deps.closers.append(store.close)

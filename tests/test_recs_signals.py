@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from nexuscart import config, events
+from devtools import catalog_gen
+from nexuscart import auth, config, events
 from nexuscart.adapters import kafka
 from nexuscart.adapters.recs_store import RecsStore
 from services.recommendations.bootstrap import main as service_main
+from tests.conftest import EdgeServer
 from tests.envelopes import placed_order
 
 FRESH_S = 5.0
@@ -59,7 +62,7 @@ class Service:
 
 
 @pytest.fixture
-async def service(settings: config.Settings) -> AsyncIterator[Service]:
+async def service(settings: config.Settings, migrated: None) -> AsyncIterator[Service]:
     s = Service(settings)
     await kafka.ensure_topics(settings.kafka.bootstrap, list(
         (events.ORDERS_TOPIC, events.CATALOG_TOPIC, events.INTERACTIONS_TOPIC)))  # fmt: skip
@@ -149,3 +152,28 @@ async def test_a_redelivered_event_counts_once_and_a_refund_takes_the_order_out(
         return await store.bought(user) == {b}
 
     await _until(refunded, FRESH_S)
+
+
+# --- the edge's signals ----------------------------------------------------------------------
+
+
+async def test_a_shoppers_views_and_add_to_cart_reach_their_recent_items(
+    edge: EdgeServer, settings: config.Settings, service: Service, redis_client: aioredis.Redis
+) -> None:
+    await catalog_gen.load(settings.postgres.dsn, settings.redis.url, 30)
+    viewed, carted = [p for p in catalog_gen.products(30) if p.status == "active"][:2]
+    user = random.randrange(10**6, 10**9)
+    tok = auth.issue(settings.auth.jwt_secret, user, roles=("customer",))
+    head = {"authorization": f"Bearer {tok}"}
+    async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
+        assert (await c.get(f"/products/{viewed.product_id}", headers=head)).status_code == 200
+        line = {"product_id": carted.product_id, "sku": carted.variants[0].sku, "quantity": 1}
+        r = await c.post("/cart/items", json=line, headers=head)
+        assert r.status_code == 200, r.text
+    store = RecsStore(redis_client)
+
+    async def both() -> bool:
+        return set(await store.recent(user)) == {viewed.product_id, carted.product_id}
+
+    # the edge flushes every 0.2 s; the consumer may still be joining its group
+    await _until(both, 60)
