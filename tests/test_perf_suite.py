@@ -144,7 +144,13 @@ def test_report_writes_every_plot_and_the_tables_from_a_synthetic_run(tmp_path: 
 
 
 def test_report_draws_placeholders_when_phases_are_missing(tmp_path: Path) -> None:
-    res = {"run": "empty", "machine": report.machine(), "notes": ["pt01 failed: boom"]}
+    res = {
+        "run": "empty",
+        "machine": report.machine(),
+        "notes": ["pt01 failed: boom"],
+        "pt02": {"async": None, "sync": None},  # both halves failed
+        "pt03": {"edge": None, "instances": None},
+    }
     report.write(res, tmp_path)
     assert all((tmp_path / name).stat().st_size > 0 for name, _ in report.PLOTS)
     assert "pt01 failed" in (tmp_path / "README.md").read_text()

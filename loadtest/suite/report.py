@@ -208,7 +208,7 @@ def plot_pt01(res: Mapping[str, Any], path: Path) -> None:
 def plot_pt02(res: Mapping[str, Any], path: Path) -> None:
     fig, (bars, lines) = plt.subplots(1, 2, figsize=(12, 5))
     pt = res.get("pt02") or {}
-    paths = [p for p in ("sync", "async") if p in pt]
+    paths = [p for p in ("sync", "async") if pt.get(p)]
     if paths:
         width = 0.38
         xs = range(len(paths))

@@ -97,22 +97,25 @@ def main(argv: list[str] | None = None) -> int:
     sampler = Sampler().start()
     server: Server | None = None
 
-    def phase(name: str, fn: Callable[[], Any]) -> Any:
+    def phase(name: str, fn: Callable[[], Any], part: str = "") -> Any:
+        """``fn()``, unless ``name`` is not selected or the budget is spent; a failure is
+        noted and the run goes on. ``part``: which half of a two-part test this is."""
+        label = f"{name} {part}".strip()
         if name not in only:
             return None
         if p.budget_s is not None and time.monotonic() - started > p.budget_s - 60:
-            res["notes"].append(f"{name} skipped: the {p.name} profile's time budget ran out")
+            res["notes"].append(f"{label} skipped: the {p.name} profile's time budget ran out")
             return None
         t = time.monotonic()
-        phases.say(f"{name} ...")
+        phases.say(f"{label} ...")
         try:
             return fn()
         except Exception as exc:  # one phase failing must not lose the others' figures
             traceback.print_exc()
-            res["notes"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+            res["notes"].append(f"{label} failed: {type(exc).__name__}: {exc}")
             return None
         finally:
-            res.setdefault("phase_seconds", {})[name] = round(time.monotonic() - t, 1)
+            res.setdefault("phase_seconds", {})[label] = round(time.monotonic() - t, 1)
 
     try:
         server = Server(args.workers, work, args.server_arg)
@@ -128,16 +131,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         res["ceiling"] = phase("ceiling", lambda: phases.ceiling(ctx))
         pages = phase("catalog", lambda: phases.load_catalog(ctx)) or work / "no-pages.txt"
-        res["pt02"] = phase(
-            "pt02", lambda: {"async": phases.pt02_async(ctx), "sync": phases.pt02_sync(ctx)}
-        )
-        async_res = (res.get("pt02") or {}).get("async") or {"holds": p.buyers}
+        res["pt02"] = {
+            "async": phase("pt02", lambda: phases.pt02_async(ctx), "async"),
+            "sync": phase("pt02", lambda: phases.pt02_sync(ctx), "sync"),
+        }
+        async_res = res["pt02"]["async"] or {"holds": p.buyers}
         tokens = phases.order_tokens(ctx, async_res)
         res["pt01"] = phase("pt01", lambda: phases.pt01(ctx, pages, tokens))
-        res["pt03"] = phase(
-            "pt03",
-            lambda: {"edge": phases.pt03_edge(ctx, pages), "instances": phases.pt03_instances(ctx)},
-        )
+        res["pt03"] = {
+            "edge": phase("pt03", lambda: phases.pt03_edge(ctx, pages), "edge workers"),
+            "instances": phase("pt03", lambda: phases.pt03_instances(ctx), "orders instances"),
+        }
         res["pt04"] = phase("pt04", lambda: phases.pt04(ctx))
         res["mix"] = phase("mix", lambda: phases.locust(ctx, "mix", p.users, p.mix_seconds))
         res["pt05"] = phase("pt05", lambda: phases.pt05(ctx))
