@@ -7,9 +7,9 @@ import sys
 
 cmd = sys.argv[1] if len(sys.argv) > 1 else ""
 if cmd == "evaluate":
-    from services.recommendations.evaluate import main
+    from services.recommendations.evaluate import main as evaluate_main
 
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(evaluate_main(sys.argv[2:]))
 if cmd == "train":
     from services.recommendations.train import main as train_main
 
@@ -18,7 +18,10 @@ if cmd:
     sys.stderr.write("usage: python -m services.recommendations [train|evaluate [options]]\n")
     sys.exit(2)
 
-from services.recommendations.bootstrap import main as service_main  # noqa: E402
+import os  # noqa: E402
+
+from services.recommendations import bootstrap  # noqa: E402
 from services.runtime import run  # noqa: E402
 
-run(service_main)
+# on the local stack (scripts/server), a SYNTHETIC demo model when none is active
+run(bootstrap.main_with_demo_model if os.environ.get("NEXUSCART_ENV") == "dev" else bootstrap.main)
