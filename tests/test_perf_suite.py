@@ -153,7 +153,10 @@ def test_report_draws_placeholders_when_phases_are_missing(tmp_path: Path) -> No
     }
     report.write(res, tmp_path)
     assert all((tmp_path / name).stat().st_size > 0 for name, _ in report.PLOTS)
-    assert "pt01 failed" in (tmp_path / "README.md").read_text()
+    text = (tmp_path / "README.md").read_text()
+    assert "pt01 failed" in text
+    assert "## PT-02" not in text  # no empty tables
+    assert "## PT-03" not in text
 
 
 @given(st.lists(st.floats(1, 1e6), min_size=1, max_size=6))

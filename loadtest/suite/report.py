@@ -546,7 +546,7 @@ def markdown(res: Mapping[str, Any]) -> str:
             lines.append(f"| {name}: saturation | {saturation(by)} connections | | | | | | |")
         lines.append("")
     pt02 = res.get("pt02") or {}
-    if pt02:
+    if any(pt02.values()):
         lines += [
             "## PT-02 sync vs async purchase",
             "",
@@ -591,7 +591,7 @@ def markdown(res: Mapping[str, Any]) -> str:
                 )
         lines.append("")
     pt03 = res.get("pt03") or {}
-    if pt03:
+    if any(pt03.values()):
         lines += ["## PT-03 horizontal scaling", "", "![PT-03](pt03_scaling.png)", ""]
         lines += [
             "| what | n | throughput/s | vs ceiling | efficiency vs linear |",
