@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,8 +20,10 @@ from nexuscart import config, events, observability
 from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.payments_stripe import LATENCY_BUCKETS, CallStats
+from services.outbox_relay import pg_outbox
 from services.outbox_relay.relay import OutboxRelay, consumer_name
 from services.runtime import ConsumerLoop
+from tests.test_consumer_loop import pool  # noqa: F401  (the pool fixture)
 from tests.test_flash_sale_store import buy, new_sale
 
 
@@ -139,6 +142,19 @@ async def test_relay_measures_the_backlog_and_age_of_the_flash_sale_outboxes(
     await relay.measure()
     assert (sample("nexuscart_outbox_backlog_entries", outbox="flash_sales") or 0) >= 4
     assert (sample("nexuscart_outbox_oldest_age_seconds", outbox="flash_sales") or -1) >= 0
+
+
+async def test_relay_measures_the_backlog_and_age_of_the_postgresql_outboxes(
+    pool: asyncpg.Pool,  # noqa: F811
+) -> None:
+    await pg_outbox.measure(pool)
+    for outbox in ("users", "catalog", "payments", "orders"):
+        waiting = sample("nexuscart_outbox_backlog_entries", outbox=outbox)
+        age = sample("nexuscart_outbox_oldest_age_seconds", outbox=outbox)
+        assert waiting is not None
+        assert waiting >= 0
+        assert age is not None
+        assert age >= 0
 
 
 class _Provider:

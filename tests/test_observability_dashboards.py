@@ -134,16 +134,20 @@ def test_metric_names_are_read_from_queries_without_label_values() -> None:
 
 def test_every_dashboard_panel_query_runs_and_names_exported_metrics(prom: Prom) -> None:
     assert {p.stem for p in DASHBOARDS} >= {"edge", "flash-sale", "pipeline", "kafka"}
-    sampled = set(prom.get("label/__name__/values"))
-    described = set(prom.get("metadata"))
-    known = sampled | described | recorded_names()
-    # each kind of process was scraped: the edge, a consumer, the relay, payments
-    assert {
+    # each kind of process was scraped: the edge, a consumer (once it has fetched: a group
+    # join takes seconds), the relay, payments
+    scraped = {
         "nexuscart_http_requests_total",
         "nexuscart_kafka_consumer_lag_records",
         "nexuscart_outbox_backlog_entries",
         "nexuscart_payments_breaker_open",
-    } <= sampled
+    }
+    deadline = time.monotonic() + 60
+    while not scraped <= (sampled := set(prom.get("label/__name__/values"))):
+        assert time.monotonic() < deadline, f"never scraped: {scraped - sampled}"
+        time.sleep(0.5)
+    described = set(prom.get("metadata"))
+    known = sampled | described | recorded_names()
 
     def exported(name: str) -> bool:
         family = next((name[: -len(s)] for s in SUFFIXES if name.endswith(s)), name)

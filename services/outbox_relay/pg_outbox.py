@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
 from nexuscart import observability
+from nexuscart.adapters.postgres import query
 from services.runtime import sleep_or_stop
 
 log = logging.getLogger("nexuscart.relay.pg")
@@ -39,6 +40,13 @@ R = TypeVar("R", bound=Row)
 class Outbox(Protocol[R]):
     async def outbox_batch(self, limit: int) -> list[R]: ...
     async def outbox_delete(self, rows: Sequence[R]) -> None: ...
+
+
+async def measure(pool: Any) -> None:
+    """Set the backlog and oldest-entry-age gauges of every PostgreSQL outbox."""
+    for row in await pool.fetch(query("outbox_backlog")):
+        observability.OUTBOX_BACKLOG.labels(row["outbox"]).set(row["waiting"])
+        observability.OUTBOX_AGE.labels(row["outbox"]).set(max(0.0, row["age_s"] or 0.0))
 
 
 class PgOutboxRelay(Generic[R]):
