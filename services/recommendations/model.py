@@ -348,21 +348,17 @@ def candidates(s: Signals, cat: Catalog, users: I64, cfg: Config) -> Candidates:
     u, i = keys // n, keys % n
     keep = cat.active[i] & ~np.isin(keys, s.bought, assume_unique=False)
     u, i, keys = u[keep], i[keep], keys[keep]
-    return Candidates(u, i, features(s, cat, u, i, cs, users))
+    coo = cs.tocoo()
+    cpairs = Pairs(*_sorted(users[coo.row] * n + coo.col, coo.data.astype(np.float64)))
+    return Candidates(u, i, features(s, cat, u, i, cpairs.get(u * n + i)))
 
 
-def features(
-    s: Signals, cat: Catalog, u: I64, i: I64, cs: sp.csr_matrix, cs_users: I64
-) -> F32:  # fmt: skip
+def features(s: Signals, cat: Catalog, u: I64, i: I64, covis: F64) -> F32:
+    """The ranker's inputs (``rules.FEATURES``, in order) of the pairs (u, i); ``covis``:
+    each pair's co-visitation score (the shopper's recent items x the item)."""
     n = s.n_items
     n_leaves = s.leaf_top.shape[0]
     n_depts = int(cat.dept.max()) + 1
-    # co-visitation score of (u, i): cs rows are cs_users in order
-    row_of = np.full(s.n_users, -1, dtype=np.int64)
-    row_of[cs_users] = np.arange(len(cs_users))
-    coo = cs.tocoo()
-    cpairs = Pairs(*_sorted(cs_users[coo.row] * n + coo.col, coo.data.astype(np.float64)))
-    covis = cpairs.get(u * n + i)
     als = np.einsum("ij,ij->i", s.user_factors[u], s.item_factors[i]).astype(np.float64)
     tot = np.maximum(s.user_total[u], 1e-9)
     leaf_last = s.leaf_last.get(u * n_leaves + cat.leaf[i], -np.inf)

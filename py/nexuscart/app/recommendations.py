@@ -221,7 +221,7 @@ class Recommender:
                 None if model is None else model.version,
                 context,
             )
-        ranked = model.rank(user_id, served.recent, served.items, explain)
+        ranked = model.rank(user_id, served.recent, served.items, explain, k)
         out = []
         for pid, score, contribs in ranked[:k]:
             live = next(x for x in served.items if x[0] == pid)
