@@ -1,7 +1,8 @@
 """Inventory follows the payment (services/inventory/payments.py) on the real Redis: a failed
 payment releases the order's hold once (reason payment_failed, a StockReleased id derived
 from the payment event), and the order then ends CANCELLED; an everyday order's payment
-events (no sale) are not inventory's."""
+events (no sale) go to its reservation and leave flash-sale holds alone (the everyday side:
+tests/test_inventory_reservations.py)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ async def test_a_failed_payment_releases_its_hold_once(store: FlashSaleStore) ->
     assert orders.target_status(released[0]) == orders.CANCELLED
 
 
-async def test_payment_events_of_everyday_orders_are_not_inventorys(
+async def test_payment_events_of_everyday_orders_leave_flash_holds_alone(
     store: FlashSaleStore,
 ) -> None:
     sale = new_sale(units=2, limit=1)
