@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,3 +61,46 @@ def test_filter_never_returns_archived_out_of_stock_or_bought_durables(
         and available.get(i, 0) > 0
         and (i not in bought or i in consumable)
     ]
+
+
+# --- A/B assignment and statistics -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("experiment", "weights"),
+    [("home-v2", [5000, 5000]), ("blend-vs-als", [5000, 3000, 2000]), ("tiny", [9900, 100])],
+)
+def test_assignment_splits_100k_users_within_1_percent_of_target(
+    experiment: str, weights: list[int]
+) -> None:
+    n = 100_000
+    counts = Counter(rules.assign(experiment, u, weights) for u in range(1, n + 1))
+    for arm, w in enumerate(weights):
+        assert abs(counts[arm] / n - w / rules.BUCKETS) <= 0.01, (arm, counts)
+
+
+@given(st.text(min_size=1, max_size=30), st.integers(1, 2**62))
+def test_assignment_is_stable_and_in_range(experiment: str, user: int) -> None:
+    a = rules.assign(experiment, user, [2500, 2500, 5000])
+    assert a == rules.assign(experiment, user, [2500, 2500, 5000])
+    assert 0 <= rules.bucket(experiment, user) < rules.BUCKETS
+
+
+def test_experiments_assign_independently() -> None:
+    a = [rules.assign("exp-a", u, [5000, 5000]) for u in range(1, 20_001)]
+    b = [rules.assign("exp-b", u, [5000, 5000]) for u in range(1, 20_001)]
+    same = sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+    assert 0.48 < same < 0.52  # what two independent fair coins agree on
+
+
+def test_wilson_interval_contains_the_rate_and_narrows_with_traffic() -> None:
+    lo, hi = rules.wilson(50, 1000)
+    assert lo < 0.05 < hi
+    lo2, hi2 = rules.wilson(500, 10_000)
+    assert hi2 - lo2 < hi - lo
+    assert rules.wilson(0, 0) == (0.0, 1.0)
+
+
+def test_srm_statistic_is_small_on_target_and_large_off_it() -> None:
+    assert rules.srm_statistic([5010, 4990], [5000, 5000]) < 1
+    assert rules.srm_statistic([5500, 4500], [5000, 5000]) > 50

@@ -5,6 +5,8 @@ the weight of each kind of signal, the offline measures and what may never be re
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal
 
@@ -162,3 +164,64 @@ def keep_eligible(
     or stock known means not shown)."""
     b, c = set(bought), set(consumable)
     return [i for i in ranked if eligible(status.get(i, ""), available.get(i, 0), i in b, i in c)]
+
+
+# --- A/B tests -------------------------------------------------------------------------------
+
+BUCKETS: Final = 10_000  # traffic shares are set in hundredths of a percent
+
+
+def bucket(experiment: str, user_id: int) -> int:
+    """The user's bucket in an experiment, 0..BUCKETS-1: a keyed BLAKE2b of the pair, so it
+    is the same in every process and on every host (Python's ``hash`` is salted per
+    process) and independent between experiments."""
+    digest = hashlib.blake2b(
+        str(user_id).encode(), digest_size=8, key=experiment.encode()[:64]
+    ).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def assign(experiment: str, user_id: int, weights: Sequence[int]) -> int:
+    """The arm (index into ``weights``, shares that add up to BUCKETS) of a user."""
+    b = bucket(experiment, user_id)
+    edge = 0
+    for arm, w in enumerate(weights):
+        edge += w
+        if b < edge:
+            return arm
+    return len(weights) - 1
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default)."""
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    d = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / d
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / d
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(total: float, squares: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Normal interval of a mean from its sum and sum of squares (revenue per user)."""
+    if n < 2:
+        return (0.0, 0.0) if n == 0 else (total, total)
+    mean = total / n
+    var = max(0.0, (squares - n * mean * mean) / (n - 1))
+    half = z * math.sqrt(var / n)
+    return (mean - half, mean + half)
+
+
+def srm_statistic(observed: Sequence[int], weights: Sequence[int]) -> float:
+    """Pearson's chi-square of the users per arm against the configured shares (the
+    sample-ratio-mismatch check; its p-value needs the chi-square law, see app layer)."""
+    n = sum(observed)
+    if n == 0:
+        return 0.0
+    total_w = sum(weights)
+    return sum(
+        (o - n * w / total_w) ** 2 / (n * w / total_w)
+        for o, w in zip(observed, weights, strict=True)
+        if w > 0
+    )
