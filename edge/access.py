@@ -49,6 +49,7 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     # by the use case) and admins; a seller's listing shows only orders with a line of theirs
     ("POST", "/orders/{order_id}/fulfilment"): "seller",
     ("GET", "/admin/orders"): "seller",
+    ("POST", "/admin/orders/{order_id}/cancel"): "admin",
     # accounts: the credential of the /auth routes is in their body (a password or a
     # refresh token), checked by the handler
     ("POST", "/auth/register"): "public",
@@ -101,6 +102,8 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("GET", "/admin/recommendations/models"): "admin",
     ("POST", "/admin/recommendations/models/{version}/promote"): "admin",
     ("POST", "/admin/recommendations/models/rollback"): "admin",
+    ("POST", "/admin/recommendations/experiments"): "admin",
+    ("GET", "/admin/recommendations/experiments/results"): "admin",
 }
 
 # policy -> the role bits of which at least one is needed

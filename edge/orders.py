@@ -1,6 +1,6 @@
-"""Order routes: the buyer's orders (with the timeline), the seller/admin listing and
-fulfilment. Thin: the use cases are in nexuscart/app/orders.py; the buyer's cancellation is
-with the payment routes (edge/payments.py)."""
+"""Order routes: the buyer's orders (with the timeline), the seller/admin listing,
+fulfilment and an admin's cancellation. Thin: the use cases are in nexuscart/app/orders.py;
+the buyer's cancellation is with the payment routes (edge/payments.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from edge.access import roles_of, user_of
 from edge.deps import Deps
 from edge.http import handles_refusals, idem_key
 from nexuscart.adapters.orders_repo import OrderView
-from nexuscart.app.orders import AdminOrderPage, FulfilmentSpec, OrderPage
+from nexuscart.app.orders import AdminCancel, AdminOrderPage, FulfilmentSpec, OrderPage
+from nexuscart.app.payments import RefundView
 from nexuscart.auth import ROLE_BITS
 from nexuscart.domain.orders import STATES
 from nexuscart.web import (
@@ -67,6 +68,13 @@ def routes(deps: Deps) -> list[Route]:
         )
         return json_response(view)
 
+    @handles_refusals
+    async def admin_cancel(req: Request) -> Response:
+        idem_key(req)  # required: a cancellation is once per order whatever the key
+        spec = decode_body(req, AdminCancel)
+        out = await orders.cancel(spec.user_id, path_int(req, "order_id"), user_of(req))
+        return json_response(out, status=201 if isinstance(out, RefundView) else 200)
+
     # who may call each route: edge/access.py
     return [
         Route(
@@ -113,6 +121,20 @@ def routes(deps: Deps) -> list[Route]:
             idempotent_key=True,
             problems=(403, 409, 412),
             tags=("orders",),
+            params=("order_id",),
+        ),
+        Route(
+            "POST",
+            "/admin/orders/{order_id}/cancel",
+            admin_cancel,
+            "An admin cancels a buyer's order before shipment, as the buyer would: unpaid, "
+            "its reservation released (200, the order CANCELLED); paid, REFUNDED and refunded "
+            "(201, the refund)",
+            request=AdminCancel,
+            responses={201: RefundView, 200: OrderView},
+            idempotent_key=True,
+            problems=(409,),
+            tags=("admin", "orders"),
             params=("order_id",),
         ),
     ]

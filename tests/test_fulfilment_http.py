@@ -346,3 +346,32 @@ def test_my_orders_lists_flash_and_everyday_orders(
     kinds = [(o["order_id"], o["kind"]) for o in r.json()["items"]]
     assert kinds == [(oid, "regular"), (flash.order_id, "flash")]
     msgspec.json.decode(r.content)  # a plain JSON page
+
+
+def test_an_admin_cancels_a_buyers_order_before_shipment_and_no_one_else_may(
+    edge: EdgeServer, settings: config.Settings
+) -> None:
+    unpaid_user, unpaid, _ = place(settings)
+    paid_user, paid, _ = place(settings, paid=True)
+    order = OrderToPay(paid_user, paid, None, 1250, "usd")
+    open_payment(settings, order)
+    body = succeeded(order)
+    admin = {**bearer(ADMIN, "admin"), "idempotency-key": "a1"}
+    with httpx.Client(timeout=10) as c:
+        assert c.post(f"{edge.url}/webhooks/stripe", content=body, headers=signed(body)).is_success
+        url = f"{edge.url}/admin/orders/{unpaid}/cancel"
+        for who in (bearer(SELLER, "seller"), bearer(unpaid_user, "customer")):
+            r = c.post(url, json={"user_id": unpaid_user}, headers={**who, "idempotency-key": "x"})
+            assert r.status_code == 403
+        assert state(c, edge, unpaid_user, unpaid)[0] == "PENDING_PAYMENT"
+        r = c.post(url, json={"user_id": unpaid_user}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert [(t["to_status"], t["actor"], t["actor_id"]) for t in r.json()["timeline"]][-1] == (
+            "CANCELLED",
+            "admin",
+            ADMIN,
+        )
+        r = c.post(f"{edge.url}/admin/orders/{paid}/cancel", json={"user_id": paid_user},
+                   headers=admin)  # fmt: skip
+        assert (r.status_code, r.json()["amount_cents"]) == (201, 1250)
+        assert state(c, edge, paid_user, paid)[0] == "REFUNDED"

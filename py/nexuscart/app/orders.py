@@ -51,6 +51,10 @@ class FulfilmentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     expected_status: Status | None = None
 
 
+class AdminCancel(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    user_id: Annotated[int, msgspec.Meta(ge=1, le=ID_MAX)]  # the buyer (the order's shard)
+
+
 class OrderPage(msgspec.Struct, frozen=True):
     items: list[OrderView]
     next_cursor: str | None
@@ -180,34 +184,45 @@ class Orders:
             ) from None
         return moved.to_status
 
-    async def cancel(self, user_id: int, order_id: int) -> OrderView | RefundView:
-        """The buyer cancels before shipment, once per order: an unpaid everyday order's
-        reservation is released (the order view answers, CANCELLED); a paid order is
-        REFUNDED (the refund answers; its sold units go back on sale through the event).
-        After shipment: 409."""
+    async def cancel(
+        self, user_id: int, order_id: int, admin_id: int | None = None
+    ) -> OrderView | RefundView:
+        """The buyer (or an admin: ``admin_id``) cancels before shipment, once per order: an
+        unpaid everyday order's reservation is released (the order view answers, CANCELLED);
+        a paid order is REFUNDED (the refund answers; its sold units go back on sale through
+        the event). After shipment: 409."""
+        actor, actor_id = ("buyer", user_id) if admin_id is None else ("admin", admin_id)
         with pg_errors():
             found = await self.repo.orders_of_user(user_id, order_id=order_id)
         if not found or (found[0].kind == "flash" and found[0].status == rules.PENDING_PAYMENT):
             # a payment without its order projected yet, or a flash-sale hold: only a paid
             # one is cancelled (refunded), as before the lifecycle existed
-            return await self._refund(user_id, order_id)
+            return await self._refund(user_id, order_id, actor_id)
         order = found[0]
         status = order.status
         if status == rules.PENDING_PAYMENT:
-            status = await self._release(user_id, order_id)
+            status = await self._release(user_id, order_id, actor, actor_id)
         if status in (rules.PAID, rules.FULFILLING):
-            await self._move(user_id, order_id, "cancel", "buyer", user_id,
-                             event_id(order_id, "cancel"), "buyer_cancelled")  # fmt: skip
+            await self._move(user_id, order_id, "cancel", actor, actor_id,
+                             event_id(order_id, "cancel"), f"{actor}_cancelled")  # fmt: skip
             status = rules.REFUNDED
         if status == rules.REFUNDED:
-            return await self._refund(user_id, order_id)
+            try:
+                return await self._refund(user_id, order_id, actor_id)
+            except Refused as r:
+                if r.status != 404:
+                    raise
+                # the intent's id is not stored yet (its webhook came first): the refund is
+                # reserved, and the payments service sends it once it can
+                raise Refused(503, "refund-pending", "The order is cancelled; the refund is "
+                              "on its way", retry_after_s=1) from None  # fmt: skip
         if status == rules.CANCELLED:
             return await self.view(user_id, order_id)
         raise Refused(
             409, "not-cancellable", "The order can no longer be cancelled", f"it is {status}"
         )
 
-    async def _release(self, user_id: int, order_id: int) -> str:
+    async def _release(self, user_id: int, order_id: int, actor: str, actor_id: int) -> str:
         """Release an unpaid everyday reservation; the order's status after it."""
         eid = event_id(order_id, "cancel")
         now = dt.datetime.now(dt.UTC).isoformat()
@@ -218,7 +233,7 @@ class Orders:
         if n > 0:
             try:
                 await self._move(
-                    user_id, order_id, "cancel", "buyer", user_id, eid, "buyer_cancelled"
+                    user_id, order_id, "cancel", actor, actor_id, eid, f"{actor}_cancelled"
                 )
             except Refused as r:
                 if r.status != 409:  # the release's own event got there first: cancelled
@@ -234,7 +249,9 @@ class Orders:
                           "try again in a moment", retry_after_s=1)  # fmt: skip
         return status
 
-    async def _refund(self, user_id: int, order_id: int) -> RefundView:
+    async def _refund(self, user_id: int, order_id: int, actor_id: int) -> RefundView:
         if self.payments is None:
             raise RuntimeError("Orders.payments is needed to refund")
-        return await self.payments.refund_request(user_id, order_id, None, "cancelled", "", user_id)
+        return await self.payments.refund_request(
+            user_id, order_id, None, "cancelled", "", actor_id
+        )
