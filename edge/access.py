@@ -102,6 +102,8 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("GET", "/admin/recommendations/models"): "admin",
     ("POST", "/admin/recommendations/models/{version}/promote"): "admin",
     ("POST", "/admin/recommendations/models/rollback"): "admin",
+    ("POST", "/admin/recommendations/experiments"): "admin",
+    ("GET", "/admin/recommendations/experiments/results"): "admin",
 }
 
 # policy -> the role bits of which at least one is needed

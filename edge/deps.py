@@ -24,7 +24,7 @@ from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.adapters.promotions import PromotionsRepo
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.adapters.recs_signals import SignalPublisher
-from nexuscart.adapters.recs_store import RecsStore
+from nexuscart.adapters.recs_store import ExperimentStore, RecsStore
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import ReservationStore
 from nexuscart.adapters.revocations import RevocationFeed
@@ -37,7 +37,7 @@ from nexuscart.app.flash_sales import FlashSales
 from nexuscart.app.orders import Orders
 from nexuscart.app.payments import Payments
 from nexuscart.app.promotions import Promotions
-from nexuscart.app.recommendations import Recommender
+from nexuscart.app.recommendations import Experiments, Recommender
 from nexuscart.app.search import Search
 from nexuscart.web import Metrics
 
@@ -233,10 +233,12 @@ def build(settings: config.Settings | None = None) -> Deps:
     block_ms = max(10, int(min(1.0, timeout / 2) * 1000))  # 0 would block forever
     deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
     deps.background.append(_search_follower(deps, pg))
+    registry = ModelRegistry(s.recs.model_dir, client)
     deps.recommender = Recommender(
         RecsStore(client, s.recs.log_maxlen),
-        ModelRegistry(s.recs.model_dir, client),
+        registry,
         s.recs.model_poll_s,
+        Experiments(ExperimentStore(client), registry),
     )
     deps.background.append(deps.recommender.follow)  # the model pointer, polled
     deps.recs_signals = SignalPublisher(s.kafka, deps.verifier.principal, kafka.producer)

@@ -18,6 +18,8 @@ from edge.deps import Deps
 from edge.http import handles_refusals
 from nexuscart.adapters.recs_registry import VERSION_RE, UnknownVersion
 from nexuscart.app.recommendations import (
+    Experiment,
+    ExperimentResults,
     ModelChange,
     ModelInfo,
     ModelList,
@@ -28,6 +30,7 @@ from nexuscart.web import (
     Request,
     Response,
     Route,
+    decode_body,
     json_response,
     path_int,
     query_int,
@@ -134,6 +137,17 @@ def routes(deps: Deps) -> list[Route]:
             raise HTTPError(409, "conflict", "Nothing to roll back to", "no earlier version")
         return json_response(ModelChange(now, before))
 
+    experiments = recs.experiments
+    assert experiments is not None  # build() always wires them
+
+    @handles_refusals
+    async def define_experiment(req: Request) -> Response:
+        return json_response(await experiments.define(decode_body(req, Experiment)))
+
+    @handles_refusals
+    async def experiment_results(_: Request) -> Response:
+        return json_response(await experiments.results())
+
     tags = ("recommendations",)
     k_param = ("k", f"1-{K_MAX} (10)", {"type": "integer", "minimum": 1, "maximum": K_MAX})
     return [
@@ -186,6 +200,27 @@ def routes(deps: Deps) -> list[Route]:
             responses={200: ModelChange},
             params=("version",),
             problems=(503,),
+            tags=tags,
+        ),
+        Route(
+            "POST",
+            "/admin/recommendations/experiments",
+            define_experiment,
+            "Start an A/B test (replacing the running one): arms are model versions or the "
+            "popular blend, weights in hundredths of a percent adding up to 10,000",
+            request=Experiment,
+            responses={200: Experiment},
+            problems=(422, 503),
+            tags=tags,
+        ),
+        Route(
+            "GET",
+            "/admin/recommendations/experiments/results",
+            experiment_results,
+            "Per arm: users, CTR, conversion and revenue per user with 95% intervals; the "
+            "sample-ratio-mismatch check",
+            responses={200: ExperimentResults},
+            problems=(404, 503),
             tags=tags,
         ),
         Route(

@@ -180,3 +180,41 @@ def test_bad_input_is_a_clear_4xx(edge: EdgeServer, settings: config.Settings) -
         assert (
             c.post("/admin/recommendations/models/nope/promote", headers=admin).status_code == 404
         )
+
+
+def test_an_experiment_splits_shoppers_logs_exposures_and_reports_per_arm(
+    edge: EdgeServer, settings: config.Settings, registry_versions: list[str]
+) -> None:
+    v1, _ = registry_versions
+    admin = {"authorization": f"Bearer {_token(settings, 1, ('admin',))}"}
+    key = f"exp-{secrets.token_hex(4)}"
+    arms = [
+        {"name": "model", "weight": 5000, "model_version": v1},
+        {"name": "popular", "weight": 5000, "blend": "popular"},
+    ]
+    with httpx.Client(base_url=edge.url, timeout=10) as c:
+        bad = c.post("/admin/recommendations/experiments", headers=admin,
+                     json={"key": key, "arms": [{**arms[0], "weight": 10}, arms[1]]})  # fmt: skip
+        assert bad.status_code == 422
+        r = c.post("/admin/recommendations/experiments", headers=admin,
+                   json={"key": key, "arms": arms, "window_s": 3600})  # fmt: skip
+        assert r.status_code == 200, r.text
+        time.sleep(2.5)  # every worker reads the experiment with the model pointer
+        shoppers = range(1, 61)
+        for u in shoppers:
+            head = {"authorization": f"Bearer {_token(settings, u)}"}
+            assert c.get("/recommendations/me?k=5", headers=head).status_code == 200
+        deadline = time.monotonic() + 30
+        while True:  # exposures are logged off the answer's path
+            res = c.get("/admin/recommendations/experiments/results", headers=admin).json()
+            if sum(a["users"] for a in res["arms"]) == len(shoppers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    by_arm = {a["name"]: a for a in res["arms"]}
+    expected = {"model": 0, "popular": 0}
+    for u in shoppers:
+        expected[arms[rules.assign(key, u, [5000, 5000])]["name"]] += 1  # type: ignore[index]
+    assert {n: a["users"] for n, a in by_arm.items()} == expected
+    assert all(a["impressions"] > 0 for a in by_arm.values() if a["users"])
+    assert res["key"] == key
+    assert 0.0 <= res["srm_p"] <= 1.0

@@ -14,7 +14,7 @@ from nexuscart import config
 from nexuscart.adapters import postgres, redis_conn
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.recs_registry import ModelRegistry
-from nexuscart.adapters.recs_store import Item, RecsStore
+from nexuscart.adapters.recs_store import ExperimentStore, Item, RecsStore
 from nexuscart.app.recommendations import TOPICS, RecsSignals, decode
 from nexuscart.domain import recs as rules
 from services.runtime import consume
@@ -72,7 +72,7 @@ async def main(stop: asyncio.Event, demo_model: bool = False) -> None:
             version = await asyncio.to_thread(_train_demo, registry)
             await registry.promote(version)
             log.info("recommendations: SYNTHETIC demo model %s trained and promoted", version)
-        signals = RecsSignals(store, consumable)
+        signals = RecsSignals(store, consumable, ExperimentStore(redis))
         await consume(settings, "recommendations", TOPICS, signals.handle, stop, decode=decode)
     finally:
         await pool.close()

@@ -210,3 +210,79 @@ class Signal:
         self.products = list(products)
         self.categories = list(categories)
         self.order_id = order_id
+
+
+# --- A/B tests: the one running experiment, its exposures and outcomes ------------------------
+#
+# Keys: ``recs:exp`` (JSON: key, arms [{name, model_version, weight}], window_s, started_ms);
+# per experiment key K: ``recs:exp:K:user`` hash user -> "<arm>:<first exposure ms>",
+# ``recs:exp:K:shown:<user>`` set of the products last shown (a later view of one is a
+# click; expires with the window), ``recs:exp:K:stats`` hash "<arm>:<counter>" (impressions,
+# clicks, carts, orders, revenue), ``recs:exp:K:rev`` hash user -> revenue in the window.
+
+EXP_KEY: Final = b"recs:exp"
+
+
+class ExperimentStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def define(self, config: bytes) -> None:
+        await self.redis.set(EXP_KEY, config)
+
+    async def current(self) -> bytes | None:
+        return cast("bytes | None", await self.redis.get(EXP_KEY))
+
+    async def expose(
+        self, key: str, user: int, arm: str, shown: Sequence[int], at_ms: int, window_s: int
+    ) -> None:
+        k = f"recs:exp:{key}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(f"{k}:user", user, f"{arm}:{at_ms}")
+        pipe.hincrby(f"{k}:stats", f"{arm}:impressions", len(shown))
+        if shown:
+            pipe.delete(f"{k}:shown:{user}")
+            pipe.sadd(f"{k}:shown:{user}", *shown)
+            pipe.expire(f"{k}:shown:{user}", window_s)
+        await pipe.execute()
+
+    async def outcome(
+        self, key: str, user: int, kind: str, products: Sequence[int], revenue: float,
+        at_ms: int, window_s: int,
+    ) -> None:  # fmt: skip
+        """A view (a click when the product was shown), add-to-cart or order of a user,
+        counted for their arm when it came within the window after their first exposure."""
+        k = f"recs:exp:{key}"
+        raw = cast("bytes | None", await self.redis.hget(f"{k}:user", user))
+        if raw is None:
+            return
+        arm, _, since = raw.decode().rpartition(":")
+        if not 0 <= at_ms - int(since) <= window_s * 1000:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        if kind == "view":
+            for pid in products:
+                pipe.sismember(f"{k}:shown:{user}", str(pid))
+            hits = sum(int(x) for x in await pipe.execute())
+            if hits:
+                await self.redis.hincrby(f"{k}:stats", f"{arm}:clicks", hits)
+            return
+        pipe.hincrby(f"{k}:stats", f"{arm}:{kind}s", 1)
+        if revenue:
+            pipe.hincrbyfloat(f"{k}:stats", f"{arm}:revenue", revenue)
+            pipe.hincrbyfloat(f"{k}:rev", user, revenue)
+        await pipe.execute()
+
+    async def results(self, key: str) -> tuple[dict[str, str], dict[str, float], dict[str, float]]:
+        """(user -> arm, "<arm>:<counter>" -> value, user -> revenue)."""
+        k = f"recs:exp:{key}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(f"{k}:user")
+        pipe.hgetall(f"{k}:stats")
+        pipe.hgetall(f"{k}:rev")
+        users, stats, rev = cast("list[dict[bytes, bytes]]", await pipe.execute())
+        return (
+            {u.decode(): v.decode().rpartition(":")[0] for u, v in users.items()},
+            {s.decode(): float(v) for s, v in stats.items()},
+            {u.decode(): float(v) for u, v in rev.items()},
+        )

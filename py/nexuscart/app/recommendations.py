@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Sequence, Set
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from nexuscart import events
-from nexuscart.adapters.recs_store import Item, RecsStore, Served, Signal
-from nexuscart.app.errors import redis_errors
+from nexuscart.adapters.recs_store import ExperimentStore, Item, RecsStore, Served, Signal
+from nexuscart.app.errors import Refused, redis_errors
+from nexuscart.domain import recs as rules
 
 AnyEvent = events.Event | events.CatalogEvent | events.InteractionEvent
 
@@ -49,10 +51,36 @@ def _ms(at: datetime) -> int:
 
 
 class RecsSignals:
-    def __init__(self, store: RecsStore, consumable_categories: Set[int] = frozenset()) -> None:
+    def __init__(
+        self, store: RecsStore, consumable_categories: Set[int] = frozenset(),
+        experiments: ExperimentStore | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.consumable = consumable_categories
+        self.experiments = experiments
         self.unknown_skus = 0  # flash-sale orders of SKUs catalog.v1 never named
+
+    async def _outcomes(self, pending: Sequence[tuple[RecsEnvelope, list[int]]]) -> None:
+        """Views (clicks when shown), add-to-carts and orders of exposed users."""
+        assert self.experiments is not None
+        raw = await self.experiments.current()
+        if raw is None:
+            return
+        exp = _exp_decoder.decode(raw)
+        for e, pids in pending:
+            d = e.data
+            if isinstance(d, events.ProductViewed) and d.user_id is not None:
+                args = (d.user_id, "view", pids, 0.0, d.at_ms)
+            elif isinstance(d, events.AddedToCart):
+                args = (d.user_id, "cart", pids, 0.0, d.at_ms)
+            elif isinstance(d, events.OrderPlaced):
+                args = (d.user_id, "order", pids, float(d.total_minor), _ms(e.occurred_at))
+            elif isinstance(d, events.StockReserved):
+                revenue = float(d.unit_price_cents * d.quantity)
+                args = (d.user_id, "order", pids, revenue, _ms(e.occurred_at))
+            else:
+                continue
+            await self.experiments.outcome(exp.key, *args, exp.window_s)
 
     async def handle(self, batch: Sequence[RecsEnvelope]) -> None:
         items = [
@@ -106,6 +134,8 @@ class RecsSignals:
                 continue
             signals.append(s)
         await self.store.apply(signals)
+        if self.experiments is not None:
+            await self._outcomes(pending)
         for e in refunds:
             assert isinstance(e.data, events.PaymentRefunded)
             await self.store.refund(str(e.id), e.data.order_id)
@@ -163,11 +193,18 @@ class Recommender:
     """Answers from the active model (held per process, reloaded when the pointer in Redis
     changes) blended with the live signals of one Redis call (``RecsStore.serve``)."""
 
-    def __init__(self, store: RecsStore, registry: Any, poll_s: float = 1.0) -> None:
+    def __init__(
+        self, store: RecsStore, registry: Any, poll_s: float = 1.0,
+        experiments: Experiments | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.registry = registry
         self.poll_s = poll_s
+        self.experiments = experiments
         self.model: Any = None  # services.recommendations.serving.Loaded, or None
+        self.experiment: Experiment | None = None
+        self.arm_models: dict[str, Any] = {}  # the versions the experiment's arms name
+        self._exposures: set[asyncio.Task[None]] = set()
 
     async def follow(self) -> None:
         """Poll the active-version pointer; load a new version off the event loop."""
@@ -185,6 +222,16 @@ class Recommender:
                         else await asyncio.to_thread(serving.load, self.registry, version)
                     )
                     log.info("recommendation model %s active", version)
+                if self.experiments is not None:
+                    exp = await self.experiments.current()
+                    wanted = (
+                        {a.model_version for a in exp.arms if a.model_version} if exp else set()
+                    )
+                    for v in wanted - set(self.arm_models):
+                        self.arm_models[v] = await asyncio.to_thread(serving.load, self.registry, v)
+                    for v in set(self.arm_models) - wanted:
+                        del self.arm_models[v]
+                    self.experiment = exp
             except Exception as exc:  # keep serving the model it has
                 log.warning("recommendation model check failed: %r", exc)
             await asyncio.sleep(self.poll_s)
@@ -193,10 +240,26 @@ class Recommender:
         self, user_id: int, k: int, context_product: int, explain: bool, context: str
     ) -> Recommendations:
         model = self.model
+        exp, arm = self.experiment, None
+        if exp is not None:
+            arm = exp.arms[rules.assign(exp.key, user_id, [a.weight for a in exp.arms])]
+            if arm.model_version is not None:
+                model = self.arm_models.get(arm.model_version, model)
         pool = model.pool_for(user_id) if model is not None else []
         with redis_errors():
             served = await self.store.serve(user_id, context_product, pool, want=k * 3)
-        return self._answer(model, user_id, served, k, explain, context, context_product)
+        # the "popular" arm ranks as for a shopper the model does not know
+        ranked_for = 0 if arm is not None and arm.blend == "popular" else user_id
+        answer = self._answer(model, ranked_for, served, k, explain, context, context_product)
+        if exp is not None and arm is not None and self.experiments is not None:
+            # logged off the answer's path; a lost exposure only undercounts
+            task = asyncio.ensure_future(self.experiments.store.expose(
+                exp.key, user_id, arm.name, [i.product_id for i in answer.items],
+                int(time.time() * 1000), exp.window_s,
+            ))  # fmt: skip
+            self._exposures.add(task)
+            task.add_done_callback(self._exposures.discard)
+        return answer
 
     async def similar(self, product_id: int, k: int) -> Recommendations:
         with redis_errors():
@@ -239,3 +302,109 @@ def _reason(cobuy: float, covis: float, seed: int) -> str:
     if covis > 0:
         return _REASONS["covis"].format(seed=name)
     return _REASONS["trend"]
+
+
+# --- A/B tests -------------------------------------------------------------------------------
+
+
+class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")]
+    weight: Annotated[int, msgspec.Meta(ge=0, le=rules.BUCKETS)]  # hundredths of a percent
+    model_version: str | None = None  # None: whichever version is active
+    blend: Literal["ranked", "popular"] = "ranked"  # popular: no personal ranking
+
+
+class Experiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,40}$")]
+    arms: Annotated[list[Arm], msgspec.Meta(min_length=2, max_length=5)]
+    # outcomes count when they come this long after the user's first exposure
+    window_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 86_400
+    started_ms: int = 0
+
+
+class ArmResult(msgspec.Struct, frozen=True):
+    name: str
+    weight: int
+    users: int
+    impressions: int
+    clicks: int
+    ctr: float
+    ctr_ci: tuple[float, float]
+    carts: int
+    orders: int
+    conversion: float  # users with an order in the window / exposed users
+    conversion_ci: tuple[float, float]
+    revenue_per_user: float  # minor units
+    revenue_per_user_ci: tuple[float, float]
+
+
+class ExperimentResults(msgspec.Struct, frozen=True):
+    key: str
+    arms: list[ArmResult]
+    srm_chi2: float
+    srm_p: float
+    srm_mismatch: bool  # p < 0.001: the split is broken; do not trust the arms' figures
+
+
+SRM_ALPHA: Final = 0.001
+_exp_decoder: Final = msgspec.json.Decoder(Experiment)
+
+
+class Experiments:
+    def __init__(self, store: ExperimentStore, registry: Any) -> None:
+        self.store = store
+        self.registry = registry
+
+    async def define(self, exp: Experiment) -> Experiment:
+        if sum(a.weight for a in exp.arms) != rules.BUCKETS:
+            raise Refused(
+                422, "bad-arms", "Invalid arms", f"weights must add up to {rules.BUCKETS}"
+            )
+        if len({a.name for a in exp.arms}) != len(exp.arms):
+            raise Refused(422, "bad-arms", "Invalid arms", "arm names must differ")
+        with redis_errors():
+            known = await self.registry.versions()
+            for a in exp.arms:
+                if a.model_version is not None and a.model_version not in known:
+                    raise Refused(422, "bad-arms", "Invalid arms",
+                                  f"no model version {a.model_version}")  # fmt: skip
+            exp = msgspec.structs.replace(exp, started_ms=int(time.time() * 1000))
+            await self.store.define(msgspec.json.encode(exp))
+        return exp
+
+    async def current(self) -> Experiment | None:
+        with redis_errors():
+            raw = await self.store.current()
+        return None if raw is None else _exp_decoder.decode(raw)
+
+    async def results(self) -> ExperimentResults:
+        from scipy.stats import chi2
+
+        exp = await self.current()
+        if exp is None:
+            raise Refused(404, "not-found", "Not found", "no experiment is running")
+        with redis_errors():
+            users, stats, revenue = await self.store.results(exp.key)
+        arms = []
+        counts = []
+        for a in exp.arms:
+            members = [u for u, arm in users.items() if arm == a.name]
+            n = len(members)
+            counts.append(n)
+            imp = int(stats.get(f"{a.name}:impressions", 0))
+            clicks = int(stats.get(f"{a.name}:clicks", 0))
+            revs = [revenue.get(u, 0.0) for u in members]
+            buyers = sum(1 for r in revs if r > 0)
+            total = sum(revs)
+            arms.append(ArmResult(
+                a.name, a.weight, n, imp, clicks, clicks / imp if imp else 0.0,
+                rules.wilson(min(clicks, imp), imp), int(stats.get(f"{a.name}:carts", 0)),
+                int(stats.get(f"{a.name}:orders", 0)), buyers / n if n else 0.0,
+                rules.wilson(buyers, n), total / n if n else 0.0,
+                rules.mean_interval(total, sum(r * r for r in revs), n),
+            ))  # fmt: skip
+        weights = [a.weight for a in exp.arms]
+        stat = rules.srm_statistic(counts, weights)
+        dof = sum(1 for w in weights if w > 0) - 1
+        p = float(chi2.sf(stat, dof)) if sum(counts) and dof > 0 else 1.0
+        return ExperimentResults(exp.key, arms, stat, p, p < SRM_ALPHA)
