@@ -20,7 +20,8 @@ import redis.asyncio as aioredis
 from devtools import catalog_gen
 from nexuscart import auth, config, events
 from nexuscart.adapters import kafka
-from nexuscart.adapters.recs_store import RecsStore
+from nexuscart.adapters.recs_store import ExperimentStore, RecsStore
+from nexuscart.app.recommendations import Arm, Experiment
 from services.recommendations.bootstrap import main as service_main
 from tests.conftest import EdgeServer
 from tests.envelopes import placed_order
@@ -177,3 +178,31 @@ async def test_a_shoppers_views_and_add_to_cart_reach_their_recent_items(
 
     # the edge flushes every 0.2 s; the consumer may still be joining its group
     await _until(both, 60)
+
+
+async def test_outcomes_of_exposed_shoppers_count_for_their_arm(
+    service: Service, redis_client: aioredis.Redis
+) -> None:
+    exps = ExperimentStore(redis_client)
+    key = f"exp-{uuid.uuid4().hex[:8]}"
+    exp = Experiment(key, [Arm("a", 5000), Arm("b", 5000, blend="popular")], 3600)
+    await exps.define(msgspec.json.encode(exp))
+    user, pid = random.randrange(10**6, 10**9), random.randrange(10**6, 10**9)
+    now = int(time.time() * 1000)
+    await exps.expose(key, user, "b", [pid], now, 3600)
+    await service.send(events.INTERACTIONS_TOPIC, _env(events.ProductViewed(user, pid, now), user))
+    cart = events.AddedToCart(user, pid, "SKU-O-1", 1, now + 1)
+    await service.send(events.INTERACTIONS_TOPIC, _env(cart, user))
+    line = events.OrderLine(sku="SKU-O-1", product_id=pid, quantity=1, unit_price_minor=1500)
+    await service.send(events.ORDERS_TOPIC, _env(placed_order(user, pid, (line,)), user))
+
+    async def counted() -> bool:
+        _, stats, _ = await exps.results(key)
+        return stats.get("b:orders") == 1.0
+
+    await _until(counted, 60)
+    users, stats, revenue = await exps.results(key)
+    assert users == {str(user): "b"}
+    assert stats["b:clicks"] == 1.0  # the view of a shown product
+    assert stats["b:carts"] == 1.0
+    assert revenue == {str(user): 1400.0}  # the order's total after its 100 discount
