@@ -187,6 +187,15 @@ def generate(
     bands = np.clip(
         np.round(nrng.normal(PRICE_BANDS // 2, 1.5, size=n_users)), 0, PRICE_BANDS - 1
     ).astype(int)
+    u = 0
+
+    def emit(at: int, item: int, kind: int) -> int:
+        users.append(u)
+        itms.append(item)
+        tss.append(at)
+        kinds.append(kind)
+        return at
+
     for u in range(n_users):
         d_cum = list(itertools.accumulate(dept_pref[u].tolist()))
         favs = []
@@ -210,40 +219,20 @@ def generate(
                 picks.append((rng.choice(seen[-10:]), 1.0))
             picks += [leaf.draw(rng, band) for _ in range(n_views)]
             for item, fit in picks:
-                t += rng.randint(5, 120)
-                users.append(u)
-                itms.append(item)
-                tss.append(t)
-                kinds.append(VIEW)
+                t = emit(t + rng.randint(5, 120), item, VIEW)
                 seen.append(item)
                 if rng.random() >= P_CART * (0.3 + fit):
                     continue
-                t += rng.randint(5, 60)
-                users.append(u)
-                itms.append(item)
-                tss.append(t)
-                kinds.append(CART)
+                t = emit(t + rng.randint(5, 60), item, CART)
                 if rng.random() >= P_ORDER:
                     continue
-                t += rng.randint(30, 300)
-                users.append(u)
-                itms.append(item)
-                tss.append(t)
-                kinds.append(ORDER)
+                t = emit(t + rng.randint(30, 300), item, ORDER)
                 if rng.random() < P_COMPLEMENT:
                     mate = rng.choice(partners[item])
-                    t += rng.randint(10, 120)
-                    users.append(u)
-                    itms.append(mate)
-                    tss.append(t)
-                    kinds.append(VIEW)
+                    t = emit(t + rng.randint(10, 120), mate, VIEW)
                     if rng.random() < 0.5:
                         for k in (CART, ORDER):
-                            t += rng.randint(10, 120)
-                            users.append(u)
-                            itms.append(mate)
-                            tss.append(t)
-                            kinds.append(k)
+                            t = emit(t + rng.randint(10, 120), mate, k)
     ts = np.minimum(np.array(tss, dtype=np.int64), horizon - 1)
     order = np.argsort(ts, kind="stable")
     ev = Interactions(
