@@ -3,7 +3,7 @@
 features of ``domain.recs.FEATURES`` and the XGBoost learning-to-rank blend over them.
 
 Everything is vectorised over numpy/scipy arrays keyed by ``user * n_items + item`` (sorted
-keys and ``searchsorted`` instead of dicts), so 1,000,000 events train in seconds.
+keys and ``searchsorted`` instead of dicts): a million events train in tens of seconds.
 """
 
 from __future__ import annotations
