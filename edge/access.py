@@ -100,7 +100,7 @@ POLICIES: Final[dict[tuple[str, str], Policy]] = {
     ("GET", "/recommendations/me"): "user",
     ("GET", "/products/{product_id}/similar"): "public",
     ("GET", "/admin/recommendations/models"): "admin",
-    ("POST", "/admin/recommendations/models/{version}/promote"): "admin",
+    ("POST", "/admin/recommendations/models/promote"): "admin",
     ("POST", "/admin/recommendations/models/rollback"): "admin",
     ("POST", "/admin/recommendations/experiments"): "admin",
     ("GET", "/admin/recommendations/experiments/results"): "admin",

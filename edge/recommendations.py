@@ -16,13 +16,14 @@ from typing import Final
 from edge.access import user_of
 from edge.deps import Deps
 from edge.http import handles_refusals
-from nexuscart.adapters.recs_registry import VERSION_RE, UnknownVersion
+from nexuscart.adapters.recs_registry import UnknownVersion
 from nexuscart.app.recommendations import (
     Experiment,
     ExperimentResults,
     ModelChange,
     ModelInfo,
     ModelList,
+    Promote,
     Recommendations,
 )
 from nexuscart.web import (
@@ -120,9 +121,7 @@ def routes(deps: Deps) -> list[Route]:
 
     @handles_refusals
     async def promote(req: Request) -> Response:
-        version = req.params["version"]
-        if not VERSION_RE.match(version):
-            raise HTTPError(404, "not-found", "Not found", "no such model version")
+        version = decode_body(req, Promote).version
         try:
             previous = await registry.promote(version)
         except UnknownVersion:
@@ -193,13 +192,13 @@ def routes(deps: Deps) -> list[Route]:
         ),
         Route(
             "POST",
-            "/admin/recommendations/models/{version}/promote",
+            "/admin/recommendations/models/promote",
             promote,
             "Make a trained version the active model (serving processes switch within "
             "RECS_MODEL_POLL_S, no restart)",
+            request=Promote,
             responses={200: ModelChange},
-            params=("version",),
-            problems=(503,),
+            problems=(404, 503),
             tags=tags,
         ),
         Route(

@@ -130,11 +130,16 @@ def test_routes_answer_from_the_promoted_model_explain_and_roll_back(
     shopper = {"authorization": f"Bearer {_token(settings, 7)}"}  # SYNTHETIC shopper 7
     with httpx.Client(base_url=edge.url, timeout=10) as c:
         assert (
-            c.post(f"/admin/recommendations/models/{v1}/promote", headers=admin).json()["active"]
+            c.post(
+                "/admin/recommendations/models/promote", headers=admin, json={"version": v1}
+            ).json()["active"]
             == v1
         )
         assert (
-            c.post(f"/admin/recommendations/models/{v2}/promote", headers=admin).status_code == 200
+            c.post(
+                "/admin/recommendations/models/promote", headers=admin, json={"version": v2}
+            ).status_code
+            == 200
         )
 
         def answer(version: str, query: str = "") -> dict[str, object]:
@@ -175,11 +180,12 @@ def test_bad_input_is_a_clear_4xx(edge: EdgeServer, settings: config.Settings) -
             assert r.status_code == 400, q
             assert r.headers["content-type"].startswith("application/problem+json")
         assert c.get("/products/x/similar").status_code == 404
-        r = c.post("/admin/recommendations/models/20990101T000000Z-deadbeef/promote", headers=admin)
+        r = c.post("/admin/recommendations/models/promote", headers=admin,
+                   json={"version": "20990101T000000Z-deadbeef"})  # fmt: skip
         assert r.status_code == 404
-        assert (
-            c.post("/admin/recommendations/models/nope/promote", headers=admin).status_code == 404
-        )
+        nope = {"version": "nope"}
+        r = c.post("/admin/recommendations/models/promote", headers=admin, json=nope)
+        assert r.status_code == 422
 
 
 def test_an_experiment_splits_shoppers_logs_exposures_and_reports_per_arm(

@@ -174,6 +174,10 @@ class ModelList(msgspec.Struct, frozen=True):
     models: list[ModelInfo]
 
 
+class Promote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    version: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")]
+
+
 class ModelChange(msgspec.Struct, frozen=True):
     active: str | None
     previous: str | None
