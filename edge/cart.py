@@ -79,36 +79,40 @@ def routes(deps: Deps) -> list[Route]:
 
     @handles_refusals
     async def add_item(req: Request) -> Response:
+        key = idem_key(req)
         body = decode_body(req, AddItem)
         who = owner(req)
         headers = []
         if who is None:
             who = Owner(token=carts.new_token())
             headers.append((TOKEN_HEADER, who.token or ""))
-        view = await carts.add(who, body)
+        view = await carts.add(who, body, key)
         if who.user_id is not None:  # a guest's add says nothing about a known shopper
             signals.added_to_cart(who.user_id, body.product_id, body.sku, body.quantity)
         return json_response(view, headers=headers)
 
     @handles_refusals
     async def set_quantity(req: Request) -> Response:
+        key = idem_key(req)
         sku = _sku(req)
         body = decode_body(req, SetQuantity)
         who = owner(req)
         if who is None:
             raise HTTPError(404, "not-in-cart", "Not in the cart", "no cart (Cart-Token)")
-        return json_response(await carts.set_quantity(who, sku, body.quantity))
+        return json_response(await carts.set_quantity(who, sku, body.quantity, key))
 
     @handles_refusals
     async def remove_item(req: Request) -> Response:
+        key = idem_key(req)
         sku = _sku(req)
         who = owner(req)
         if who is None:
             raise HTTPError(404, "not-in-cart", "Not in the cart", "no cart (Cart-Token)")
-        return json_response(await carts.set_quantity(who, sku, 0))
+        return json_response(await carts.set_quantity(who, sku, 0, key))
 
     @handles_refusals
     async def merge(req: Request) -> Response:
+        idem_key(req)  # merging twice is merging once: the guest cart is gone after the first
         token = _token(req)
         if token is None:
             raise HTTPError(400, "bad-cart-token", "Cart-Token required", "the guest cart's token")
@@ -152,6 +156,7 @@ def routes(deps: Deps) -> list[Route]:
             "Add units of a SKU (a guest's first add answers a new Cart-Token)",
             request=AddItem,
             responses={200: CartView},
+            idempotent_key=True,
             problems=(409,),
             tags=("cart",),
         ),
@@ -163,6 +168,7 @@ def routes(deps: Deps) -> list[Route]:
             request=SetQuantity,
             responses={200: CartView},
             params=("sku",),
+            idempotent_key=True,
             problems=(404,),
             tags=("cart",),
         ),
@@ -173,6 +179,7 @@ def routes(deps: Deps) -> list[Route]:
             "Remove a line",
             responses={200: CartView},
             params=("sku",),
+            idempotent_key=True,
             problems=(404,),
             tags=("cart",),
         ),
@@ -182,6 +189,7 @@ def routes(deps: Deps) -> list[Route]:
             merge,
             "Move the guest cart of Cart-Token into the signed-in shopper's cart",
             responses={200: CartView},
+            idempotent_key=True,
             tags=("cart",),
         ),
         Route(

@@ -95,7 +95,9 @@ def set_price(edge: EdgeServer, seller: str, pid: int, sku: str, price: int) -> 
 
 def test_a_guest_cart_gets_a_token_and_shows_prices_stock_and_totals(edge: EdgeServer) -> None:
     pid, (a, b), _ = make_product(edge, [1_000, 250], stock=3)
-    r = httpx.post(f"{edge.url}/cart/items", json={"product_id": pid, "sku": a, "quantity": 2})
+    r = httpx.post(
+        f"{edge.url}/cart/items", json={"product_id": pid, "sku": a, "quantity": 2}, headers=h()
+    )
     assert r.status_code == 200, r.text
     cart_token = r.headers["cart-token"]
     assert rules.valid_token(cart_token)
@@ -123,7 +125,9 @@ def test_a_guest_cart_merges_into_the_shoppers_cart_once(edge: EdgeServer) -> No
     pid, (a, b), _ = make_product(edge, [500, 700])
     _, tok = token("customer")
     httpx.post(f"{edge.url}/cart/items", json={"product_id": pid, "sku": a}, headers=h(tok))
-    r = httpx.post(f"{edge.url}/cart/items", json={"product_id": pid, "sku": a, "quantity": 2})
+    r = httpx.post(
+        f"{edge.url}/cart/items", json={"product_id": pid, "sku": a, "quantity": 2}, headers=h()
+    )
     guest = r.headers["cart-token"]
     httpx.post(f"{edge.url}/cart/items", json={"product_id": pid, "sku": b}, headers=h(cart=guest))
     r = httpx.post(f"{edge.url}/cart/merge", headers=h(tok, cart=guest))
@@ -133,6 +137,20 @@ def test_a_guest_cart_merges_into_the_shoppers_cart_once(edge: EdgeServer) -> No
     assert {ln["sku"]: ln["quantity"] for ln in again.json()["lines"]} == {a: 3, b: 1}
     assert httpx.get(f"{edge.url}/cart", headers=h(cart=guest)).json()["lines"] == []
     assert httpx.post(f"{edge.url}/cart/merge", headers=h(cart=guest)).status_code == 401
+
+
+def test_a_retried_cart_change_is_applied_once(edge: EdgeServer) -> None:
+    pid, (a,), _ = make_product(edge, [100])
+    _, tok = token("customer")
+    headers = h(tok)
+    for _ in range(3):
+        r = httpx.post(
+            f"{edge.url}/cart/items", json={"product_id": pid, "sku": a}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+    assert [ln["quantity"] for ln in r.json()["lines"]] == [1]
+    again = httpx.post(f"{edge.url}/cart/items", json={"product_id": pid, "sku": a}, headers=h(tok))
+    assert [ln["quantity"] for ln in again.json()["lines"]] == [2]
 
 
 def test_a_price_change_shows_both_prices(edge: EdgeServer) -> None:
@@ -161,6 +179,7 @@ def test_a_price_change_shows_both_prices(edge: EdgeServer) -> None:
         ("PUT", "/cart/items/A", {"quantity": 1}, {}, 404, "not-in-cart"),
         ("PUT", "/cart/items/A", {"quantity": -1}, {}, 422, None),
         ("POST", "/cart/merge", None, {}, 401, None),
+        ("POST", "/cart/items", {"product_id": 1, "sku": "A"}, {"idempotency-key": ""}, 400, None),
     ],
 )
 def test_bad_cart_input_is_4xx(
@@ -172,7 +191,7 @@ def test_bad_cart_input_is_4xx(
     status: int,
     slug: str | None,
 ) -> None:
-    r = httpx.request(method, f"{edge.url}{path}", json=body, headers=extra)
+    r = httpx.request(method, f"{edge.url}{path}", json=body, headers={**h(key=True), **extra})
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     if slug:

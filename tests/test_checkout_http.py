@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from devtools import catalog_gen
 from nexuscart import config, events
@@ -30,6 +31,16 @@ def edge(stack: Any, migrated: None, settings: config.Settings) -> Iterator[Edge
     server = EdgeServer("edge.app:app", EDGE_TEST_ENV, workers=2, cwd=ROOT)
     yield server
     server.stop()
+    asyncio.run(_drop_outbox(settings))
+
+
+async def _drop_outbox(settings: config.Settings) -> None:
+    """No relay runs here: leave no backlog for the relay tests of this session."""
+    client = aioredis.Redis.from_url(settings.redis.url)
+    try:
+        await client.delete(OUTBOX)
+    finally:
+        await client.aclose()
 
 
 def add(edge: EdgeServer, tok: str, pid: int, sku: str, qty: int = 1) -> None:
@@ -55,8 +66,6 @@ def available(edge: EdgeServer, skus: list[str]) -> dict[str, int]:
 
 
 async def _placed(settings: config.Settings, order_id: int) -> events.OrderPlaced:
-    import redis.asyncio as aioredis
-
     client = aioredis.Redis.from_url(settings.redis.url)
     try:
         raw: Any = await client.xrange(OUTBOX)

@@ -251,9 +251,11 @@ async def test_citus_block_distributes_and_colocates_once(fresh_db: str) -> None
             ("distributed", "order_events", "user_id", "users"),
             ("distributed", "promotion_usages", "user_id", "users"),
             ("distributed", "orders_outbox", "user_id", "users"),
+            # 0008: promotion definitions, read by every checkout: everywhere
+            ("reference", "promotions", None, None),
         ]
         # idempotent: run again, nothing is distributed twice
-        for sql in (s for v, _, s in migration_files() if v in (2, 4, 5, 6)):
+        for sql in (s for v, _, s in migration_files() if v in (2, 4, 5, 6, 8)):
             await conn.execute(sql)
         assert await conn.fetchval("SELECT count(*) FROM citus_standin.calls") == len(calls)
     finally:

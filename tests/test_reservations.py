@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from nexuscart import config, events
 from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.adapters.flash_sales import STREAMS_INDEX
+from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import (
     OUTBOX,
     PROMO,
@@ -74,9 +76,10 @@ async def outbox(client: aioredis.Redis) -> list[events.Envelope]:
 
 
 @pytest.fixture
-async def rs(redis_client: aioredis.Redis) -> ReservationStore:
+async def rs(redis_client: aioredis.Redis) -> AsyncIterator[ReservationStore]:
     await redis_client.delete(OUTBOX)
-    return ReservationStore(redis_client)
+    yield ReservationStore(redis_client)
+    await redis_client.delete(OUTBOX)  # no relay runs here: no backlog for the relay tests
 
 
 async def test_checkout_reserves_every_line_or_none_and_names_the_short_ones(
@@ -291,6 +294,28 @@ def test_conservation_after_any_interleaving(settings: config.Settings, ops: lis
                 )
                 assert level.sold == sum(q for _, ls in sold.values() for k, q in ls if k == s)
         finally:
+            await client.delete(OUTBOX)
             await client.aclose()
 
     asyncio.run(run())
+
+
+async def test_checkouts_on_the_pipe_survive_a_lost_script_cache(
+    settings: config.Settings, redis_client: aioredis.Redis
+) -> None:
+    """Redis restarted (its script cache empty): the callers of one tick load the script
+    once and each runs again; every checkout lands once."""
+    pipe = RedisPipe(settings.redis.url)
+    rs = ReservationStore(redis_client, pipe=pipe)
+    try:
+        t = uuid.uuid4().hex[:8]
+        a = sku_of(t, 1)
+        await redis_client.script_flush()
+        done = await asyncio.gather(
+            *(checkout(rs, 9, [(a, 1)], on_hand={a: (1, 100)}) for _ in range(50))
+        )
+        assert all(isinstance(r, Placed) for r in done)
+        assert (await rs.levels([a]))[a].reserved == 50
+    finally:
+        pipe.close()
+        await redis_client.delete(OUTBOX)

@@ -4,7 +4,8 @@ checkout script empties the cart it priced in the same atomic step (ADR 0014).
 Keys (this module owns them): ``{co}:cart:u:<user_id>`` (a signed-in shopper's cart) and
 ``{co}:cart:g:<token>`` (a guest's, by an opaque random token). A cart is a hash: ``_v``
 its version, ``_c`` its currency, one field per SKU (domain.cart.encode_line). Every change
-renews its expiry (``ttl_s`` of inactivity); reading it does too.
+renews its expiry (``ttl_s`` of inactivity); reading it does too. ``_k`` keeps the
+Idempotency-Key of the last change: a retry of it is not applied twice.
 """
 
 from __future__ import annotations
@@ -71,24 +72,33 @@ class CartStore:
         return res
 
     async def add(
-        self, key: bytes, sku: str, product_id: int, quantity: int, price: int, currency: str
+        self,
+        key: bytes,
+        sku: str,
+        product_id: int,
+        quantity: int,
+        price: int,
+        currency: str,
+        idem: str = "",
     ) -> None:
-        """Add units of a SKU at today's price (the price the shopper now has seen)."""
-        await self._run([key], [*self._head("add"), sku, product_id, quantity, price, currency])
+        """Add units of a SKU at today's price (the price the shopper now has seen). A retry
+        with the Idempotency-Key of the cart's last change is not applied again."""
+        args = [*self._head("add", idem), sku, product_id, quantity, price, currency]
+        await self._run([key], args)
 
-    async def set_quantity(self, key: bytes, sku: str, quantity: int) -> None:
+    async def set_quantity(self, key: bytes, sku: str, quantity: int, idem: str = "") -> None:
         """Set a line's units (0 removes it); its seen price stays."""
-        await self._run([key], [*self._head("set"), sku, 0, quantity, 0, ""])
+        await self._run([key], [*self._head("set", idem), sku, 0, quantity, 0, ""])
 
     async def merge(self, into: bytes, guest: bytes) -> tuple[int, int]:
         """Move a guest cart's lines into a shopper's (units added, capped; lines in another
         currency or beyond the line limit left out), and delete the guest cart.
-        -> (lines merged, lines left out)."""
-        res = await self._run([into, guest], self._head("merge"))
+        -> (lines merged, lines left out); (0, 0) once the guest cart is gone."""
+        res = await self._run([into, guest], self._head("merge", ""))
         return int(res[2]), int(res[3])
 
-    def _head(self, op: str) -> list[str | int]:
-        return [op, self.ttl_ms, self.max_lines, MAX_QUANTITY]
+    def _head(self, op: str, idem: str) -> list[str | int]:
+        return [op, self.ttl_ms, self.max_lines, MAX_QUANTITY, idem]
 
 
 def _cart(raw: dict[bytes, bytes]) -> Cart:
@@ -97,6 +107,6 @@ def _cart(raw: dict[bytes, bytes]) -> Cart:
     for k, v in raw.items():
         if k == b"_v":
             version = v.decode()
-        elif k != b"_c":
+        elif k not in (b"_c", b"_k"):
             lines.append(decode_line(k.decode(), v.decode()))
     return Cart(version, lines)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.postgres import query
@@ -17,20 +18,8 @@ from nexuscart.domain.promotions import Promotion, redis_value
 
 
 def _promotion(r: Any) -> Promotion:
-    return Promotion(
-        code=r["code"],
-        kind=r["kind"],
-        value=r["value"],
-        currency=r["currency"],
-        min_spend_minor=r["min_spend_minor"],
-        starts_at_ms=r["starts_at_ms"],
-        ends_at_ms=r["ends_at_ms"],
-        usage_limit=r["usage_limit"],
-        per_user_limit=r["per_user_limit"],
-        category_ids=tuple(r["category_ids"]),
-        skus=tuple(r["skus"]),
-        active=r["active"],
-    )
+    # the row's columns are the Struct's fields (create_key, an extra one, is ignored)
+    return msgspec.convert(dict(r), Promotion)
 
 
 class PromotionsRepo:

@@ -159,6 +159,7 @@ class Commands:
         self.client = client
         self.pipe = pipe
         self._registered: dict[str, Any] = {}
+        self._loading: dict[str, asyncio.Future[list[Any]]] = {}
         self._pending: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
         self._scheduled = False
 
@@ -218,8 +219,14 @@ class Commands:
         call = ("EVALSHA", script.sha, len(keys), *keys, *args)
         (reply,) = await self.execute([call])
         if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-            # Redis restarted and lost its script cache; a NOSCRIPT call did not run
-            _, reply = await self.execute([("SCRIPT", "LOAD", script.source), call])
+            # Redis restarted and lost its script cache (a NOSCRIPT call did not run): one
+            # SCRIPT LOAD for every caller that found it missing, then each runs again
+            loading = self._loading.get(script.sha)
+            if loading is None or loading.done():
+                loading = asyncio.ensure_future(self.checked([("SCRIPT", "LOAD", script.source)]))
+                self._loading[script.sha] = loading
+            await asyncio.shield(loading)
+            (reply,) = await self.execute([call])
         if isinstance(reply, Exception):
             raise reply
         return reply

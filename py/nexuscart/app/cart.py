@@ -150,7 +150,7 @@ class Carts:
         cart, priced = await self.read(owner)
         return to_view(cart, priced)
 
-    async def add(self, owner: Owner, body: AddItem) -> CartView:
+    async def add(self, owner: Owner, body: AddItem, idem: str = "") -> CartView:
         if not rules.valid_sku(body.sku):
             raise Refused(422, "validation-error", "Invalid SKU", "sku: 1-64 of A-Z a-z 0-9 . _ -")
         offers, _ = await self.offers([(body.sku, body.product_id)])
@@ -168,15 +168,16 @@ class Carts:
                     body.quantity,
                     offer.price_minor,
                     offer.currency,
+                    idem,
                 )
         except CartRefused as exc:
             raise _refusal(exc) from None
         return await self.view(owner)
 
-    async def set_quantity(self, owner: Owner, sku: str, quantity: int) -> CartView:
+    async def set_quantity(self, owner: Owner, sku: str, quantity: int, idem: str = "") -> CartView:
         try:
             with redis_errors():
-                await self.store.set_quantity(owner.key(), sku, quantity)
+                await self.store.set_quantity(owner.key(), sku, quantity, idem)
         except CartRefused as exc:
             raise _refusal(exc) from None
         return await self.view(owner)

@@ -43,20 +43,10 @@ class PromotionCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = msgspec.field(default_factory=list)
 
 
-class PromotionView(msgspec.Struct, frozen=True):
-    code: str
-    kind: str
-    value: int
-    currency: str | None
-    min_spend_minor: int
-    starts_at_ms: int
-    ends_at_ms: int
-    usage_limit: int
-    per_user_limit: int
-    category_ids: list[int]
-    skus: list[str]
-    active: bool
-    uses: int  # counted so far (open or sold orders; given back ones excluded)
+class PromotionView(Promotion, frozen=True):
+    """A promotion and the uses counted so far (open or sold orders; given back ones not)."""
+
+    uses: int = 0
 
 
 class PromotionsPage(msgspec.Struct, frozen=True):
@@ -65,21 +55,7 @@ class PromotionsPage(msgspec.Struct, frozen=True):
 
 
 def _view(p: Promotion, uses: int) -> PromotionView:
-    return PromotionView(
-        p.code,
-        p.kind,
-        p.value,
-        p.currency,
-        p.min_spend_minor,
-        p.starts_at_ms,
-        p.ends_at_ms,
-        p.usage_limit,
-        p.per_user_limit,
-        list(p.category_ids),
-        list(p.skus),
-        p.active,
-        uses,
-    )
+    return PromotionView(**msgspec.structs.asdict(p), uses=uses)
 
 
 class Promotions:

@@ -1,25 +1,34 @@
 -- A cart change (adapters/carts.py), atomic with its limits. A cart is a hash: '_v' its
 -- version (moves on every change; the checkout empties only the version it priced), '_c'
--- its currency, then one field per SKU: "quantity|product_id|price_seen|currency".
--- Every change renews the cart's inactivity expiry.
+-- its currency, '_k' the Idempotency-Key of its last change (a retry of that change is
+-- answered without applying it again), then one field per SKU:
+-- "quantity|product_id|price_seen|currency". Every change renews the inactivity expiry.
 -- KEYS: 1 the cart, 2 (merge) the guest cart merged into it
--- ARGV: 1 op (add | set | merge), 2 ttl (ms), 3 max lines, 4 max quantity, then
---   add/set: 5 sku, 6 product_id, 7 quantity (add: more units; set: the units, 0 removes),
---            8 unit price now, 9 currency
+-- ARGV: 1 op (add | set | merge), 2 ttl (ms), 3 max lines, 4 max quantity, 5 the request's
+--   Idempotency-Key ('' none), then
+--   add/set: 6 sku, 7 product_id, 8 quantity (add: more units; set: the units, 0 removes),
+--            9 unit price now, 10 currency
 -- Returns {0, version} done; {1} mixed currencies; {2} quantity above the limit; {3} too
 --   many lines; {4} no such line (set); merge: {0, version, merged lines, lines left out}
 local op, ttl, max_lines, max_qty = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local cart = KEYS[1]
+local idem = ARGV[5]
+if idem ~= '' and redis.call('HGET', cart, '_k') == idem then
+  redis.call('PEXPIRE', cart, ttl)
+  return {0, tonumber(redis.call('HGET', cart, '_v') or '0'), 0, 0}
+end
 
 local function lines_of(key)
   local n = redis.call('HLEN', key)
-  if redis.call('HEXISTS', key, '_v') == 1 then n = n - 1 end
-  if redis.call('HEXISTS', key, '_c') == 1 then n = n - 1 end
+  for _, f in ipairs({'_v', '_c', '_k'}) do
+    if redis.call('HEXISTS', key, f) == 1 then n = n - 1 end
+  end
   return n
 end
 
 local function done(extra)
   local v = redis.call('HINCRBY', cart, '_v', 1)
+  if idem ~= '' then redis.call('HSET', cart, '_k', idem) end
   redis.call('PEXPIRE', cart, ttl)
   local out = {0, v}
   for _, x in ipairs(extra or {}) do out[#out + 1] = x end
@@ -33,7 +42,7 @@ if op == 'merge' then
   local merged, left = 0, 0
   for i = 1, #guest, 2 do
     local sku, val = guest[i], guest[i + 1]
-    if sku ~= '_v' and sku ~= '_c' then
+    if sku ~= '_v' and sku ~= '_c' and sku ~= '_k' then
       local q, pid, price, c = string.match(val, '^(%d+)|(%d+)|(%d+)|(%u+)$')
       local have = redis.call('HGET', cart, sku)
       if (cur and count > 0 and c ~= cur) or (not have and count >= max_lines) then
@@ -52,7 +61,7 @@ if op == 'merge' then
   return done({merged, left})
 end
 
-local sku, pid, qty, price, c = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local sku, pid, qty, price, c = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local have = redis.call('HGET', cart, sku)
 if op == 'set' then
   if not have then return {4} end
