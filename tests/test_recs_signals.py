@@ -17,11 +17,15 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from devtools import catalog_gen
+from devtools import catalog_gen, shoppers_gen
 from nexuscart import auth, config, events
 from nexuscart.adapters import kafka
-from nexuscart.adapters.recs_store import ExperimentStore, RecsStore
+from nexuscart.adapters.recs_registry import ModelRegistry
+from nexuscart.adapters.recs_store import ExperimentStore, RecsStore, Signal
 from nexuscart.app.recommendations import Arm, Experiment
+from nexuscart.domain import recs as rules
+from services.recommendations import model as m
+from services.recommendations import train
 from services.recommendations.bootstrap import main as service_main
 from tests.conftest import EdgeServer
 from tests.envelopes import placed_order
@@ -169,7 +173,9 @@ async def test_a_shoppers_views_and_add_to_cart_reach_their_recent_items(
     async with httpx.AsyncClient(base_url=edge.url, timeout=10) as c:
         assert (await c.get(f"/products/{viewed.product_id}", headers=head)).status_code == 200
         line = {"product_id": carted.product_id, "sku": carted.variants[0].sku, "quantity": 1}
-        r = await c.post("/cart/items", json=line, headers=head)
+        r = await c.post(
+            "/cart/items", json=line, headers={**head, "idempotency-key": uuid.uuid4().hex}
+        )
         assert r.status_code == 200, r.text
     store = RecsStore(redis_client)
 
@@ -206,3 +212,29 @@ async def test_outcomes_of_exposed_shoppers_count_for_their_arm(
     assert stats["b:clicks"] == 1.0  # the view of a shown product
     assert stats["b:carts"] == 1.0
     assert revenue == {str(user): 1400.0}  # the order's total after its 100 discount
+
+
+async def test_train_from_redis_learns_from_the_logged_signals_and_the_catalog(
+    settings: config.Settings, migrated: None, redis_client: aioredis.Redis, capsys: Any
+) -> None:
+    await catalog_gen.load(settings.postgres.dsn, settings.redis.url, 60)
+    pop = shoppers_gen.generate(150, 60, seed=11)
+    store = RecsStore(redis_client)
+    base = int(time.time() * 1000) - pop.days * 86_400_000
+    kinds = rules.KINDS
+    signals = [
+        Signal(uuid.uuid4().hex, kinds[k], base + t * 1000, 700_000_000 + u, [i + 1], [0])
+        for u, i, t, k in zip(pop.events.user.tolist(), pop.events.item.tolist(),
+                              pop.events.ts.tolist(), pop.events.kind.tolist(), strict=True)
+    ]  # fmt: skip
+    for a in range(0, len(signals), 500):
+        await store.apply(signals[a : a + 500])
+    cfg = m.Config(factors=8, als_iterations=3, ranker_rounds=10, candidates=10)
+    assert await train.train_live(cfg, promote=False, no_save=False) == 0
+    out = capsys.readouterr().out
+    assert "recs:log" in out
+    assert "saved " in out
+    version = out.rsplit("saved ", 1)[1].split()[0].rstrip(",")
+    meta = (await ModelRegistry(settings.recs.model_dir, redis_client).versions())[version]
+    assert meta["data"]["source"] == "recs:log"
+    assert meta["data"]["users"] >= 150  # and whatever the other tests logged

@@ -2,9 +2,11 @@
 new version in the registry (and, with ``--promote``, make it active).
 
 The events come from the SYNTHETIC shopper population (``--synthetic N``: about N
-interactions); reading the live signals' log is not built yet (docs/recommendations.md).
+interactions) or from the live store (``--from-redis``: the signals the service logged in
+``recs:log`` and the catalog in PostgreSQL; docs/recommendations.md).
 
     python -m services.recommendations train --synthetic 1000000 --products 20000
+    python -m services.recommendations train --from-redis --promote
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from devtools import shoppers_gen
 from nexuscart import config
-from nexuscart.adapters import redis_conn
+from nexuscart.adapters import postgres, redis_conn
+from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.recs_registry import ModelRegistry
-from services.recommendations import evaluate
+from services.recommendations import live
 from services.recommendations import model as m
 
 LABEL_DAYS = 7
@@ -33,6 +35,10 @@ LABEL_DAYS = 7
 def fit(
     interactions: int, products: int, seed: int, cfg: m.Config
 ) -> tuple[m.Model, m.Catalog, m.I64, dict[str, Any]]:
+    # development tools (not in the runtime image): SYNTHETIC training only
+    from devtools import shoppers_gen
+    from services.recommendations import evaluate
+
     t0 = time.perf_counter()
     users = shoppers_gen.users_for(interactions)
     pop = shoppers_gen.generate(users, products, seed=seed)
@@ -51,7 +57,9 @@ def fit(
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m services.recommendations train")
-    ap.add_argument("--synthetic", type=int, required=True, metavar="INTERACTIONS")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--synthetic", type=int, metavar="INTERACTIONS")
+    src.add_argument("--from-redis", action="store_true", help="recs:log and the catalog")
     ap.add_argument("--products", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
@@ -59,18 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--promote", action="store_true", help="make the new version active")
     args = ap.parse_args(argv)
     cfg = m.Config(threads=args.threads)
-    model, cat, product_ids, info = fit(args.synthetic, args.products, args.seed, cfg)
     out = sys.stdout
+    if args.from_redis:
+        return asyncio.run(train_live(cfg, args.promote, args.no_save))
+    model, cat, product_ids, info = fit(args.synthetic, args.products, args.seed, cfg)
     out.write(
         f"SYNTHETIC {info['interactions']:,} interactions, {info['users']:,} users, "
         f"{info['products']:,} products (generated in {info['generate_s']:.1f} s, not counted)\n"
     )
-    out.write(f"  {'stage':14s} {'wall s':>8s} {'cpu s':>8s}\n")
-    for stage, s in model.timer.stages.items():
-        out.write(f"  {stage:14s} {s:8.2f} {model.timer.cpu[stage]:8.2f}\n")
-    cpu = sum(model.timer.cpu.values())
-    out.write(f"  {'total':14s} {info['train_s']:8.2f} {cpu:8.2f}\n")
-    out.write(f"held-out: {json.dumps(model.metrics)}\n")
+    report(model, info["train_s"])
     if args.no_save:
         return 0
     meta = {"metrics": model.metrics, "timings_s": model.timer.stages, "data": info,
@@ -102,3 +107,55 @@ async def _save_and_promote(
         f"saved and promoted {version} in {time.perf_counter() - t2:.2f} s (was {before})\n"
     )
     return 0
+
+
+def report(model: m.Model, train_s: float) -> None:
+    out = sys.stdout
+    out.write(f"  {'stage':14s} {'wall s':>8s} {'cpu s':>8s}\n")
+    for stage, s in model.timer.stages.items():
+        out.write(f"  {stage:14s} {s:8.2f} {model.timer.cpu[stage]:8.2f}\n")
+    cpu = sum(model.timer.cpu.values())
+    out.write(f"  {'total':14s} {train_s:8.2f} {cpu:8.2f}\n")
+    out.write(f"held-out: {json.dumps(model.metrics)}\n")
+
+
+async def train_live(cfg: m.Config, promote: bool, no_save: bool) -> int:
+    """Train on recs:log and the catalog; the ranker's label window is the last fifth of the
+    logged time, at most 7 days."""
+    settings = config.load()
+    redis = redis_conn.connect(settings.redis, timeout_s=30)
+    pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
+
+    async def pg() -> Any:
+        return pool
+
+    try:
+        data = await live.load(redis, CatalogRepo(pg))
+        label_days = min(LABEL_DAYS, data.t_end / 5 / 86_400)
+        t1 = time.perf_counter()
+        model = await asyncio.to_thread(
+            m.train, data.events, data.catalog, len(data.user_ids), data.t_end, label_days, cfg
+        )
+        train_s = time.perf_counter() - t1
+        sys.stdout.write(
+            f"recs:log {len(data.events):,} signals, {len(data.user_ids):,} shoppers, "
+            f"{len(data.product_ids):,} products\n"
+        )
+        report(model, train_s)
+        if no_save:
+            return 0
+        info = {"source": "recs:log", "interactions": len(data.events),
+                "users": len(data.user_ids), "products": len(data.product_ids)}  # fmt: skip
+        meta = {"metrics": model.metrics, "timings_s": model.timer.stages, "data": info}
+        arrays = m.to_arrays(model, data.catalog, data.product_ids, data.user_ids)
+        reg = ModelRegistry(settings.recs.model_dir, redis)
+        version = reg.save(arrays, m.ranker_bytes(model.ranker), meta)
+        await reg.register(version)
+        before = await reg.promote(version) if promote else None
+        sys.stdout.write(
+            f"saved {version}" + (f", promoted (was {before})" if promote else "") + "\n"
+        )
+        return 0
+    finally:
+        await pool.close()
+        await redis.aclose()
