@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from nexuscart import auth, config
 from nexuscart.adapters.recs_registry import ModelRegistry
-from nexuscart.adapters.recs_store import Item, RecsStore
+from nexuscart.adapters.recs_store import EXP_KEY, Item, RecsStore
 from nexuscart.domain import recs as rules
 from services.recommendations import model as m
 from services.recommendations import train
@@ -109,12 +109,14 @@ def registry_versions(settings: config.Settings, loop: asyncio.Runner) -> Iterat
         v2 = reg.save(arrays, ranker, {"metrics": model.metrics, "n": 2})
         return [v1, v2]
 
+    loop.run(client.delete(EXP_KEY))  # no experiment of another test splits these shoppers
     versions = loop.run(setup())
     try:
         yield versions
     finally:
         if before:
             loop.run(reg.promote(before))
+        loop.run(client.delete(EXP_KEY))
         loop.run(client.aclose())
 
 

@@ -21,7 +21,7 @@ from devtools import catalog_gen, shoppers_gen
 from nexuscart import auth, config, events
 from nexuscart.adapters import kafka
 from nexuscart.adapters.recs_registry import ModelRegistry
-from nexuscart.adapters.recs_store import ExperimentStore, RecsStore, Signal
+from nexuscart.adapters.recs_store import EXP_KEY, ExperimentStore, RecsStore, Signal
 from nexuscart.app.recommendations import Arm, Experiment
 from nexuscart.domain import recs as rules
 from services.recommendations import model as m
@@ -206,7 +206,10 @@ async def test_outcomes_of_exposed_shoppers_count_for_their_arm(
         _, stats, _ = await exps.results(key)
         return stats.get("b:orders") == 1.0
 
-    await _until(counted, 60)
+    try:
+        await _until(counted, 60)
+    finally:
+        await redis_client.delete(EXP_KEY)  # the experiment must not outlive its test
     users, stats, revenue = await exps.results(key)
     assert users == {str(user): "b"}
     assert stats["b:clicks"] == 1.0  # the view of a shown product
