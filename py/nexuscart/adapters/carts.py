@@ -10,7 +10,7 @@ Idempotency-Key of the last change: a retry of it is not applied twice.
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
@@ -65,11 +65,16 @@ class CartStore:
             raw = dict(zip(raw[::2], raw[1::2], strict=True))
         return _cart(cast("dict[bytes, bytes]", raw))
 
-    async def _run(self, keys: list[bytes], args: list[str | int]) -> list[int]:
-        res = cast("list[int]", await self.commands.script(CART, keys, args))
+    async def _run(self, keys: list[bytes], args: list[str | int]) -> list[Any]:
+        res = cast("list[Any]", await self.commands.script(CART, keys, args))
         if res[0] != 0:
             raise CartRefused(_OUTCOMES[int(res[0])])
         return res
+
+    async def _change(self, keys: list[bytes], args: list[str | int]) -> Cart:
+        """Run a change; -> the cart after it (the script answers it)."""
+        flat = (await self._run(keys, args))[4:]
+        return _cart(dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def add(
         self,
@@ -80,15 +85,15 @@ class CartStore:
         price: int,
         currency: str,
         idem: str = "",
-    ) -> None:
+    ) -> Cart:
         """Add units of a SKU at today's price (the price the shopper now has seen). A retry
         with the Idempotency-Key of the cart's last change is not applied again."""
         args = [*self._head("add", idem), sku, product_id, quantity, price, currency]
-        await self._run([key], args)
+        return await self._change([key], args)
 
-    async def set_quantity(self, key: bytes, sku: str, quantity: int, idem: str = "") -> None:
+    async def set_quantity(self, key: bytes, sku: str, quantity: int, idem: str = "") -> Cart:
         """Set a line's units (0 removes it); its seen price stays."""
-        await self._run([key], [*self._head("set", idem), sku, 0, quantity, 0, ""])
+        return await self._change([key], [*self._head("set", idem), sku, 0, quantity, 0, ""])
 
     async def merge(self, into: bytes, guest: bytes) -> tuple[int, int]:
         """Move a guest cart's lines into a shopper's (units added, capped; lines in another

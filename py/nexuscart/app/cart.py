@@ -161,7 +161,7 @@ class Carts:
             )
         try:
             with redis_errors():
-                await self.store.add(
+                cart = await self.store.add(
                     owner.key(),
                     body.sku,
                     body.product_id,
@@ -172,15 +172,15 @@ class Carts:
                 )
         except CartRefused as exc:
             raise _refusal(exc) from None
-        return await self.view(owner)
+        return to_view(cart, await self.priced(cart))
 
     async def set_quantity(self, owner: Owner, sku: str, quantity: int, idem: str = "") -> CartView:
         try:
             with redis_errors():
-                await self.store.set_quantity(owner.key(), sku, quantity, idem)
+                cart = await self.store.set_quantity(owner.key(), sku, quantity, idem)
         except CartRefused as exc:
             raise _refusal(exc) from None
-        return await self.view(owner)
+        return to_view(cart, await self.priced(cart))
 
     async def merge(self, user_id: int, token: str) -> CartView:
         """The guest cart's lines into the shopper's (idempotent: the guest cart is gone

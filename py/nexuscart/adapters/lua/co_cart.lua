@@ -8,14 +8,17 @@
 --   Idempotency-Key ('' none), then
 --   add/set: 6 sku, 7 product_id, 8 quantity (add: more units; set: the units, 0 removes),
 --            9 unit price now, 10 currency
--- Returns {0, version} done; {1} mixed currencies; {2} quantity above the limit; {3} too
---   many lines; {4} no such line (set); merge: {0, version, merged lines, lines left out}
+-- Returns {0, version, merged lines, lines left out, the cart's fields and values} done (a
+--   retry: the same without a change); {1} mixed currencies; {2} quantity above the limit;
+--   {3} too many lines; {4} no such line (set)
 local op, ttl, max_lines, max_qty = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local cart = KEYS[1]
 local idem = ARGV[5]
 if idem ~= '' and redis.call('HGET', cart, '_k') == idem then
   redis.call('PEXPIRE', cart, ttl)
-  return {0, tonumber(redis.call('HGET', cart, '_v') or '0'), 0, 0}
+  local out = {0, tonumber(redis.call('HGET', cart, '_v') or '0'), 0, 0}
+  for _, x in ipairs(redis.call('HGETALL', cart)) do out[#out + 1] = x end
+  return out
 end
 
 local function lines_of(key)
@@ -26,12 +29,14 @@ local function lines_of(key)
   return n
 end
 
-local function done(extra)
+-- {0, version, merged, left out, then the cart as HGETALL answers it}: the caller shows
+-- the cart without reading it again
+local function done(merged, left)
   local v = redis.call('HINCRBY', cart, '_v', 1)
   if idem ~= '' then redis.call('HSET', cart, '_k', idem) end
   redis.call('PEXPIRE', cart, ttl)
-  local out = {0, v}
-  for _, x in ipairs(extra or {}) do out[#out + 1] = x end
+  local out = {0, v, merged or 0, left or 0}
+  for _, x in ipairs(redis.call('HGETALL', cart)) do out[#out + 1] = x end
   return out
 end
 
@@ -58,7 +63,7 @@ if op == 'merge' then
     end
   end
   redis.call('DEL', KEYS[2])
-  return done({merged, left})
+  return done(merged, left)
 end
 
 local sku, pid, qty, price, c = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
