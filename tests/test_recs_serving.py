@@ -88,6 +88,10 @@ def test_the_filter_never_serves_archived_out_of_stock_or_bought_durables(
 SYNTH_USERS = 400
 
 
+async def _no_experiment(client: aioredis.Redis) -> None:
+    await client.delete(EXP_KEY)
+
+
 @pytest.fixture(scope="module")
 def registry_versions(settings: config.Settings, loop: asyncio.Runner) -> Iterator[list[str]]:
     """Two versions of a small SYNTHETIC model in the registry the edge reads, with their
@@ -109,14 +113,14 @@ def registry_versions(settings: config.Settings, loop: asyncio.Runner) -> Iterat
         v2 = reg.save(arrays, ranker, {"metrics": model.metrics, "n": 2})
         return [v1, v2]
 
-    loop.run(client.delete(EXP_KEY))  # no experiment of another test splits these shoppers
+    loop.run(_no_experiment(client))  # no experiment of another test splits these shoppers
     versions = loop.run(setup())
     try:
         yield versions
     finally:
         if before:
             loop.run(reg.promote(before))
-        loop.run(client.delete(EXP_KEY))
+        loop.run(_no_experiment(client))
         loop.run(client.aclose())
 
 
