@@ -598,7 +598,12 @@ class Supervisor:
                 spawn(
                     name,
                     [py, "-m", f"{services_dir.name}.{name}"],
-                    {**env, "METRICS_PORT": str(metrics_ports[name])},
+                    {
+                        **env,
+                        "METRICS_PORT": str(metrics_ports[name]),
+                        # with the demo data, a SYNTHETIC recommendation model (benches: none)
+                        **({"RECS_DEMO_MODEL": "1"} if seed is not None else {}),
+                    },
                     self.console,
                     self.args.background_nice,
                 )

@@ -131,6 +131,9 @@ class RecsSettings(msgspec.Struct, frozen=True):
     model_poll_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     # interactions kept in Redis for training (the offline store's recent window)
     log_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 2_000_000
+    # scripts/server sets it when it loads the demo data: the service then trains and
+    # promotes a SYNTHETIC demo model if no version is active
+    demo_model: bool = False
 
 
 class AppSettings(msgspec.Struct, frozen=True):
@@ -353,6 +356,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "log_maxlen",
         False,
         "interactions kept in Redis for training the recommendations",
+    ),
+    (
+        "RECS_DEMO_MODEL",
+        "recs",
+        "demo_model",
+        False,
+        "1: train and promote a SYNTHETIC demo model when none is active (scripts/server)",
     ),
     (
         "TRACE_SAMPLE",

@@ -18,10 +18,7 @@ if cmd:
     sys.stderr.write("usage: python -m services.recommendations [train|evaluate [options]]\n")
     sys.exit(2)
 
-import os  # noqa: E402
-
-from services.recommendations import bootstrap  # noqa: E402
+from services.recommendations.bootstrap import main  # noqa: E402
 from services.runtime import run  # noqa: E402
 
-# on the local stack (scripts/server), a SYNTHETIC demo model when none is active
-run(bootstrap.main_with_demo_model if os.environ.get("NEXUSCART_ENV") == "dev" else bootstrap.main)
+run(main)

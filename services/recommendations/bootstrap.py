@@ -1,6 +1,7 @@
 """Composition root of the recommendation service: the consumer that keeps the live
 signals in Redis (orders.v1, catalog.v1, interactions.v1), the product backfill at start
-and, on the local stack, a SYNTHETIC demo model when none is active."""
+and, with RECS_DEMO_MODEL (scripts/server with its demo data), a SYNTHETIC demo model when
+none is active."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def _train_demo(registry: ModelRegistry) -> str:
     return registry.save(arrays, m.ranker_bytes(mdl.ranker), meta)
 
 
-async def main(stop: asyncio.Event, demo_model: bool = False) -> None:
+async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     redis = redis_conn.connect(settings.redis)
     pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
@@ -68,7 +69,7 @@ async def main(stop: asyncio.Event, demo_model: bool = False) -> None:
         consumable = rules.consumable_categories((c.category_id, c.parent_id, c.name) for c in tree)
         log.info("recommendations: %d products backfilled", await backfill(repo, store, consumable))
         registry = ModelRegistry(settings.recs.model_dir, redis)
-        if demo_model and await registry.active() is None:
+        if settings.recs.demo_model and await registry.active() is None:
             version = await asyncio.to_thread(_train_demo, registry)
             await registry.promote(version)
             log.info("recommendations: SYNTHETIC demo model %s trained and promoted", version)
@@ -77,7 +78,3 @@ async def main(stop: asyncio.Event, demo_model: bool = False) -> None:
     finally:
         await pool.close()
         await redis.aclose()
-
-
-async def main_with_demo_model(stop: asyncio.Event) -> None:
-    await main(stop, demo_model=True)
