@@ -169,8 +169,7 @@ def routes(deps: Deps) -> list[Route]:
         limit = query_int(req, "limit", 20, 1, rules.LIST_LIMIT_MAX)
         cursor = query_int(req, "cursor", None, 0, ID_MAX)
         category = query_int(req, "category_id", None, 0, ID_MAX)
-        page = await cat.list_products(cursor, category, limit)
-        return json_response(page, headers=_LIST_HEADERS)
+        return raw_json(await cat.listing(cursor, category, limit), headers=_LIST_HEADERS)
 
     @handles_refusals
     async def create_product(req: Request) -> Response:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
@@ -24,10 +25,17 @@ class CountingRepo(CatalogRepo):
     """The real repository, counting the product reads (one per page build)."""
 
     reads = 0
+    listings = 0
 
     async def product(self, product_id: int) -> Product | None:
         self.reads += 1
         return await super().product(product_id)
+
+    async def page(
+        self, cursor: int | None, category_ids: Sequence[int] | None, limit: int
+    ) -> list[Product]:
+        self.listings += 1
+        return await super().page(cursor, category_ids, limit)
 
 
 @pytest.fixture
@@ -102,3 +110,21 @@ async def test_views_after_a_change_do_not_join_a_build_that_began_before_it(
     cached = catalog.cache.get(pid)
     assert cached is not None
     assert b'"title":"After"' in cached.body
+
+
+async def test_a_busy_listing_is_read_once_and_a_change_is_listed_at_once(
+    catalog: Catalog,
+) -> None:
+    """GET /products read PostgreSQL on every request (31-48 req/s in the suite's PT-01):
+    concurrent requests for one listing page now share one read, and a product change (the
+    page cache's epoch) is listed by the next request, not after the cache's TTL."""
+    repo = catalog.repo
+    assert isinstance(repo, CountingRepo)
+    before = repo.listings
+    bodies = await asyncio.gather(*(catalog.listing(None, None, 100) for _ in range(50)))
+    assert repo.listings - before == 1
+    assert len(set(bodies)) == 1
+    pid = await _product(catalog, "Listed")
+    catalog.cache.drop(pid)  # what the change feed does on the product's announcement
+    listed = msgspec.json.decode(await catalog.listing(pid - 1, None, 100))
+    assert [item["product_id"] for item in listed["items"]][:1] == [pid]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Final
 
 import msgspec
+from async_lru import alru_cache
 
 from nexuscart.adapters import catalog_repo as repo_mod
 from nexuscart.adapters.catalog_repo import (
@@ -193,6 +194,8 @@ class Page:
 _MISSING: Final = Page(0, "missing", 0, b"", "", [], [], 0.0)  # cached "no such product"
 
 PUBLIC_CACHE_CONTROL: Final = "public, max-age=1"  # a CDN adds at most 1 s of staleness
+LIST_TTL_S: Final = 1.0  # a listing's in_stock flags are at most this old (like a CDN's)
+LIST_CACHE_MAX: Final = 4096  # listing pages per worker
 PRIVATE_CACHE_CONTROL: Final = "private, no-store"
 
 
@@ -395,6 +398,10 @@ class Catalog:
         self._categories_lock = asyncio.Lock()
         # product id -> (cache epoch when it began, the build) for the builds under way
         self._building: dict[int, tuple[int, asyncio.Future[Page]]] = {}
+        # listing pages of this worker, keyed with the page cache's epoch, which every
+        # product change moves on: a change is seen at once, and a busy listing is read from
+        # PostgreSQL once per LIST_TTL_S at most, by one request while the others wait on it
+        self._listing = alru_cache(maxsize=LIST_CACHE_MAX, ttl=LIST_TTL_S)(self._list_body)
 
     # -- categories -------------------------------------------------------------------
 
@@ -588,6 +595,17 @@ class Catalog:
         """Uncached (owners' view of drafts and archived products)."""
         built = await self._build(product_id)
         return None if built is _MISSING else built
+
+    async def listing(self, cursor: int | None, category_id: int | None, limit: int) -> bytes:
+        """A listing page as JSON, from this worker's cache when its feed is following."""
+        if not self.cache.on:
+            return await self._list_body(-1, cursor, category_id, limit)
+        return await self._listing(self.cache.epoch, cursor, category_id, limit)
+
+    async def _list_body(
+        self, _epoch: int, cursor: int | None, category_id: int | None, limit: int
+    ) -> bytes:
+        return _encoder.encode(await self.list_products(cursor, category_id, limit))
 
     async def list_products(
         self, cursor: int | None, category_id: int | None, limit: int
