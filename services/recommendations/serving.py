@@ -67,6 +67,14 @@ class Loaded:
                     idx += [i for i in self.s.leaf_top[leaf].tolist() if i >= 0]
         return [int(p) for p in self.product_ids[idx]]
 
+    def category_pool(self, product_id: int) -> list[int]:
+        """The bestsellers of the product's leaf category (the fallback of "similar")."""
+        idx = int(self._items([product_id])[0])
+        if idx < 0:
+            return []
+        top = self.s.leaf_top[self.cat.leaf[idx]]
+        return [int(p) for p in self.product_ids[top[top >= 0]]]
+
     def rank(
         self,
         user_id: int,

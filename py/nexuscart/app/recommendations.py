@@ -266,8 +266,11 @@ class Recommender:
         return answer
 
     async def similar(self, product_id: int, k: int) -> Recommendations:
+        # the model's bestsellers of the product's category: the fallback when the live
+        # signals have too little (a new store, a quiet product)
+        pool = self.model.category_pool(product_id) if self.model is not None else []
         with redis_errors():
-            served = await self.store.serve(0, product_id, [], want=k * 2)
+            served = await self.store.serve(0, product_id, pool, want=k * 2)
         items = sorted(served.items, key=lambda x: (-(2 * x[2] + x[1]), -x[3], x[0]))[:k]
         out = [
             Recommendation(pid, 2 * cobuy + covis + trend, _reason(cobuy, covis, product_id))
