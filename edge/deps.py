@@ -187,7 +187,10 @@ def build(settings: config.Settings | None = None) -> Deps:
     catalog_pipe = RedisPipe(s.redis.url, timeout)
     # live stock reads answer what is available: less what everyday orders reserved or sold
     catalog_store = CatalogStore(
-        client, catalog_pipe, held=(reservations.level_key, reservations.held_units)
+        client,
+        catalog_pipe,
+        held=(reservations.level_key, reservations.held_units),
+        mirror=reservations.ReservationStore(client).mirror_levels,
     )
     page_cache = PageCache(s.catalog.page_ttl_s, s.catalog.page_cache_max)
     catalog = Catalog(

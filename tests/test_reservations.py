@@ -319,3 +319,22 @@ async def test_checkouts_on_the_pipe_survive_a_lost_script_cache(
     finally:
         pipe.close()
         await redis_client.delete(OUTBOX)
+
+
+async def test_every_catalog_level_written_reaches_the_checkouts_copy(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The catalog's writer tells the counters: a checkout that brings no level sees a
+    restock and a correction (none is left for a later checkout to bring)."""
+    rs = ReservationStore(redis_client)
+    catalog = CatalogStore(redis_client, mirror=rs.mirror_levels)
+    t = uuid.uuid4().hex[:8]
+    a = sku_of(t, 1)
+    assert await checkout(rs, 1, [(a, 1)]) == Short([(a, 0)])  # never seen: no stock
+    await catalog.set_levels([(a, StockLevel(1, 3, 0))])
+    assert isinstance(await checkout(rs, 1, [(a, 2)]), Placed)
+    await catalog.set_levels([(a, StockLevel(2, 2, 0))])  # a correction: 2 on hand
+    assert await checkout(rs, 1, [(a, 1)]) == Short([(a, 0)])
+    await catalog.set_levels([(a, StockLevel(1, 100, 0))])  # an older write: ignored
+    assert (await rs.levels([a]))[a] == (2, 0, 2, 0)
+    await redis_client.delete(OUTBOX)

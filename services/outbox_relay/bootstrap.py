@@ -16,6 +16,7 @@ from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.orders_repo import OrdersRepo
 from nexuscart.adapters.payments_repo import PaymentsRepo
+from nexuscart.adapters.reservations import ReservationStore
 from nexuscart.adapters.users_repo import UsersRepo
 from services.outbox_relay import pg_outbox
 from services.outbox_relay.catalog import CatalogOutboxRelay
@@ -60,7 +61,9 @@ async def main(stop: asyncio.Event) -> None:
         claim_idle_ms=settings.relay.claim_idle_ms,
     )
     users = UsersOutboxRelay(UsersRepo(pg), producer)
-    catalog = CatalogOutboxRelay(CatalogRepo(pg), producer, CatalogStore(client))
+    # the levels it completes also reach the everyday checkout's copy
+    mirror = ReservationStore(client).mirror_levels
+    catalog = CatalogOutboxRelay(CatalogRepo(pg), producer, CatalogStore(client, mirror=mirror))
     payments = PaymentsOutboxRelay(PaymentsRepo(pg), producer)
     # people's order transitions (OrderStatusChanged), keyed by the buyer like orders.v1
     orders = PgOutboxRelay(OrdersRepo(pg), producer, lambda r: r.user_id, "orders")

@@ -17,7 +17,7 @@ Keys (this module owns them):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
@@ -110,17 +110,20 @@ class CatalogStore:
     """``held``: where another store keeps the units each SKU has committed (reserved or
     sold by the everyday checkout: the key of a SKU, and its units from that key's value).
     With it, ``levels`` answers what is available (``max(0, stock - held)``) from the same
-    MGET; without it, the seller's declared stock."""
+    MGET; without it, the seller's declared stock. ``mirror``: told every level written
+    (the everyday checkout keeps a copy of each SKU's level beside its counters)."""
 
     def __init__(
         self,
         client: aioredis.Redis,
         pipe: RedisPipe | None = None,
         held: tuple[Callable[[str], bytes], Callable[[bytes | None], int]] | None = None,
+        mirror: Callable[[Sequence[tuple[str, StockLevel]]], Awaitable[None]] | None = None,
     ):
         self.client = client
         self.pipe = pipe  # the lean connection for the hot reads (GET /inventory, pages)
         self.held = held
+        self.mirror = mirror  # also told every level written (the checkout's copy)
         self._batcher = MgetBatcher(pipe) if pipe is not None else None
         self._set = _SET.for_client(client)
 
@@ -144,6 +147,8 @@ class CatalogStore:
         for _, lv in batch:
             args += [lv.version, lv.stock, lv.threshold]
         n: int = await self._set(keys=keys, args=args)
+        if self.mirror is not None:
+            await self.mirror(batch)
         return n
 
     async def levels(self, skus: Sequence[str]) -> list[StockLevel | None]:

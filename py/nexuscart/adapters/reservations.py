@@ -5,9 +5,10 @@ This module owns the keys of the everyday checkout. Every key shares the hash ta
 so each script touches one Redis Cluster slot (ADR 0014: the everyday checkout is one slot):
 
 - ``{co}:s:<sku>``: ``"<version>:<on_hand>:<reserved>:<sold>"``. ``on_hand`` is the
-  catalog's level (``cat:stk:<sku>``, written after PostgreSQL's audited adjustments), copied
-  in by the checkout whenever it brings a newer version; ``reserved`` and ``sold`` are this
-  store's. ``available = max(0, on_hand - reserved - sold)``. The catalog's value is never
+  catalog's level (``cat:stk:<sku>``, written after PostgreSQL's audited adjustments),
+  copied in by every writer of that level (``mirror_levels``, called by CatalogStore) and by
+  a checkout that brings a newer version; ``reserved`` and ``sold`` are this store's.
+  ``available = max(0, on_hand - reserved - sold)``. The catalog's value is never
   decremented: a reload of it from PostgreSQL cannot erase a reservation.
 - ``{co}:res`` (hash): order id -> ``"<user_id>|<promo code>|<sku>:<qty>,..."``, the open
   reservations; ``{co}:exp`` (sorted set): order id by ``expires_at_ms``.
@@ -68,6 +69,7 @@ MAX_LINES: Final = 100  # lines of one checkout (one script call; carts allow fe
 
 CHECKOUT: Final = Script("co_checkout")
 END: Final = Script("co_end")
+LEVEL_SET: Final = Script("co_level_set")
 
 
 def level_key(sku: str) -> bytes:
@@ -416,6 +418,16 @@ class ReservationStore:
             if rec is not None:
                 out.append((int(rec.split(b"|", 1)[0]), int(oid)))
         return out
+
+    async def mirror_levels(self, levels: Sequence[tuple[str, StockLevel]]) -> None:
+        """Copy the catalog's levels (just written to ``cat:stk:<sku>``) into the SKU
+        counters, newer versions only: a checkout then needs no catalog read, and a
+        correction reaches the counters even if no checkout brings it."""
+        if levels:
+            args: list[int] = []
+            for _, lv in levels:
+                args += [lv.version, lv.stock]
+            await self.commands.script(LEVEL_SET, [level_key(s) for s, _ in levels], args)
 
     async def catalog_levels(self, skus: Sequence[str]) -> list[StockLevel | None]:
         """The catalog's level of each SKU (None: not in Redis), as the checkout passes it."""

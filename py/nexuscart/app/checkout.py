@@ -16,7 +16,14 @@ import msgspec
 
 from nexuscart.adapters.carts import user_cart
 from nexuscart.adapters.catalog_repo import CatalogRepo
-from nexuscart.adapters.reservations import Line, Placed, Rejected, ReservationStore, Short
+from nexuscart.adapters.reservations import (
+    CheckoutResult,
+    Line,
+    Placed,
+    Rejected,
+    ReservationStore,
+    Short,
+)
 from nexuscart.app.cart import Carts
 from nexuscart.app.errors import Refused, pg_errors, redis_errors
 from nexuscart.app.promotions import Promotions
@@ -165,28 +172,42 @@ class Checkout:
                 f"total now {total}{'; ' + moved if moved else ''}: confirm with "
                 "expected_total_minor",
             )
-        levels = await self._catalog_levels([ln.sku for ln in priced.lines])
-        lines = [
-            Line(ln.sku, ln.product_id, ln.quantity, ln.unit_price_minor, *levels[ln.sku])
-            for ln in priced.lines
-        ]
-        with redis_errors():
-            res = await self.reservations.checkout(
-                user_id=user_id,
-                idem=key,
-                fingerprint=fp,
-                lines=lines,
-                currency=priced.currency,
-                subtotal_minor=priced.subtotal_minor,
-                discount_minor=discount,
-                total_minor=total,
-                promo_code=code,
-                ttl_ms=self.ttl_ms,
-                event_id=self.event_ids(),
-                occurred_at=datetime.now(UTC).isoformat(),
-                cart_key=owner_key,
-                cart_version=cart.version,
-            )
+        # The counters keep a copy of each SKU's catalog level (every writer of the level
+        # updates it): reserve with it, one round trip. Short lines may be a restock the
+        # copy has not seen (or a SKU it never saw): read the catalog's levels, try again.
+        res: CheckoutResult | None = None
+        levels: dict[str, tuple[int | None, int | None]] = {}
+        for _ in range(2):
+            lines = [
+                Line(
+                    ln.sku,
+                    ln.product_id,
+                    ln.quantity,
+                    ln.unit_price_minor,
+                    *levels.get(ln.sku, (None, None)),
+                )
+                for ln in priced.lines
+            ]
+            with redis_errors():
+                res = await self.reservations.checkout(
+                    user_id=user_id,
+                    idem=key,
+                    fingerprint=fp,
+                    lines=lines,
+                    currency=priced.currency,
+                    subtotal_minor=priced.subtotal_minor,
+                    discount_minor=discount,
+                    total_minor=total,
+                    promo_code=code,
+                    ttl_ms=self.ttl_ms,
+                    event_id=self.event_ids(),
+                    occurred_at=datetime.now(UTC).isoformat(),
+                    cart_key=owner_key,
+                    cart_version=cart.version,
+                )
+            if not isinstance(res, Short) or levels:
+                break
+            levels = await self._catalog_levels([ln.sku for ln in priced.lines])
         if isinstance(res, Placed):
             return res
         if isinstance(res, Short):
