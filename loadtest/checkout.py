@@ -77,7 +77,9 @@ async def prepare(
 
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await CatalogStore(client).set_levels(
+        # as the stock-adjustment API writes a level: the catalog's and the checkout's copy
+        mirror = reservations.ReservationStore(client).mirror_levels
+        await CatalogStore(client, mirror=mirror).set_levels(
             (sku, StockLevel(1, 1_000_000, 5)) for _, sku, _, _ in offers
         )
         rng = random.Random("checkout-bench")
