@@ -1,6 +1,7 @@
-"""A model version loaded for serving (one per process): the candidate pool of a shopper,
-and the ranking of live candidates with the features of ``domain.recs.FEATURES`` computed
-by the same code as in training (``model.features``), plus TreeSHAP contributions."""
+"""A model version loaded for serving (one per process): each known shopper's ranked list
+(ranked at training, ``model.precompute``), the cold-start bestsellers, and on demand the
+TreeSHAP contributions of answered items, with the features of ``domain.recs.FEATURES``
+computed by the same code as in training (``model.features``)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ class Loaded:
         self.booster = m.ranker_from(ranker)
         self.booster.set_param({"nthread": 1})  # one request's rows: threads only cost
         self.n_leaves = self.s.leaf_top.shape[0]
+        # each known shopper's ranked list (product ids, -1 padded) and the ranker's scores,
+        # ranked at training; a version saved before them serves the cold-start pool
+        if "top_items" in arrays:
+            top = np.asarray(arrays["top_items"], dtype=np.int64)
+            self.top_pids = np.where(top >= 0, self.product_ids[np.maximum(top, 0)], -1)
+            self.top_scores = np.asarray(arrays["top_scores"], dtype=np.float64)
+        else:
+            self.top_pids = np.full((len(self.user_ids), 0), -1, dtype=np.int64)
+            self.top_scores = np.zeros((len(self.user_ids), 0))
+        self.cold_pids: list[int] = self.product_ids[self.s.popular[:POOL_POPULAR]].tolist()
+        self.cold_scores = np.log1p(self.s.popularity[self.s.popular[:POOL_POPULAR]]).tolist()
 
     def _user(self, user_id: int) -> int | None:
         k = int(np.searchsorted(self.user_ids, user_id))
@@ -53,19 +65,16 @@ class Loaded:
         k = np.minimum(np.searchsorted(self.product_ids, a), len(self.product_ids) - 1)
         return np.where(self.product_ids[k] == a, k, -1)
 
-    def pool_for(self, user_id: int) -> list[int]:
-        """The model's candidates for a shopper: the bestsellers of their favourite leaves
-        and the overall bestsellers (co-visitation candidates come live from Redis)."""
-        idx: list[int] = self.s.popular[:POOL_POPULAR].tolist()
+    def ranked(self, user_id: int) -> tuple[list[int], list[float], bool]:
+        """The shopper's list, best first, with its scores, and whether it is personal
+        (ranked at training) or the cold-start bestsellers. No ranker on this path."""
         u = self._user(user_id)
-        if u is not None:
-            keys = self.s.leaf_aff.keys
-            a, b = np.searchsorted(keys, [u * self.n_leaves, (u + 1) * self.n_leaves])
-            if b > a:
-                best = np.argsort(-self.s.leaf_aff.values[a:b])[:2]
-                for leaf in (keys[a:b][best] % self.n_leaves).tolist():
-                    idx += [i for i in self.s.leaf_top[leaf].tolist() if i >= 0]
-        return [int(p) for p in self.product_ids[idx]]
+        if u is not None and self.top_pids.shape[1]:
+            row = self.top_pids[u]
+            n = int(np.count_nonzero(row >= 0))
+            if n:
+                return row[:n].tolist(), self.top_scores[u, :n].tolist(), True
+        return self.cold_pids, self.cold_scores, False
 
     def category_pool(self, product_id: int) -> list[int]:
         """The bestsellers of the product's leaf category (the fallback of "similar")."""
@@ -75,68 +84,48 @@ class Loaded:
         top = self.s.leaf_top[self.cat.leaf[idx]]
         return [int(p) for p in self.product_ids[top[top >= 0]]]
 
-    def rank(
-        self,
-        user_id: int,
-        recent: Sequence[int],
-        live: Sequence[tuple[int, float, float, float]],
-        explain: bool,
-        k: int = 10,
-    ) -> list[tuple[int, float, list[Contribution] | None]]:
-        pids = [x[0] for x in live]
+    def explain(
+        self, user_id: int, recent: Sequence[int], pids: Sequence[int]
+    ) -> dict[int, list[Contribution]]:
+        """Exact TreeSHAP (``pred_contribs``) of the answered items the model knows, on
+        demand: the features as in training (the co-visitation one from the live recent
+        items), EXPLAIN_TOP contributions each. About 1-3 ms a row on this machine."""
+        u = self._user(user_id)
         idx = self._items(pids)
         known = idx >= 0
-        u = self._user(user_id)
-        out: list[tuple[int, float, list[Contribution] | None]] = []
-        if u is not None and known.any():
-            items = idx[known]
-            # the co-visitation feature as in training: the live recent items (newest
-            # first, halving weights) x the model's co-visitation rows, for these items only
-            covis = np.zeros(len(items), dtype=np.float64)
-            order = np.argsort(items)
-            sorted_items = items[order]
-            r_idx = self._items(recent)
-            for w, r in zip((0.5**n for n in range(len(r_idx))), r_idx.tolist(), strict=False):
-                if r < 0:
-                    continue
-                a, b = self.s.covis.indptr[r], self.s.covis.indptr[r + 1]
-                cols, vals = self.s.covis.indices[a:b], self.s.covis.data[a:b]
-                pos = np.minimum(np.searchsorted(sorted_items, cols), len(items) - 1)
-                hit = sorted_items[pos] == cols
-                np.add.at(covis, order[pos[hit]], w * vals[hit])
-            users = np.full(len(items), u, dtype=np.int64)
-            f = m.features(self.s, self.cat, users, items, covis)
-            score = np.asarray(self.booster.inplace_predict(f), dtype=np.float64)
-            contribs: list[list[Contribution] | None] = [None] * len(items)
-            if explain:
-                # exact TreeSHAP costs ~1-3 ms a row here: only the rows that are answered
-                top_rows = np.argsort(-score)[:k]
-                dm = xgb.DMatrix(f[top_rows], feature_names=list(rules.FEATURE_NAMES), nthread=1)
-                c = self.booster.predict(dm, pred_contribs=True)[:, :-1]  # last: the bias
-                for row, n in enumerate(top_rows.tolist()):
-                    best = np.argsort(-np.abs(c[row]))[:EXPLAIN_TOP]
-                    contribs[n] = [
-                        Contribution(rules.FEATURE_NAMES[j], round(float(c[row, j]), 4))
-                        for j in best.tolist()
-                    ]
-            kp = [p for p, ok in zip(pids, known.tolist(), strict=True) if ok]
-            out = [(kp[n], float(score[n]), contribs[n]) for n in range(len(items))]
-            out.sort(key=lambda x: -x[1])
-        else:
-            pop = np.log1p(self.s.popularity[np.maximum(idx, 0)]) * known
-            for n, (pid, seen_with, cobuy, trend) in enumerate(live):
-                if known[n]:
-                    out.append((pid, float(2 * cobuy + seen_with + pop[n] + trend), None))
-            out.sort(key=lambda x: -x[1])
-        # products newer than the model: after its ranking, by their live signals
-        fresh = [(p, 2 * b + c + t) for (p, c, b, t), ok in zip(live, known.tolist(),
-                                                                strict=True) if not ok]  # fmt: skip
-        out += [(p, float(sc), None) for p, sc in sorted(fresh, key=lambda x: -x[1])]
+        if u is None or not known.any():
+            return {}
+        items = idx[known]
+        # the live recent items (newest first, halving weights) x the model's co-visitation
+        # rows, for these items only
+        covis = np.zeros(len(items), dtype=np.float64)
+        order = np.argsort(items)
+        sorted_items = items[order]
+        r_idx = self._items(recent)
+        for w, r in zip((0.5**n for n in range(len(r_idx))), r_idx.tolist(), strict=False):
+            if r < 0:
+                continue
+            a, b = self.s.covis.indptr[r], self.s.covis.indptr[r + 1]
+            cols, vals = self.s.covis.indices[a:b], self.s.covis.data[a:b]
+            pos = np.minimum(np.searchsorted(sorted_items, cols), len(items) - 1)
+            hit = sorted_items[pos] == cols
+            np.add.at(covis, order[pos[hit]], w * vals[hit])
+        f = m.features(self.s, self.cat, np.full(len(items), u, dtype=np.int64), items, covis)
+        dm = xgb.DMatrix(f, feature_names=list(rules.FEATURE_NAMES), nthread=1)
+        c = self.booster.predict(dm, pred_contribs=True)[:, :-1]  # last: the bias
+        kp = [p for p, ok in zip(pids, known.tolist(), strict=True) if ok]
+        out: dict[int, list[Contribution]] = {}
+        for row, pid in enumerate(kp):
+            best = np.argsort(-np.abs(c[row]))[:EXPLAIN_TOP]
+            out[pid] = [
+                Contribution(rules.FEATURE_NAMES[j], round(float(c[row, j]), 4))
+                for j in best.tolist()
+            ]
         return out
 
-    def reason(self, contribs: list[Contribution] | None) -> str:
+    def reason(self, contribs: list[Contribution] | None, personal: bool) -> str:
         if not contribs:
-            return "popular now"
+            return "recommended for you" if personal else "popular now"
         best = max(contribs, key=lambda c: c.value)
         return _HUMAN.get(best.feature, "recommended for you") if best.value > 0 else "popular now"
 

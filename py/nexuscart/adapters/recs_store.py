@@ -173,17 +173,19 @@ class RecsStore:
 
     async def serve(
         self, user: int, context: int, pool: Sequence[int], want: int,
-        n_recent: int = 5, n_neighbours: int = 20,
+        n_recent: int = 5, n_neighbours: int = 20, want_live: int | None = None,
     ) -> Served:  # fmt: skip
         """One round trip: live candidates around ``context`` and the shopper's recent
-        items, with ``pool`` (the model's), filtered (active, in stock, not bought)."""
+        items (``want_live`` kept at most, default ``want``), then ``pool`` (the model's,
+        best first), filtered (active, available, not bought) until ``want`` are kept."""
         recent, flat = cast(
             "list[list[bytes]]",
             await self._serve(
                 keys=[recent_key(user), bought_key(user)],
-                args=[n_recent, n_neighbours, context, want, *pool],
+                args=[n_recent, n_neighbours, context, want,
+                      want if want_live is None else want_live, *pool],
             ),
-        )
+        )  # fmt: skip
         items = [
             (int(flat[i]), float(flat[i + 1]), float(flat[i + 2]), float(flat[i + 3]))
             for i in range(0, len(flat), 4)

@@ -188,8 +188,8 @@ _REASONS: Final = {
     "covis": "viewed together with {seed}",
     "trend": "popular in this category now",
 }
-POOL_LEAF_LEAVES: Final = 2  # the shopper's favourite leaves whose bestsellers join the pool
-POOL_POPULAR: Final = 20
+POOL_POPULAR: Final = 20  # the cold-start list: the model's bestsellers
+POOL_FACTOR: Final = 2  # items kept by the filter per item asked (live ones: k at most)
 EXPLAIN_TOP: Final = 3
 
 
@@ -249,12 +249,15 @@ class Recommender:
             arm = exp.arms[rules.assign(exp.key, user_id, [a.weight for a in exp.arms])]
             if arm.model_version is not None:
                 model = self.arm_models.get(arm.model_version, model)
-        pool = model.pool_for(user_id) if model is not None else []
-        with redis_errors():
-            served = await self.store.serve(user_id, context_product, pool, want=k * 3)
         # the "popular" arm ranks as for a shopper the model does not know
         ranked_for = 0 if arm is not None and arm.blend == "popular" else user_id
-        answer = self._answer(model, ranked_for, served, k, explain, context, context_product)
+        pids, scores, personal = model.ranked(ranked_for) if model is not None else ([], [], False)
+        with redis_errors():
+            served = await self.store.serve(
+                user_id, context_product, pids, want=k * POOL_FACTOR, want_live=k,
+            )  # fmt: skip
+        answer = self._answer(model, ranked_for, served, dict(zip(pids, scores, strict=True)),
+                              personal, k, explain, context, context_product)  # fmt: skip
         if exp is not None and arm is not None and self.experiments is not None:
             # logged off the answer's path; a lost exposure only undercounts
             task = asyncio.ensure_future(self.experiments.store.expose(
@@ -280,9 +283,13 @@ class Recommender:
         return Recommendations(out, version, f"product:{product_id}")
 
     def _answer(
-        self, model: Any, user_id: int, served: Served, k: int, explain: bool, context: str,
-        context_product: int,
+        self, model: Any, user_id: int, served: Served, scores: dict[int, float],
+        personal: bool, k: int, explain: bool, context: str, context_product: int,
     ) -> Recommendations:  # fmt: skip
+        """The model's list (its scores) blended with the live signals: an item's live
+        strength (2 x bought together + viewed together + trending), scaled to the spread of
+        the list's scores, is added to its score (items only the live signals brought start
+        from the list's lowest score), so the strongest live neighbour can lead."""
         seed = context_product or (served.recent[0] if served.recent else 0)
         if model is None or not served.items:
             items = sorted(served.items, key=lambda x: (-(2 * x[2] + x[1] + x[3]), x[0]))[:k]
@@ -291,14 +298,25 @@ class Recommender:
                 None if model is None else model.version,
                 context,
             )
-        ranked = model.rank(user_id, served.recent, served.items, explain, k)
+        lo = min(scores.values(), default=0.0)
+        spread = max(max(scores.values(), default=0.0) - lo, 1.0)
+        live = [2 * b + c + t for _, c, b, t in served.items]
+        top_live = max(live) or 1.0
+        ranked = sorted(
+            ((scores.get(x[0], lo) + spread * v / top_live, x) for v, x in zip(live, served.items,
+                                                                                strict=True)),
+            key=lambda sx: -sx[0],
+        )[:k]  # fmt: skip
+        contribs = (
+            model.explain(user_id, served.recent, [x[0] for _, x in ranked]) if explain else {}
+        )
         out = []
-        for pid, score, contribs in ranked[:k]:
-            live = next(x for x in served.items if x[0] == pid)
-            reason = _reason(live[2], live[1], seed) if live[1] or live[2] else (
-                _REASONS["trend"] if live[3] else model.reason(contribs)
+        for score, (pid, covis, cobuy, trend) in ranked:
+            c = contribs.get(pid)
+            reason = _reason(cobuy, covis, seed) if covis or cobuy else (
+                _REASONS["trend"] if trend else model.reason(c, personal and pid in scores)
             )  # fmt: skip
-            out.append(Recommendation(pid, score, reason, contribs))
+            out.append(Recommendation(pid, round(score, 6), reason, c))
         return Recommendations(out, model.version, context)
 
 

@@ -1,18 +1,21 @@
 -- Everything a recommendation answer needs from Redis, in one call (adapters/recs_store.py).
 -- KEYS[1] recs:recent:<user>, KEYS[2] recs:bought:<user> (a user 0's: empty)
 -- ARGV[1] recent items to expand, ARGV[2] neighbours per item, ARGV[3] the context product
--- ('0': none), ARGV[4] candidates wanted at least (trending of the context's or the recent
--- items' categories fill up to it), then candidate product ids from the model.
--- Candidates: the model's, the bought-together and viewed-together neighbours of the context
--- product and of the shopper's most recent items, trending; kept only when active, in stock
--- (any of its SKUs' cat:stk stock > 0) and not bought (a consumable refill comes back:
--- recs:item field x = 1).
+-- ('0': none), ARGV[4] items kept at most (the walk stops there: a request checks about
+-- that many products, not every candidate), ARGV[5] live neighbours kept at most, then the
+-- model's candidate ids, best first (the shopper's precomputed ranked list).
+-- Candidates in this order: the bought-together and viewed-together neighbours of the
+-- context product and of the shopper's most recent items, the model's list, then trending
+-- in the seeds' categories when fewer than ARGV[4] were kept. Kept only when active,
+-- available (any SKU with stock left: the checkout's on_hand - reserved - sold from
+-- {co}:s:<sku>, the catalog's cat:stk level when the checkout has none or an older
+-- version) and not bought (a consumable refill comes back: recs:item field x = 1).
 -- Returns {recent ids, {id, covis score, cobuy score, trend score, ...} of those kept}.
 local n_recent, n_neigh = tonumber(ARGV[1]), tonumber(ARGV[2])
-local context, want = ARGV[3], tonumber(ARGV[4])
+local context, want, want_live = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local recent = redis.call('ZRANGE', KEYS[1], 0, n_recent - 1, 'REV')
 local score = {}   -- id -> {covis, cobuy, trend}
-local order = {}
+local order = {}   -- live neighbours, first seen first
 local function add(id, k, v)
   local s = score[id]
   if not s then s = {0, 0, 0}; score[id] = s; order[#order + 1] = id end
@@ -31,38 +34,57 @@ for _, seed in ipairs(seeds) do
   local c = redis.call('HGET', 'recs:item:' .. id, 'c')
   if c then cats[#cats + 1] = c end
 end
-for i = 5, #ARGV do add(ARGV[i], 1, 0) end
-if #order < want then
-  for _, c in ipairs(cats) do
-    local nb = redis.call('ZRANGE', 'recs:trend:' .. c, 0, want - 1, 'REV', 'WITHSCORES')
-    for i = 1, #nb, 2 do add(nb[i], 3, 1) end
+
+local function available(skus)
+  for sku in string.gmatch(skus or '', '[^,]+') do
+    local lv = redis.call('MGET', '{co}:s:' .. sku, 'cat:stk:' .. sku)
+    local on_hand, taken, version = nil, 0, nil
+    if lv[1] then
+      local v, on, r, s = string.match(lv[1], '^(%-?%d+):(%-?%d+):(%d+):(%d+)$')
+      if v then version, on_hand, taken = tonumber(v), tonumber(on), tonumber(r) + tonumber(s) end
+    end
+    if lv[2] then
+      local v, on = string.match(lv[2], '^(%-?%d+):(%-?%d+)')
+      if v and (version == nil or tonumber(v) > version) then on_hand = tonumber(on) end
+    end
+    if on_hand and on_hand - taken > 0 then return true end
   end
+  return false
 end
+
 local out = {}
 local seen = {}
+local kept = 0
 if context ~= '0' then seen[context] = true end
+local function consider(id)
+  if seen[id] then return end
+  seen[id] = true
+  local item = redis.call('HMGET', 'recs:item:' .. id, 's', 'k', 'x')
+  if item[1] ~= 'active' then return end
+  if item[3] ~= '1' and redis.call('SISMEMBER', KEYS[2], id) == 1 then return end
+  if not available(item[2]) then return end
+  local s = score[id] or {0, 0, 0}
+  out[#out + 1] = id
+  out[#out + 1] = tostring(s[1])
+  out[#out + 1] = tostring(s[2])
+  out[#out + 1] = tostring(s[3])
+  kept = kept + 1
+end
 for _, id in ipairs(order) do
-  if not seen[id] then
-    seen[id] = true
-    local item = redis.call('HMGET', 'recs:item:' .. id, 's', 'k', 'x')
-    local ok = item[1] == 'active'
-    if ok and item[3] ~= '1' and redis.call('SISMEMBER', KEYS[2], id) == 1 then ok = false end
-    if ok then
-      ok = false
-      for sku in string.gmatch(item[2] or '', '[^,]+') do
-        local lvl = redis.call('GET', 'cat:stk:' .. sku)
-        if lvl then
-          local stock = tonumber(string.match(lvl, '^[^:]*:(%-?%d+)'))
-          if stock and stock > 0 then ok = true; break end
-        end
-      end
-    end
-    if ok then
-      local s = score[id]
-      out[#out + 1] = id
-      out[#out + 1] = tostring(s[1])
-      out[#out + 1] = tostring(s[2])
-      out[#out + 1] = tostring(s[3])
+  if kept >= want_live or kept >= want then break end
+  consider(id)
+end
+for i = 6, #ARGV do
+  if kept >= want then break end
+  consider(ARGV[i])
+end
+if kept < want then
+  for _, c in ipairs(cats) do
+    local nb = redis.call('ZRANGE', 'recs:trend:' .. c, 0, want - 1, 'REV')
+    for _, id in ipairs(nb) do
+      if kept >= want then break end
+      if not score[id] then score[id] = {0, 0, 1} end
+      consider(id)
     end
   end
 end
