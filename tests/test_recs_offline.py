@@ -59,3 +59,26 @@ def test_evaluation_reports_every_model_and_is_labelled_synthetic(
     text = (out / "offline-eval.md").read_text()
     assert "SYNTHETIC" in text
     assert (out / "offline-eval.png").stat().st_size > 1000
+
+
+def test_each_shoppers_precomputed_list_is_the_rankers_order_of_their_candidates() -> None:
+    """What serving reads instead of running XGBoost: per shopper the ranker's best
+    candidates, best first, never an item they bought or one that is not live."""
+    from services.recommendations import train
+
+    cfg = m.Config(factors=16, als_iterations=4, ranker_rounds=20, candidates=20, serve_top=15)
+    model, cat, _, _ = train.fit(6_000, 300, 7, cfg)
+    s = model.signals
+    users = np.flatnonzero(s.user_total > 0)[:50]
+    cand = m.candidates(s, cat, users, cfg)
+    score = m.rank(model.ranker, cand)
+    bought = m.bought_by_user(s.bought, s.n_items)
+    for u in users.tolist():
+        mine = cand.user == u
+        want = cand.item[mine][np.argsort(-score[mine], kind="stable")][: cfg.serve_top]
+        row = model.top_items[u]
+        got = row[row >= 0]
+        assert set(got.tolist()) == set(want.tolist())
+        assert np.all(np.diff(model.top_scores[u, : len(got)]) <= 1e-6)
+        assert not set(got.tolist()) & bought.get(u, set())
+        assert cat.active[got].all()

@@ -83,6 +83,33 @@ def test_the_filter_never_serves_archived_out_of_stock_or_bought_durables(
     loop.run(check())
 
 
+def test_the_filter_uses_the_checkouts_available_stock(
+    loop: asyncio.Runner, settings: config.Settings
+) -> None:
+    """Stock reserved or sold by everyday checkouts is not available: the checkout's copy
+    (on_hand - reserved - sold) decides, unless the catalog's level is a newer version."""
+
+    async def check() -> None:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            store = RecsStore(client)
+            base = secrets.randbelow(10**9) * 100 + 10**8
+            pids = [base + n for n in range(4)]
+            await store.put_items([Item(p, 5, "active", [f"SKU-A-{p}"], False) for p in pids])
+            await client.mset({f"cat:stk:SKU-A-{p}": "3:2:0" for p in pids})
+            await client.mset({
+                f"{{co}}:s:SKU-A-{pids[0]}": "3:2:1:1",  # all reserved or sold
+                f"{{co}}:s:SKU-A-{pids[1]}": "3:2:1:0",  # one left
+                f"{{co}}:s:SKU-A-{pids[2]}": "2:0:0:0",  # older than the catalog's restock
+            })  # fmt: skip
+            served = await store.serve(0, 0, pids, want=10)
+            assert [p for p, *_ in served.items] == pids[1:]
+        finally:
+            await client.aclose()
+
+    loop.run(check())
+
+
 # --- the routes ------------------------------------------------------------------------------
 
 SYNTH_USERS = 400
