@@ -56,3 +56,8 @@ local function outbox_append(outbox, user_id, event, traceparent)
   end
 end
 
+-- One entry of a capped log stream that is not an integration event (no envelope, never
+-- relayed), such as the recommendation signals' log that training reads.
+local function log_append(stream, maxlen, ...)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', ...)
+end

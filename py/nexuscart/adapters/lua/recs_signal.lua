@@ -69,7 +69,6 @@ if user ~= '0' then
 end
 -- the offline store's recent window: what `train` reads
 for _, pid in ipairs(pids) do
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'u', user, 'p', pid, 't', ARGV[2],
-             'k', kind)
+  log_append(KEYS[6], maxlen, 'u', user, 'p', pid, 't', ARGV[2], 'k', kind)
 end
 return 1
