@@ -237,8 +237,11 @@ def build(settings: config.Settings | None = None) -> Deps:
     deps.background.append(RevocationFeed(client, deps.verifier, block_ms=block_ms).run)
     deps.background.append(_search_follower(deps, pg))
     registry = ModelRegistry(s.recs.model_dir, client)
+    # recommendation reads: their own lean pipelined connection per worker
+    recs_pipe = RedisPipe(s.redis.url, timeout)
+    deps.closers.append(recs_pipe.close)
     deps.recommender = Recommender(
-        RecsStore(client, s.recs.log_maxlen),
+        RecsStore(client, s.recs.log_maxlen, pipe=recs_pipe),
         registry,
         s.recs.model_poll_s,
         Experiments(ExperimentStore(client), registry),

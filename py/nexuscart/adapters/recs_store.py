@@ -32,6 +32,8 @@ from typing import Final, NamedTuple, cast
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
+from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.adapters.reservations import Commands
 from nexuscart.domain import recs as rules
 
 _SIGNAL: Final = Script("recs_signal")
@@ -80,12 +82,16 @@ class Served(NamedTuple):
 
 
 class RecsStore:
-    def __init__(self, redis: aioredis.Redis, log_maxlen: int = 2_000_000) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, log_maxlen: int = 2_000_000, pipe: RedisPipe | None = None
+    ) -> None:
         self.redis = redis
         self.log_maxlen = log_maxlen
         self._signal = _SIGNAL.for_client(redis)
         self._refund = _REFUND.for_client(redis)
-        self._serve = _SERVE.for_client(redis)
+        # the serving call on the edge's lean pipelined connection when given one: redis-py
+        # spent more CPU per call than the rest of an answer
+        self._reads = Commands(redis, pipe)
 
     # --- the consumer's writes --------------------------------------------------------------
 
@@ -180,10 +186,11 @@ class RecsStore:
         best first), filtered (active, available, not bought) until ``want`` are kept."""
         recent, flat = cast(
             "list[list[bytes]]",
-            await self._serve(
-                keys=[recent_key(user), bought_key(user)],
-                args=[n_recent, n_neighbours, context, want,
-                      want if want_live is None else want_live, *pool],
+            await self._reads.script(
+                _SERVE,
+                [recent_key(user), bought_key(user)],
+                [n_recent, n_neighbours, context, want,
+                 want if want_live is None else want_live, *pool],
             ),
         )  # fmt: skip
         items = [
