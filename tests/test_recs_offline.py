@@ -82,3 +82,24 @@ def test_each_shoppers_precomputed_list_is_the_rankers_order_of_their_candidates
         assert np.all(np.diff(model.top_scores[u, : len(got)]) <= 1e-6)
         assert not set(got.tolist()) & bought.get(u, set())
         assert cat.active[got].all()
+
+
+def test_a_new_shopper_on_a_product_page_gets_its_categorys_bestsellers_first() -> None:
+    from services.recommendations import serving, train
+
+    cfg = m.Config(factors=8, als_iterations=2, ranker_rounds=5, candidates=10, serve_top=10)
+    model, cat, pids, info = train.fit(3_000, 200, 7, cfg)
+    arrays = m.to_arrays(model, cat, pids, np.arange(1, info["users"] + 1))
+    loaded = serving.Loaded("v", arrays, m.ranker_bytes(model.ranker))
+    product = int(pids[0])
+    same_leaf = set(pids[cat.leaf == cat.leaf[0]].tolist())
+    got, scores, personal = loaded.ranked(10**9, product)
+    assert not personal
+    n = len(loaded.category_pool(product))
+    assert n > 0
+    assert set(got[:n]) <= same_leaf
+    assert min(scores[:n]) > max(scores[n:])
+    assert loaded.ranked(10**9) == (loaded.cold_pids, loaded.cold_scores, False)
+    mine, _, personal = loaded.ranked(1, product)  # a known shopper: their own list
+    assert personal
+    assert mine == pids[model.top_items[0][model.top_items[0] >= 0]].tolist()

@@ -65,24 +65,38 @@ class Loaded:
         k = np.minimum(np.searchsorted(self.product_ids, a), len(self.product_ids) - 1)
         return np.where(self.product_ids[k] == a, k, -1)
 
-    def ranked(self, user_id: int) -> tuple[list[int], list[float], bool]:
+    def ranked(self, user_id: int, context: int = 0) -> tuple[list[int], list[float], bool]:
         """The shopper's list, best first, with its scores, and whether it is personal
-        (ranked at training) or the cold-start bestsellers. No ranker on this path."""
+        (ranked at training). A shopper the model does not know gets the bestsellers of the
+        context product's leaf category (on a product page) ahead of the global ones. No
+        ranker on this path."""
         u = self._user(user_id)
         if u is not None and self.top_items.shape[1]:
             row = self.top_items[u]
             n = int(np.count_nonzero(row >= 0))  # -1 padding sits at the end
             if n:
                 return self.product_ids[row[:n]].tolist(), self.top_scores[u, :n].tolist(), True
+        if context:
+            idx = self._leaf_top_of(context)
+            if len(idx):
+                pids = self.product_ids[idx].tolist() + self.cold_pids
+                # the category's first, by popularity, above every global bestseller
+                lift = max(self.cold_scores, default=0.0) + 1.0
+                sc = (np.log1p(self.s.popularity[idx]) + lift).tolist() + self.cold_scores
+                return pids, sc, False
         return self.cold_pids, self.cold_scores, False
+
+    def _leaf_top_of(self, product_id: int) -> np.typing.NDArray[np.int64]:
+        """Item indexes of the bestsellers of the product's leaf category."""
+        idx = int(self._items([product_id])[0])
+        if idx < 0:
+            return np.zeros(0, dtype=np.int64)
+        top: np.typing.NDArray[np.int64] = self.s.leaf_top[self.cat.leaf[idx]]
+        return top[top >= 0]
 
     def category_pool(self, product_id: int) -> list[int]:
         """The bestsellers of the product's leaf category (the fallback of "similar")."""
-        idx = int(self._items([product_id])[0])
-        if idx < 0:
-            return []
-        top = self.s.leaf_top[self.cat.leaf[idx]]
-        return [int(p) for p in self.product_ids[top[top >= 0]]]
+        return [int(p) for p in self.product_ids[self._leaf_top_of(product_id)]]
 
     def explain(
         self, user_id: int, recent: Sequence[int], pids: Sequence[int]

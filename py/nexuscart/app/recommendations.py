@@ -255,7 +255,9 @@ class Recommender:
                 model = self.arm_models.get(arm.model_version, model)
         # the "popular" arm ranks as for a shopper the model does not know
         ranked_for = 0 if arm is not None and arm.blend == "popular" else user_id
-        pids, scores, personal = model.ranked(ranked_for) if model is not None else ([], [], False)
+        pids, scores, personal = (
+            model.ranked(ranked_for, context_product) if model is not None else ([], [], False)
+        )
         with redis_errors():
             served = await self.store.serve(
                 user_id, context_product, pids, want=k + k // 2, want_live=max(1, k // 2),
