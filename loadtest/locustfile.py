@@ -58,7 +58,7 @@ class Shopper(FastHttpUser):
         with self.client.post(
             "/cart/items",
             json={"product_id": pid, "sku": sku_of(pid, 0), "quantity": 1},
-            headers=self.auth,
+            headers={**self.auth, "idempotency-key": uuid.uuid4().hex},
             name="/cart/items",
             catch_response=True,
         ) as r:
