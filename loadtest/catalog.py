@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, admin_token, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, admin_token, phase_table, save_report, wrk
 
 PATHS_PER_FILE = 50_000
 SKUS_PER_CHECK = 10
@@ -138,22 +138,16 @@ def freshness(base: str, secret: str, products: list[int], changes: int) -> dict
 
 
 def _table(results: dict[str, Any]) -> str:
-    out = [
-        "| phase | conns | req/s | ratio to bare | p50 | p99 | non-2xx |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, ceiling in (
-        ("ceiling_256", "ceiling_256"),
-        ("page", "ceiling_256"),
-        ("inventory_256", "ceiling_256"),
-        ("ceiling_64", "ceiling_64"),
-        ("inventory_64", "ceiling_64"),
-    ):
-        r, c = results[name], results[ceiling]["rps"]
-        out.append(
-            f"| {name} | {r['connections']} | {r['rps']:.0f} | {r['rps'] / c:.2f} | {r['p50']} "
-            f"| {r['p99']} | {r['non2xx']} |"
-        )
+    out = phase_table(
+        results,
+        [
+            ("ceiling_256", "ceiling_256"),
+            ("page", "ceiling_256"),
+            ("inventory_256", "ceiling_256"),
+            ("ceiling_64", "ceiling_64"),
+            ("inventory_64", "ceiling_64"),
+        ],
+    )
     f = results["freshness"]
     out.append("")
     out.append(

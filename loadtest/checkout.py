@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, wrk
 from nexuscart import auth
 from nexuscart.adapters import carts, reservations
 from nexuscart.domain.cart import encode_line
@@ -141,17 +141,7 @@ def drained_after(redis_url: str, limit_s: float = 120.0) -> float | None:
 
 
 def _table(r: dict[str, Any]) -> str:
-    ceiling = r["ceiling"]["rps"]
-    out = [
-        "| phase | conns | req/s | ratio to bare | p50 | p99 | non-2xx |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in ("ceiling", "cart", "checkout"):
-        x = r[name]
-        out.append(
-            f"| {name} | {x['connections']} | {x['rps']:.0f} | {x['rps'] / ceiling:.2f} "
-            f"| {x['p50']} | {x['p99']} | {x['non2xx']} |"
-        )
+    out = phase_table(r, [(n, "ceiling") for n in ("ceiling", "cart", "checkout")])
     c = r["checkout"]
     drained = (
         "not within 120 s" if r["outbox_drained_s"] is None else f"{r['outbox_drained_s']:.1f} s"

@@ -28,7 +28,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, wrk
 from nexuscart import auth
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.config import RecsSettings
@@ -56,15 +56,8 @@ def promote_model(redis_url: str, interactions: int, products: int) -> dict[str,
 
 
 def _table(results: dict[str, Any]) -> str:
-    ceiling = results["ceiling"]["rps"]
-    out = ["| phase | req/s | ratio to bare | p50 | p99 | non-2xx |", "|---|---|---|---|---|---|"]
-    for name in ("ceiling", "me", "explain", "similar"):
-        r = results[name]
-        out.append(
-            f"| {name} | {r['rps']:.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | {r['p99']} "
-            f"| {r['non2xx']} |"
-        )
-    return "\n".join(out)
+    phases = [(n, "ceiling") for n in ("ceiling", "me", "explain", "similar")]
+    return "\n".join(phase_table(results, phases))
 
 
 def main() -> int:

@@ -38,7 +38,7 @@ import httpx
 
 from devtools import catalog_gen, devstack
 from loadtest.search_engines import load_judged, parents
-from loadtest.storm import HERE, ROOT, Server, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, wrk
 from nexuscart import auth
 from nexuscart.domain import search as rules
 
@@ -146,14 +146,7 @@ def freshness(base: str, secret: str, changes: int) -> dict[str, Any]:
 
 
 def _table(results: dict[str, Any]) -> str:
-    ceiling = results["ceiling"]["rps"]
-    out = ["| phase | req/s | ratio to bare | p50 | p99 | non-2xx |", "|---|---|---|---|---|---|"]
-    for name in ("ceiling", "mix", "cold"):
-        r = results[name]
-        out.append(
-            f"| {name} | {r['rps']:.0f} | {r['rps'] / ceiling:.2f} | {r['p50']} | {r['p99']} "
-            f"| {r['non2xx']} |"
-        )
+    out = phase_table(results, [(n, "ceiling") for n in ("ceiling", "mix", "cold")])
     f = results.get("freshness")
     if f and f["changes"]:
         out.append(

@@ -586,6 +586,23 @@ def report(res: dict[str, Any]) -> None:
     save_report("storm", text, res)
 
 
+def phase_table(results: dict[str, Any], phases: list[tuple[str, str]]) -> list[str]:
+    """Markdown rows of wrk phases: (phase, the bare-Granian phase of the same run it is
+    divided by)."""
+    out = [
+        "| phase | conns | req/s | ratio to bare | p50 | p99 | non-2xx |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, ceiling in phases:
+        r, c = results[name], results[ceiling]["rps"]
+        conns = r.get("connections", results.get("connections", ""))
+        out.append(
+            f"| {name} | {conns} | {r['rps']:.0f} | {r['rps'] / c:.2f} | {r['p50']} "
+            f"| {r['p99']} | {r['non2xx']} |"
+        )
+    return out
+
+
 def save_report(name: str, markdown: str, results: dict[str, Any]) -> str:
     """Write loadtest/reports/<name>-<time>.md and .json (wrk's raw output left out); returns
     the time stamp. Every load script reports through this."""
