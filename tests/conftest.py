@@ -97,11 +97,15 @@ async def redis_client(settings: config.Settings) -> AsyncIterator[aioredis.Redi
 EdgeServer = devstack.GranianServer
 
 
-# Tests send everything from 127.0.0.1: the per-IP bucket is opened wide, the per-user one
-# kept small enough to test.
+# Tests send everything from 127.0.0.1: the per-IP limits (purchase bucket, login rate and
+# failed logins, which the session's Redis remembers across tests) are opened wide, the
+# per-user bucket kept small enough to test.
 EDGE_TEST_ENV = {
     "GATE_IP_RATE": "1000000",
     "GATE_IP_BURST": "1000000",
+    "LOGIN_IP_RATE": "1000000",
+    "LOGIN_IP_BURST": "1000000",
+    "LOGIN_IP_FREE_FAILURES": "1000000",
     "GATE_USER_RATE": "5",
     "GATE_USER_BURST": "10",
     "SOLD_OUT_REFRESH_MS": "200",

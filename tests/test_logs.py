@@ -69,9 +69,6 @@ def logged(stack: devstack.Stack, migrated: None) -> Iterator[tuple[EdgeServer, 
         "LOG_FORMAT": "json",
         "ACCESS_LOG_SAMPLE": "1",
         "TRACE_SAMPLE": "1",
-        # the session's Redis remembers earlier tests' failed logins from 127.0.0.1: past
-        # the per-IP allowance this test's own login would be refused (429)
-        "LOGIN_IP_FREE_FAILURES": "1000000",
     }
     edge = EdgeServer("edge.app:app", env, workers=1, cwd=ROOT)
     pythonpath = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
