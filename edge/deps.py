@@ -39,6 +39,7 @@ from nexuscart.app.payments import Payments
 from nexuscart.app.promotions import Promotions
 from nexuscart.app.recommendations import Experiments, Recommender
 from nexuscart.app.search import Search
+from nexuscart.tasks import stop
 from nexuscart.web import Metrics
 
 PROBE_EVERY_S: Final = 0.5
@@ -139,9 +140,7 @@ class Deps:
         return self.pg
 
     async def close(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await stop(*self.tasks)
         for closer in self.closers:
             closer()
         if self._kafka is not None:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka import errors as kafka_errors
 from redis import exceptions as redis_exc
 
-from nexuscart import config, events, observability
+from nexuscart import config, events, observability, tasks
 from nexuscart.adapters import kafka
 
 
@@ -147,7 +147,7 @@ class ConsumerLoop:
                         await self._commit()
                         self.lag.committed()
         finally:
-            lag.cancel()
+            await tasks.stop(lag)
 
     async def process(
         self, records: Sequence[ConsumerRecord[Any, Any]], stop: asyncio.Event

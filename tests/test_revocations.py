@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from nexuscart import _core, auth, config
+from nexuscart import _core, auth, config, tasks
 from nexuscart.adapters import revocations
 from nexuscart.adapters.revocations import FEED_KEY, NOT_BEFORE_KEY, RevocationFeed
 from tests.conftest import EdgeServer
@@ -80,8 +80,7 @@ async def test_feed_loads_existing_revocations_then_follows_new_ones(
         assert verifier.principal(old[other])[0] == other
         assert verifier.principal(bearer(late))[0] == late  # a fresh token works
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await tasks.stop(task)
 
 
 async def test_feed_survives_a_bad_entry_and_keeps_following(
@@ -99,8 +98,7 @@ async def test_feed_survives_a_bad_entry_and_keeps_following(
         await revocations.revoke_before(redis_client, user, time.time())
         await eventually(lambda: verifier.revocations_len() >= 1 and _refused(verifier, token))
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await tasks.stop(task)
 
 
 def _refused(verifier: _core.TokenVerifier, authorization: str) -> bool:
@@ -162,8 +160,7 @@ async def test_feed_reloads_the_set_so_a_missed_stream_entry_is_not_lost(
         await redis_client.zadd(NOT_BEFORE_KEY, {str(user): time.time()})  # no stream entry
         await eventually(lambda: _refused(verifier, token))
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await tasks.stop(task)
 
 
 async def test_feed_keeps_retrying_while_redis_is_unreachable() -> None:
@@ -179,6 +176,5 @@ async def test_feed_keeps_retrying_while_redis_is_unreachable() -> None:
         assert not feed.loaded.is_set()
         assert verifier.revocations_len() == 1
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await tasks.stop(task)
         await dead.aclose()

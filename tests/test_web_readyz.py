@@ -10,7 +10,7 @@ import time
 import httpx
 
 from edge.deps import STALE_AFTER_S, Probes, build
-from nexuscart import config
+from nexuscart import config, tasks
 from nexuscart.adapters.kafka import MetadataProbe
 from tests import rawhttp
 from tests.conftest import EdgeServer
@@ -65,7 +65,7 @@ async def test_a_hanging_probe_turns_down_and_a_fast_one_stays_ok() -> None:
         assert probes.status()["fast"] == "ok"
         assert probes.status()["slow"].startswith("down")
     finally:
-        task.cancel()
+        await tasks.stop(task)
 
 
 async def test_the_kafka_probe_keeps_one_client(settings: config.Settings) -> None:
