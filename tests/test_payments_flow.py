@@ -43,6 +43,8 @@ from nexuscart.domain import payments as rules
 from services.outbox_relay.payments import PaymentsOutboxRelay
 from services.payments.bootstrap import main as service_main
 from tests.conftest import ROOT
+from tests.envelopes import encode, envelope, placed_order
+from tests.test_consumer_loop import Harness, _produce, _read_all, _until
 
 T = TypeVar("T")
 
@@ -585,6 +587,43 @@ def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
     assert world.run(outbox_types(world.pool, paid)) == ["PaymentRequested"]  # once, not twice
     assert world.run(outbox_types(world.pool, released)) == ["PaymentRequested"]
     assert state_of(world, released) == ("pending", 0, 0, True)
+
+
+def test_a_poison_order_in_a_batch_is_dead_lettered_alone_and_the_others_requested_once(
+    world: World,
+) -> None:
+    # the batch's payment rows go in with one statement: the poison (a negative total, which
+    # the amount check refuses) fails it for all, and the loop's halving must still apply
+    # every healthy order, once, and park only the poison
+    healthy = [new_order(sale_id=None) for _ in range(12)]
+    poison = new_order(sale_id=None)
+    envs = [
+        envelope(placed_order(o.user_id, o.order_id, currency="usd"), o.user_id) for o in healthy
+    ]
+    bad = placed_order(poison.user_id, poison.order_id, currency="usd")
+    envs.insert(5, envelope(msgspec.structs.replace(bad, total_minor=-1), poison.user_id))
+    topic = f"test.payments.{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> int:
+        async with Harness(world.settings, world.pool, topic) as h:
+            h.loop.handle = world.payments.handle_order_events
+            await _produce(world.settings, topic, [(e.key.encode(), encode(e)) for e in envs])
+
+            async def settled() -> bool:
+                rows = [await row(world.pool, o) for o in healthy]
+                return all(r is not None and r["requested"] for r in rows) and bool(
+                    h.loop.dead_lettered
+                )
+
+            await _until(settled)
+            dead = await _read_all(world.settings, events.dead_letter_topic(topic), 1)
+            assert [r.value for r in dead] == [encode(envs[5])]
+            return h.loop.dead_lettered
+
+    assert world.run(scenario()) == 1
+    for o in healthy:
+        assert world.run(outbox_types(world.pool, o)) == ["PaymentRequested"]
+    assert world.run(row(world.pool, poison)) is None
 
 
 # --- webhooks of one tick share one commit ---------------------------------------------------

@@ -27,7 +27,6 @@ committed only after the transactions committed.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import datetime as dt
 import logging
 from collections import defaultdict
@@ -38,14 +37,12 @@ import asyncpg
 
 from nexuscart import _core
 from nexuscart.adapters.partitioning import DEFAULT_SHARD_COUNT
-from nexuscart.adapters.postgres import MAX_PARAMS, query, values_query
+from nexuscart.adapters.postgres import insert_rows, query
 from nexuscart.domain import orders as rules
 from nexuscart.events import Envelope, OrderPlaced, StockReleased, StockReserved, StockSold
 
 log = logging.getLogger("nexuscart.orders")
 CONSUMER: Final = "orders"
-# rows per multi-row statement: widest row (orders, 10 parameters) under the protocol limit
-MAX_ROWS: Final = min(1000, MAX_PARAMS // 10)
 FILL_PLACED: Final = query("orders_fill_placed")
 LOCK: Final = query("orders_lock")
 RETURN_PROMOTIONS: Final = query("promotion_usages_return")
@@ -115,39 +112,6 @@ class OrdersProjector:
             return await write_group(conn, events, self.sellers)
 
 
-# Row counts a multi-row statement is padded up to: a few statement shapes per query, so
-# they stay in asyncpg's prepared-statement cache (an unseen shape costs a Parse round trip
-# and a plan), at most 1.5x the rows.
-_SIZES: Final = sorted(
-    {min(MAX_ROWS, m << k) for k in range(11) for m in (2, 3)} | {1, 2, MAX_ROWS}
-)
-
-
-def _padded_chunks(rows: list[tuple[object, ...]], pad: bool) -> list[list[tuple[object, ...]]]:
-    """``rows`` in statements of at most MAX_ROWS, each padded to a size of _SIZES by
-    repeating its last row when ``pad``: only for ON CONFLICT DO NOTHING statements, where
-    a repeated row is a conflict with itself and changes nothing."""
-    out = []
-    for i in range(0, len(rows), MAX_ROWS):
-        chunk = rows[i : i + MAX_ROWS]
-        if pad:
-            size = _SIZES[bisect.bisect_left(_SIZES, len(chunk))]
-            chunk = chunk + [chunk[-1]] * (size - len(chunk))
-        out.append(chunk)
-    return out
-
-
-async def _insert(
-    conn: asyncpg.Connection, name: str, rows: list[tuple[object, ...]], pad: bool = True
-) -> list[asyncpg.Record]:
-    """A multi-row insert (DO NOTHING when ``pad``); its RETURNING rows, if any."""
-    out: list[asyncpg.Record] = []
-    for chunk in _padded_chunks(rows, pad):
-        sql = values_query(name, len(chunk))
-        out.extend(await conn.fetch(sql, *[v for row in chunk for v in row]))
-    return out
-
-
 def _ts(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
@@ -187,7 +151,9 @@ async def write_group(
     """Apply one shard group's events inside the caller's transaction; return how many were
     new (the others were applied before: the inbox knows their ids)."""
     sellers = sellers or {}
-    rows = await _insert(conn, "inbox_insert", [(e.data.user_id, CONSUMER, e.id) for e in events])
+    rows = await insert_rows(
+        conn, "inbox_insert", [(e.data.user_id, CONSUMER, e.id) for e in events]
+    )
     fresh = {r["event_id"] for r in rows}
     new = [e for e in events if e.id in fresh]
     placed: dict[tuple[int, int], tuple[Envelope, Placement]] = {}
@@ -201,7 +167,7 @@ async def write_group(
     if status_events:
         await _write_statuses(conn, status_events, timeline)
     if timeline:
-        await _insert(conn, "order_events_insert", timeline)
+        await insert_rows(conn, "order_events_insert", timeline)
     return len(new)
 
 
@@ -221,7 +187,7 @@ async def _write_placements(
             usages[d.order_id] = (d.user_id, d.promo_code, d.order_id, "used")
         timeline.append((d.user_id, d.order_id, env.id, None, rules.PENDING_PAYMENT, rules.SYSTEM,
                          None, "placed", env.occurred_at))  # fmt: skip
-    created = await _insert(conn, "orders_insert_placed", list(orders.values()))
+    created = await insert_rows(conn, "orders_insert_placed", list(orders.values()))
     if len(created) < len(orders):
         # rows a status event created first (its placement came late): fill them in
         done = {r["order_id"] for r in created}
@@ -232,9 +198,9 @@ async def _write_placements(
             if status in ENDED_UNSOLD and o in usages:
                 # it ended before its placement arrived: the use was given back already
                 usages[o] = (*usages[o][:3], "returned")
-    await _insert(conn, "order_items_insert", items)
+    await insert_rows(conn, "order_items_insert", items)
     if usages:
-        await _insert(conn, "promotion_usage_insert", list(usages.values()))
+        await insert_rows(conn, "promotion_usage_insert", list(usages.values()))
 
 
 async def _write_statuses(
@@ -267,6 +233,6 @@ async def _write_statuses(
             if state in ENDED_UNSOLD:
                 returned.append((u, o))
     if changed:
-        await _insert(conn, "orders_set_status", changed, pad=False)
+        await insert_rows(conn, "orders_set_status", changed, pad=False)
     if returned:
         await conn.executemany(RETURN_PROMOTIONS, returned)

@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from nexuscart import events
-from nexuscart.adapters.postgres import query
+from nexuscart.adapters.postgres import insert_rows, query
 from nexuscart.domain import payments as rules
 
 Pool = Callable[[], Awaitable[asyncpg.Pool]]
@@ -80,6 +80,15 @@ class OutboxRow(NamedTuple):
     event_id: uuid.UUID
     topic: str
     payload: bytes
+
+
+class IntentRecord(NamedTuple):
+    """A provider's answer to store (PaymentsRepo.record_intents)."""
+
+    payment: Payment
+    provider_ref: str
+    client_secret: str
+    source_event: uuid.UUID | None  # the order event, recorded in the inbox with it
 
 
 class Refund(NamedTuple):
@@ -173,57 +182,81 @@ class PaymentsRepo:
 
     async def open(self, order: OrderToPay, provider: str) -> Payment:
         """The order's payment row (created pending if missing)."""
-        p = await self._pool()
         pid = rules.payment_id(order.order_id)
-        async with p.acquire() as conn:
-            await conn.execute(
-                query("payment_insert"),
-                order.user_id,
-                pid,
-                order.order_id,
-                order.sale_id,
-                order.amount_cents,
-                order.currency,
-                provider,
-            )
-            row = await conn.fetchrow(query("payment_by_id"), order.user_id, pid)
-        return _payment(row)
+        return (await self.open_many([order], provider))[(order.user_id, pid)]
 
-    async def record_intent(
-        self,
-        payment: Payment,
-        provider_ref: str,
-        client_secret: str,
-        source_event: uuid.UUID | None,
-    ) -> bool:
-        """Store the provider's intent and write PaymentRequested, once (False: stored
-        before). ``source_event`` (the order event) goes into the inbox with it."""
+    async def open_many(
+        self, orders: Sequence[OrderToPay], provider: str
+    ) -> dict[tuple[int, str], Payment]:
+        """The orders' payment rows by (user, payment id), created pending where missing: one
+        multi-row insert (rows of many users: on Citus a statement over their shards) and,
+        only for rows that existed before (a redelivery; a webhook or the order's end came
+        first), one read. Rows in key order, as every batch writer takes them."""
+        rows = {
+            (o.user_id, pid): (o.user_id, pid, o.order_id, o.sale_id, o.amount_cents,
+                               o.currency, provider)
+            for o in orders
+            for pid in (rules.payment_id(o.order_id),)
+        }  # fmt: skip
+        p = await self._pool()
+        async with p.acquire() as conn:
+            created = await insert_rows(conn, "payment_insert", [rows[k] for k in sorted(rows)])
+            out = {(r["user_id"], r["payment_id"]): _payment(r) for r in created}
+            before = [k for k in rows if k not in out]
+            if before:
+                found = await conn.fetch(
+                    query("payments_by_ids"), [u for u, _ in before], [i for _, i in before]
+                )
+                out.update(
+                    (k, _payment(r))
+                    for r in found
+                    if (k := (r["user_id"], r["payment_id"])) in rows
+                )
+        return out
+
+    async def record_intents(self, items: Sequence[IntentRecord]) -> int:
+        """Store the provider's intents and write each one's PaymentRequested, once (a
+        payment recorded before is left as it is), in one transaction for the batch: the
+        order events into the inbox, the intents (one multi-row statement), the events
+        (one). Answers how many were recorded now."""
+        ordered = sorted(
+            {(i.payment.user_id, i.payment.payment_id): i for i in items}.items()
+        )  # distinct, in key order (the row-lock order of every batch writer)
+        inbox = [
+            (pay.user_id, CONSUMER, i.source_event)
+            for _, i in ordered
+            if i.source_event is not None
+            for pay in (i.payment,)
+        ]
+        intents = [
+            (pay.user_id, pay.payment_id, pay.order_id, pay.sale_id, pay.amount_cents,
+             pay.currency, pay.provider, i.provider_ref, i.client_secret)
+            for _, i in ordered
+            for pay in (i.payment,)
+        ]  # fmt: skip
+        by_key = dict(ordered)
         p = await self._pool()
         async with p.acquire() as conn, conn.transaction():
-            if source_event is not None:
-                await self._inbox(conn, payment.user_id, source_event)
-            done = await conn.fetchval(
-                query("payment_set_intent"),
-                payment.user_id,
-                payment.payment_id,
-                provider_ref,
-                client_secret,
-            )
-            if done is None:
-                return False
-            data = events.PaymentRequested(
-                payment.order_id,
-                payment.sale_id,
-                payment.user_id,
-                payment.amount_cents,
-                payment.currency,
-                payment.payment_id,
-                payment.provider,
-                provider_ref,
-            )
-            eid = rules.event_id(payment.payment_id, "requested")
-            await self._outbox(conn, payment.user_id, [(eid, data)])
-            return True
+            if inbox:
+                await insert_rows(conn, "inbox_insert", inbox)
+            done = await insert_rows(conn, "payments_set_intent", intents, pad=False)
+            evs = []
+            for r in done:
+                i = by_key[(r["user_id"], r["payment_id"])]
+                pay = i.payment
+                data = events.PaymentRequested(
+                    pay.order_id,
+                    pay.sale_id,
+                    pay.user_id,
+                    pay.amount_cents,
+                    pay.currency,
+                    pay.payment_id,
+                    pay.provider,
+                    i.provider_ref,
+                )
+                evs.append((pay.user_id, rules.event_id(pay.payment_id, "requested"), data))
+            await self._outbox(conn, evs)
+            return len(done)
 
     async def mark_event(self, user_id: int, source_event: uuid.UUID) -> None:
         """Record a Kafka event as applied when applying it wrote nothing else."""
@@ -325,7 +358,10 @@ class PaymentsRepo:
             after = rules.apply(after, f)
         if after != before:
             await self._save(conn, pay, after)
-            await self._outbox(conn, user_id, change_events(pay, before, after, refund_reason))
+            await self._outbox(
+                conn,
+                [(user_id, eid, d) for eid, d in change_events(pay, before, after, refund_reason)],
+            )
         return "applied", pay._replace(
             status=after.status,
             captured_cents=after.captured_cents,
@@ -395,7 +431,11 @@ class PaymentsRepo:
             if after != before:
                 await self._save(conn, pay, after)
                 await self._outbox(
-                    conn, pay.user_id, change_events(pay, before, after, refund.reason)
+                    conn,
+                    [
+                        (pay.user_id, eid, d)
+                        for eid, d in change_events(pay, before, after, refund.reason)
+                    ],
                 )
             return True
 
@@ -413,16 +453,14 @@ class PaymentsRepo:
     async def _outbox(
         self,
         conn: asyncpg.Connection,
-        user_id: int,
-        evs: Sequence[tuple[uuid.UUID, events.Event]],
+        evs: Sequence[tuple[int, uuid.UUID, events.Event]],
     ) -> None:
+        """Events (user, event id, event) into payments_outbox: one multi-row statement."""
         if evs:
-            await conn.executemany(
-                query("payments_outbox_insert"),
-                [
-                    (user_id, eid, events.PAYMENTS_TOPIC, envelope(eid, user_id, d))
-                    for eid, d in evs
-                ],
+            await insert_rows(
+                conn,
+                "payments_outbox_insert",
+                [(u, eid, events.PAYMENTS_TOPIC, envelope(eid, u, d)) for u, eid, d in evs],
             )
 
     # -- background polls (every shard) -----------------------------------------------------

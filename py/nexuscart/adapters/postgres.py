@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
+from collections.abc import Sequence
 from importlib import resources
 from typing import Final
 
@@ -57,6 +59,43 @@ def values_query(name: str, rows: int) -> str:
         _PARAM.sub(lambda m, base=i * width: f"${int(m.group(1)) + base}", row) for i in range(rows)
     )
     return sql[: match.start(1)] + expanded + sql[match.end(1) :]
+
+
+# Rows per multi-row statement (under the protocol's limit for rows of up to 32 parameters).
+MAX_ROWS: Final = 1000
+# Row counts a multi-row statement is padded up to: a few statement shapes per query, so
+# they stay in asyncpg's prepared-statement cache (an unseen shape costs a Parse round trip
+# and a plan), at most 1.5x the rows.
+_SIZES: Final = sorted(
+    {min(MAX_ROWS, m << k) for k in range(11) for m in (2, 3)} | {1, 2, MAX_ROWS}
+)
+
+
+def padded_chunks(rows: Sequence[tuple[object, ...]], pad: bool) -> list[list[tuple[object, ...]]]:
+    """``rows`` in statements of at most MAX_ROWS, each padded to a size of _SIZES by
+    repeating its last row when ``pad``: only for ON CONFLICT DO NOTHING statements, where
+    a repeated row is a conflict with itself and changes nothing."""
+    out = []
+    for i in range(0, len(rows), MAX_ROWS):
+        chunk = list(rows[i : i + MAX_ROWS])
+        if pad:
+            size = _SIZES[bisect.bisect_left(_SIZES, len(chunk))]
+            chunk = chunk + [chunk[-1]] * (size - len(chunk))
+        out.append(chunk)
+    return out
+
+
+async def insert_rows(
+    conn: asyncpg.Connection, name: str, rows: Sequence[tuple[object, ...]], pad: bool = True
+) -> list[asyncpg.Record]:
+    """The named one-row INSERT for every row of ``rows``, multi-row (``values_query``); its
+    RETURNING rows, if any. ``pad``: only for ON CONFLICT DO NOTHING statements (see
+    ``padded_chunks``); a DO UPDATE statement takes distinct rows, unpadded."""
+    out: list[asyncpg.Record] = []
+    for chunk in padded_chunks(rows, pad):
+        sql = values_query(name, len(chunk))
+        out.extend(await conn.fetch(sql, *[v for row in chunk for v in row]))
+    return out
 
 
 def migration_files() -> list[tuple[int, str, str]]:

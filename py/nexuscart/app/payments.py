@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
 import stripe
 
 from nexuscart.adapters.payments_provider import (
+    Intent,
     IntentRequest,
     PaymentProvider,
     ProviderRefused,
@@ -27,6 +29,7 @@ from nexuscart.adapters.payments_provider import (
 )
 from nexuscart.adapters.payments_repo import (
     Change,
+    IntentRecord,
     OrderToPay,
     Payment,
     PaymentsRepo,
@@ -50,8 +53,8 @@ ID_MAX: Final = 2**63 - 1
 ORDER_CONCURRENCY: Final = 32
 # how old a signed webhook may be (Stripe's SDK default): an older one is a replay
 WEBHOOK_TOLERANCE_S: Final = 300
-# the orders.v1 events payments act on
-_ORDER_EVENTS: Final = (StockReserved, OrderPlaced, StockReleased, OrderStatusChanged)
+# the orders.v1 events payments act on after an order's placement
+_LATER_EVENTS: Final = (StockReleased, OrderStatusChanged)
 
 
 # --- the provider's webhook, as much of it as we read ----------------------------------------
@@ -246,18 +249,55 @@ class Payments:
         """Open the order's payment with the provider, once. Raises ProviderUnavailable while
         the provider is down (the caller retries later; the order waits). Answers what
         happened: requested | exists | closed | refused."""
-        pid = rules.payment_id(order.order_id)
-        known = await self.repo.get(order.user_id, pid)
-        if known is not None and known.requested:
-            return "exists"
-        if known is not None and known.order_closed and known.status == rules.PENDING:
-            return "closed"  # the hold ended before we got to it: nothing to pay
-        # otherwise ask (again): the key makes Stripe answer the same intent, and a payment
-        # a webhook created first (we crashed after the call) still needs the intent's id,
-        # which a refund is made against
-        pay = known or await self.repo.open(order, self.provider.name)
-        try:
-            intent = await self.provider.create_intent(
+        return (await self.request_many([(order, source_event)]))[0]
+
+    async def request_many(self, orders: Sequence[tuple[OrderToPay, Envelope | None]]) -> list[str]:
+        """``request`` for a consumer batch: the rows opened with one statement, the
+        provider asked concurrently (at most ``ORDER_CONCURRENCY`` calls at once), the
+        intents and their PaymentRequested stored in one transaction. Every order's call
+        finishes and every answer got is stored before a ProviderUnavailable is raised, so
+        a retried batch asks only for what is missing (and with the same keys)."""
+        known = await self.repo.open_many([o for o, _ in orders], self.provider.name)
+        answers = ["exists"] * len(orders)
+        todo: list[tuple[int, Payment, OrderToPay, Envelope | None]] = []
+        for n, (order, env) in enumerate(orders):
+            pay = known[(order.user_id, rules.payment_id(order.order_id))]
+            if pay.requested:
+                continue
+            if pay.order_closed and pay.status == rules.PENDING:
+                answers[n] = "closed"  # the hold ended before we got to it: nothing to pay
+                continue
+            # otherwise ask (again): the key makes Stripe answer the same intent, and a
+            # payment a webhook created first (we crashed after the call) still needs the
+            # intent's id, which a refund is made against
+            todo.append((n, pay, order, env))
+        got = await asyncio.gather(
+            *(self._intent(o) for _, _, o, _ in todo), return_exceptions=True
+        )
+        records: list[IntentRecord] = []
+        failed: BaseException | None = None
+        for (n, pay, order, env), r in zip(todo, got, strict=True):
+            if isinstance(r, ProviderRefused):
+                log.warning("payment of order %s refused by the provider: %s", order.order_id, r)
+                pid = rules.payment_id(order.order_id)
+                await self.repo.apply(order.user_id, pid, [rules.Fact("canceled")], create=order)
+                answers[n] = "refused"
+            elif isinstance(r, BaseException):
+                failed = failed or r
+            else:
+                records.append(
+                    IntentRecord(pay, r.ref, r.client_secret, None if env is None else env.id)
+                )
+                answers[n] = "requested"
+        if records:
+            await self.repo.record_intents(records)
+        if failed is not None:
+            raise failed
+        return answers
+
+    async def _intent(self, order: OrderToPay) -> Intent:
+        async with self._slots:
+            return await self.provider.create_intent(
                 IntentRequest(
                     order.order_id,
                     order.user_id,
@@ -267,14 +307,6 @@ class Payments:
                     rules.intent_key(order.order_id),
                 )
             )
-        except ProviderRefused as exc:
-            log.warning("payment of order %s refused by the provider: %s", order.order_id, exc)
-            await self.repo.apply(order.user_id, pid, [rules.Fact("canceled")], create=order)
-            return "refused"
-        await self.repo.record_intent(
-            pay, intent.ref, intent.client_secret, None if source_event is None else source_event.id
-        )
-        return "requested"
 
     async def order_closed(self, user_id: int, order_id: int, source: Envelope | None) -> str:
         """The order's hold ended without a sale: a payment that succeeds (or succeeded) for
@@ -293,16 +325,34 @@ class Payments:
         """orders.v1 -> payments (the consumer's handler). Each event is applied once: a
         StockReserved's or OrderPlaced's effect is keyed by the order (a repeat finds the
         intent stored), a StockReleased's by its event id (the inbox), a refunded order's
-        refund by its key (once per order). Users are independent: their events
-        run concurrently (at most ``ORDER_CONCURRENCY`` provider calls at once), each user's
-        in order. Every group finishes before an error is raised, so a retried batch only
-        repeats work that the keys make idempotent."""
+        refund by its key (once per order). The batch's placements are opened together
+        (``request_many``: a few statements for the batch, not a few per order); then the
+        other events, users concurrently, each user's in order. A placement is its order's
+        first event, so handling placements first keeps every order's events in order.
+        Every part finishes before an error is raised, so a retried batch only repeats
+        work that the keys make idempotent."""
+        placed: list[tuple[OrderToPay, Envelope | None]] = []
         by_user: dict[int, list[Envelope]] = {}
         for env in batch:
-            if isinstance(env.data, _ORDER_EVENTS):
-                by_user.setdefault(env.data.user_id, []).append(env)
-        results = await asyncio.gather(
-            *(self._user_events(evs) for evs in by_user.values()), return_exceptions=True
+            d = env.data
+            if isinstance(d, StockReserved):
+                amount = d.quantity * d.unit_price_cents
+                placed.append(
+                    (OrderToPay(d.user_id, d.order_id, d.sale_id, amount, d.currency), env)
+                )
+            elif isinstance(d, OrderPlaced):  # an everyday checkout: pay its total
+                placed.append(
+                    (OrderToPay(d.user_id, d.order_id, None, d.total_minor, d.currency), env)
+                )
+            elif isinstance(d, _LATER_EVENTS):
+                by_user.setdefault(d.user_id, []).append(env)
+        results: list[object] = []
+        if placed:
+            results.extend(await asyncio.gather(self.request_many(placed), return_exceptions=True))
+        results.extend(
+            await asyncio.gather(
+                *(self._user_events(evs) for evs in by_user.values()), return_exceptions=True
+            )
         )
         for r in results:
             if isinstance(r, BaseException):
@@ -311,24 +361,7 @@ class Payments:
     async def _user_events(self, evs: list[Envelope]) -> None:
         for env in evs:
             d = env.data
-            if isinstance(d, StockReserved):
-                async with self._slots:
-                    await self.request(
-                        OrderToPay(
-                            d.user_id,
-                            d.order_id,
-                            d.sale_id,
-                            d.quantity * d.unit_price_cents,
-                            d.currency,
-                        ),
-                        env,
-                    )
-            elif isinstance(d, OrderPlaced):  # an everyday checkout: pay its total
-                async with self._slots:
-                    await self.request(
-                        OrderToPay(d.user_id, d.order_id, None, d.total_minor, d.currency), env
-                    )
-            elif isinstance(d, StockReleased):
+            if isinstance(d, StockReleased):
                 await self.order_closed(d.user_id, d.order_id, env)
             elif isinstance(d, OrderStatusChanged) and d.to_status == order_rules.REFUNDED:
                 # a paid order cancelled before shipment: the edge refunded it when it could;

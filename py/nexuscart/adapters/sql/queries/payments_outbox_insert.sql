@@ -1,5 +1,7 @@
--- An event about a payment, in the transaction that changed it; a repeat of the same event
--- id is dropped. Single shard (by user_id).
--- $1 user_id, $2 event_id, $3 topic, $4 encoded envelope
-INSERT INTO payments_outbox (user_id, event_id, topic, payload) VALUES ($1, $2, $3, $4)
+-- Events about payments, in the transaction that changed them; a repeat of the same event
+-- id is dropped. One row as written, single shard (by user_id); a batch repeats the VALUES
+-- row (postgres.values_query): rows of many users, on Citus one statement over their shards.
+-- Row: user_id, event_id, topic, encoded envelope
+INSERT INTO payments_outbox (user_id, event_id, topic, payload)
+VALUES ($1, $2, $3, $4)
 ON CONFLICT (user_id, event_id) DO NOTHING
