@@ -244,6 +244,7 @@ def build(settings: config.Settings | None = None) -> Deps:
         registry,
         s.recs.model_poll_s,
         Experiments(ExperimentStore(client), registry),
+        s.recs.stock_max_age_s,
     )
     deps.background.append(deps.recommender.follow)  # the model pointer, polled
     deps.recs_signals = SignalPublisher(s.kafka, deps.verifier.principal, kafka.producer)

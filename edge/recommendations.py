@@ -81,6 +81,9 @@ def routes(deps: Deps) -> list[Route]:
     registry = recs.registry
     cache = _Cache()
 
+    # a query string parsed once per worker: every shopper sends the same few
+    queries: dict[str, tuple[int, bool, str, int]] = {}
+
     @handles_refusals
     async def for_me(req: Request) -> Response:
         user = user_of(req)
@@ -88,9 +91,17 @@ def routes(deps: Deps) -> list[Route]:
         hit = cache.get(key)
         if hit is not None:
             return hit
-        k = query_int(req, "k", 10, 1, K_MAX)
-        explain = query_int(req, "explain", 0, 0, 1) == 1
-        context, product = _context(req)
+        q = queries.get(req.query)
+        if q is None:
+            q = (
+                query_int(req, "k", 10, 1, K_MAX),
+                query_int(req, "explain", 0, 0, 1) == 1,
+                *_context(req),
+            )
+            if len(queries) >= CACHE_MAX:
+                queries.clear()
+            queries[req.query] = q
+        k, explain, context, product = q
         answer = await recs.for_user(user, k, product, explain, context)
         return cache.put(key, json_response(answer, headers=_USER_HEADERS))
 

@@ -1,13 +1,15 @@
-"""Serving on the real stack: the filter in Redis never lets an archived, out-of-stock or
-bought (durable) item through (property test over the real script); the routes answer from
-a promoted model, explain with TreeSHAP contributions, switch and roll back without a
-restart."""
+"""Serving on the real stack: the worker's availability snapshot and the shopper's bought
+items never let an archived, out-of-stock or bought (durable) item through (property test
+over the real scripts), and a product that goes out of stock or is archived leaves the
+answers within the snapshot's bound; the routes answer from a promoted model, explain with
+TreeSHAP contributions, switch and roll back without a restart."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexuscart import auth, config
+from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.adapters.recs_store import EXP_KEY, Item, RecsStore
+from nexuscart.adapters.reservations import Line, Placed, ReservationStore
+from nexuscart.app.errors import Unavailable
+from nexuscart.app.recommendations import Availability, Recommender
 from nexuscart.domain import recs as rules
 from services.recommendations import model as m
 from services.recommendations import train
@@ -61,15 +67,18 @@ def test_the_filter_never_serves_archived_out_of_stock_or_bought_durables(
             base = secrets.randbelow(10**9) * 100 + 10**8
             user = secrets.randbelow(10**9) + 10**6
             pids = [base + n for n in range(N_ITEMS)]
+            # the levels first: the product records' announcement makes the snapshot read both
+            await client.mset({f"cat:stk:SKU-F-{p}": f"1:{stock[n]}:0" for n, p in enumerate(pids)})
             await store.put_items([
                 Item(p, 5, status[n], [f"SKU-F-{p}"], n in consumable) for n, p in enumerate(pids)
             ])  # fmt: skip
-            await client.mset({f"cat:stk:SKU-F-{p}": f"1:{stock[n]}:0" for n, p in enumerate(pids)})
             if bought:
                 await client.sadd(f"recs:bought:{user}", *[pids[n] for n in bought])
             # the context product was viewed together with all the others: neighbours too
             await client.zadd(f"recs:covis:{pids[context]}", {str(p): 1.0 for p in pids})
-            served = await store.serve(user, pids[context], pids, want=50)
+            recs = Recommender(store, None)
+            await _caught_up(recs.availability)
+            served = await recs.candidates(user, pids[context], pids, 50, 50)
             got = {p for p, *_ in served.items}
             ok = {
                 p for n, p in enumerate(pids)
@@ -95,15 +104,76 @@ def test_the_filter_uses_the_checkouts_available_stock(
             store = RecsStore(client)
             base = secrets.randbelow(10**9) * 100 + 10**8
             pids = [base + n for n in range(4)]
-            await store.put_items([Item(p, 5, "active", [f"SKU-A-{p}"], False) for p in pids])
             await client.mset({f"cat:stk:SKU-A-{p}": "3:2:0" for p in pids})
             await client.mset({
                 f"{{co}}:s:SKU-A-{pids[0]}": "3:2:1:1",  # all reserved or sold
                 f"{{co}}:s:SKU-A-{pids[1]}": "3:2:1:0",  # one left
                 f"{{co}}:s:SKU-A-{pids[2]}": "2:0:0:0",  # older than the catalog's restock
             })  # fmt: skip
-            served = await store.serve(0, 0, pids, want=10)
+            await store.put_items([Item(p, 5, "active", [f"SKU-A-{p}"], False) for p in pids])
+            recs = Recommender(store, None)
+            await _caught_up(recs.availability)
+            served = await recs.candidates(0, 0, pids, 10, 10)
             assert [p for p, *_ in served.items] == pids[1:]
+        finally:
+            await client.aclose()
+
+    loop.run(check())
+
+
+async def _caught_up(avail: Availability) -> None:
+    """Reads until the snapshot is whole and has every change announced so far."""
+    while True:
+        started = time.monotonic()
+        if await avail.poll():
+            break
+    avail.fresh_at = started
+
+
+def test_an_item_out_of_stock_or_archived_stops_being_recommended_within_the_bound(
+    loop: asyncio.Runner, settings: config.Settings
+) -> None:
+    """Three products leave the snapshot through the three writers that announce it: an
+    everyday checkout reserves the last unit of one, the catalog sets another's stock to 0,
+    the recommendation service records a third as archived. Once the bound has passed since
+    the writes, each is out of every answer, or the worker refuses to answer (a snapshot
+    older than the bound answers 503), never served."""
+    bound = 0.3  # RECS_STOCK_MAX_AGE_S, short for the test
+
+    async def check() -> None:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            store = RecsStore(client)
+            base = secrets.randbelow(10**9) * 100 + 10**8
+            reserved, zeroed, archived, kept = pids = [base + n for n in range(4)]
+            catalog = CatalogStore(client, mirror=ReservationStore(client).mirror_levels)
+            await catalog.set_levels([(f"SKU-B-{p}", StockLevel(1, 1, 0)) for p in pids])
+            await store.put_items([Item(p, 5, "active", [f"SKU-B-{p}"], False) for p in pids])
+            avail = Availability(store, max_age_s=bound)
+            await _caught_up(avail)
+            assert set(pids) <= avail.allowed
+            task = asyncio.ensure_future(avail.run())
+            try:
+                placed = await ReservationStore(client).checkout(
+                    user_id=5, idem=secrets.token_hex(8), fingerprint="f",
+                    lines=[Line(f"SKU-B-{reserved}", reserved, 1, 100, 1, 1)], currency="EUR",
+                    subtotal_minor=100, discount_minor=0, total_minor=100, promo_code=None,
+                    ttl_ms=60_000, event_id=str(uuid.uuid4()), occurred_at="2026-01-01T00:00:00Z",
+                )  # fmt: skip
+                assert isinstance(placed, Placed), placed
+                await catalog.set_levels([(f"SKU-B-{zeroed}", StockLevel(2, 0, 0))])
+                await catalog.publish_changed(zeroed)
+                await store.put_items([Item(archived, 5, "archived", [f"SKU-B-{archived}"], False)])
+                await asyncio.sleep(bound)
+                recs = Recommender(store, None)
+                recs.availability = avail
+                try:
+                    served = await recs.candidates(0, 0, pids, 10, 10)
+                except Unavailable:
+                    return  # refusing past the bound keeps the guarantee too
+                assert [p for p, *_ in served.items] == [kept]
+            finally:
+                task.cancel()
         finally:
             await client.aclose()
 
@@ -132,9 +202,10 @@ def registry_versions(settings: config.Settings, loop: asyncio.Runner) -> Iterat
 
     async def setup() -> list[str]:
         store = RecsStore(client)
+        # the levels first: the records' announcement makes the edge's snapshots read both
+        await client.mset({f"cat:stk:SKU-S-{p}": "1:5:0" for p in product_ids})
         await store.put_items([Item(int(p), 5, "active", [f"SKU-S-{p}"], False)
                                for p in product_ids])  # fmt: skip
-        await client.mset({f"cat:stk:SKU-S-{p}": "1:5:0" for p in product_ids})
         ranker = m.ranker_bytes(model.ranker)
         v1 = reg.save(arrays, ranker, {"metrics": model.metrics, "n": 1})
         v2 = reg.save(arrays, ranker, {"metrics": model.metrics, "n": 2})

@@ -131,6 +131,9 @@ class RecsSettings(msgspec.Struct, frozen=True):
     model_poll_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     # interactions kept in Redis for training (the offline store's recent window)
     log_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 2_000_000
+    # the oldest a serving worker's snapshot of which products may be recommended (active,
+    # in stock) may be; past it the routes answer 503
+    stock_max_age_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     # scripts/server sets it when it loads the demo data: the service then trains and
     # promotes a SYNTHETIC demo model if no version is active
     demo_model: bool = False
@@ -356,6 +359,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "log_maxlen",
         False,
         "interactions kept in Redis for training the recommendations",
+    ),
+    (
+        "RECS_STOCK_MAX_AGE_S",
+        "recs",
+        "stock_max_age_s",
+        False,
+        "oldest age (s) of a recommendation worker's in-stock snapshot before it answers 503",
     ),
     (
         "RECS_DEMO_MODEL",

@@ -15,7 +15,10 @@ Keys (this module owns them; ``recs:model:*`` belong to ``recs_registry``):
 - ``recs:order:<order>``: ``"<user>:<product>,<product>"`` of an order (for its refund).
 - ``recs:item:<product>``: hash ``c`` category, ``s`` status, ``k`` its SKUs
   (comma-separated), ``x`` 1 for a consumable (from catalog.v1);
-  ``recs:sku:<sku>``: its product (a flash-sale order names a SKU only).
+  ``recs:sku:<sku>``: its product (a flash-sale order names a SKU only);
+  ``recs:items``: set of every product with a record (the serving workers' sweep);
+  stream ``recs:changes``: a product id per entry (field ``p``) after each write of its
+  record, capped near CHANGES_MAXLEN (the serving workers' availability snapshots follow it).
 - stream ``recs:log``: every applied signal (``u`` user, ``p`` product, ``t`` ms, ``k``
   kind), capped near RECS_LOG_MAXLEN: the offline store's recent window.
 
@@ -27,7 +30,7 @@ per shopper and product groups; this store assumes one Redis (docs/recommendatio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
@@ -39,10 +42,14 @@ from nexuscart.domain import recs as rules
 _SIGNAL: Final = Script("recs_signal")
 _REFUND: Final = Script("recs_refund")
 _SERVE: Final = Script("recs_serve")
+_AVAIL: Final = Script("recs_avail")
 SEEN_TTL_S: Final = 7 * 86_400
 STATE_TTL_S: Final = 90 * 86_400
 NEIGHBOURS_MAX: Final = 200
 LOG_KEY: Final = b"recs:log"
+ITEMS_KEY: Final = b"recs:items"
+CHANGES_KEY: Final = b"recs:changes"
+CHANGES_MAXLEN: Final = 100_000
 
 
 def covis_key(pid: int) -> bytes:
@@ -73,12 +80,38 @@ class Item(NamedTuple):
     consumable: bool
 
 
-class Served(NamedTuple):
-    """What ``serve`` read: the shopper's recent items and the eligible candidates with
-    their live scores (viewed together, bought together, trending)."""
+class Live(NamedTuple):
+    """What ``serve`` read: the shopper's recent items (newest first), the viewed-together
+    and bought-together neighbours of each seed (the context product, then the recent
+    items), by rank, trending in the seeds' categories, and which of the neighbours and
+    candidates the shopper bought."""
 
     recent: list[int]
-    items: list[tuple[int, float, float, float]]
+    covis: list[list[int]]
+    cobuy: list[list[int]]
+    trend: list[list[int]]
+    bought: set[int]
+
+
+class Cursors(NamedTuple):
+    """Where an availability snapshot is in each change source ("": not started)."""
+
+    catalog: str = ""
+    records: str = ""
+    orders: str = ""
+
+
+class Checked(NamedTuple):
+    """One ``availability`` read: the cursors to continue from, the sweep's cursor ("0":
+    a round of every product is complete), whether a source had more (``more``) or lost
+    changes (``gap``), and per product checked: 0 never recommend, 1 may, 2 may and is a
+    consumable."""
+
+    cursors: Cursors
+    sweep: str
+    more: bool
+    gap: bool
+    flags: list[tuple[int, int]]
 
 
 class RecsStore:
@@ -105,6 +138,10 @@ class RecsStore:
             )
             for sku in skus:
                 pipe.set(b"recs:sku:" + sku.encode(), pid)
+        # announced after the records (the serving snapshots re-read what is announced)
+        pipe.sadd(ITEMS_KEY, *[it.product_id for it in items])
+        for it in items:
+            pipe.xadd(CHANGES_KEY, {b"p": it.product_id}, maxlen=CHANGES_MAXLEN, approximate=True)
         await pipe.execute()
 
     async def products_of_skus(self, skus: Sequence[str]) -> list[int | None]:
@@ -178,26 +215,45 @@ class RecsStore:
         return [int(p) for p in raw]
 
     async def serve(
-        self, user: int, context: int, pool: Sequence[int], want: int,
-        n_recent: int = 5, n_neighbours: int = 20, want_live: int | None = None,
-    ) -> Served:  # fmt: skip
-        """One round trip: live candidates around ``context`` and the shopper's recent
-        items (``want_live`` kept at most, default ``want``), then ``pool`` (the model's,
-        best first), filtered (active, available, not bought) until ``want`` are kept."""
-        recent, flat = cast(
-            "list[list[bytes]]",
+        self, user: int, context: int, candidates: Sequence[int], n_recent: int = 5,
+        n_neighbours: int = 20, n_trend: int = 0,
+    ) -> Live:  # fmt: skip
+        """One round trip: the shopper's recent items, the live neighbours of the seeds
+        (``context``, then the recent items), ``n_trend`` trending items of each seed's
+        category, and which neighbours and ``candidates`` the shopper bought."""
+        recent, covis, cobuy, trend, bought = cast(
+            "list[list[Any]]",
             await self._reads.script(
                 _SERVE,
                 [recent_key(user), bought_key(user)],
-                [n_recent, n_neighbours, context, want,
-                 want if want_live is None else want_live, *pool],
+                [n_recent, n_neighbours, context, n_trend, *candidates],
             ),
-        )  # fmt: skip
-        items = [
-            (int(flat[i]), float(flat[i + 1]), float(flat[i + 2]), float(flat[i + 3]))
-            for i in range(0, len(flat), 4)
-        ]
-        return Served([int(r) for r in recent], items)
+        )
+        return Live(
+            [int(r) for r in recent],
+            [[int(p) for p in ps] for ps in covis],
+            [[int(p) for p in ps] for ps in cobuy],
+            [[int(p) for p in ps] for ps in trend],
+            {int(p) for p in bought},
+        )
+
+    async def availability(
+        self, cursors: Cursors, sweep: str, sweep_count: int, max_changes: int
+    ) -> Checked:
+        """The products changed since ``cursors`` (catalog writes, product records, new
+        checkout reservations) and ``sweep_count`` more of every product (SSCAN from
+        ``sweep``), each checked: active and available (recs_avail.lua)."""
+        cat, rec, seq, nxt, more, gap, flat = cast(
+            "list[Any]",
+            await self._reads.script(_AVAIL, [], [*cursors, sweep, sweep_count, max_changes]),
+        )
+        return Checked(
+            Cursors(cat.decode(), rec.decode(), seq.decode()),
+            nxt.decode(),
+            bool(more),
+            bool(gap),
+            [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)],
+        )
 
     async def bought(self, user: int) -> set[int]:
         return {int(p) for p in await self.redis.smembers(bought_key(user))}

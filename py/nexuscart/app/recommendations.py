@@ -12,15 +12,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence, Set
+from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 
 from nexuscart import events
-from nexuscart.adapters.recs_store import ExperimentStore, Item, RecsStore, Served, Signal
-from nexuscart.app.errors import Refused, redis_errors
+from nexuscart.adapters.recs_store import Cursors, ExperimentStore, Item, Live, RecsStore, Signal
+from nexuscart.app.errors import Refused, Unavailable, redis_errors
 from nexuscart.domain import recs as rules
 
 AnyEvent = events.Event | events.CatalogEvent | events.InteractionEvent
@@ -189,12 +189,145 @@ _REASONS: Final = {
     "trend": "popular in this category now",
 }
 POOL_POPULAR: Final = 20  # the cold-start list: the model's bestsellers
-# the request's Redis work (measured in the script: each product checked ~20 us, each
-# neighbour list read ~10 us on the shared 2-core box): k + k/2 products kept at most, k/2
-# of them live neighbours, the neighbours of the 3 most recent items, 10 each
+# a request's live reads: the neighbours of the 3 most recent items, 10 each; k + k/2
+# products kept at most, k/2 of them live neighbours
 SEED_RECENT: Final = 3
 SEED_NEIGHBOURS: Final = 10
 EXPLAIN_TOP: Final = 3
+
+
+class Served(NamedTuple):
+    """The shopper's recent items and the kept candidates with their live scores (viewed
+    together, bought together, trending), in the order they were kept."""
+
+    recent: list[int]
+    items: list[tuple[int, float, float, float]]
+
+
+# --- what may be recommended: each worker's snapshot ----------------------------------------
+
+SWEEP_LOAD: Final = 500  # products per read while loading (a read of 500 ~5-8 ms of Redis)
+SWEEP_MIN: Final = 50
+MAX_CHANGES: Final = 2000  # changes per source per read
+
+
+class Availability:
+    """The products this worker may recommend: active and available (an SKU with stock
+    left after the checkout's reservations and sales), and which of them are consumables.
+    A snapshot kept current by one Redis read every ``max_age_s / 4``: the products the
+    catalog, the recommendation service's records and new checkout reservations announced
+    since the last read, plus a slice of every product (each swept every ``sweep_s``).
+
+    Staleness bound: an answer uses the snapshot only while the last read that caught up
+    with every source started at most ``max_age_s`` ago; otherwise ``check`` raises
+    Unavailable (503). So a change announced more than ``max_age_s`` before an answer is in
+    it. Restocks that come back through a released reservation are not announced: the sweep
+    brings them back (an item may be left out for up to ``sweep_s``, never wrongly shown)."""
+
+    def __init__(self, store: RecsStore, max_age_s: float = 1.0, sweep_s: float = 60.0) -> None:
+        self.store = store
+        self.max_age_s = max_age_s
+        self.poll_s = max_age_s / 4
+        self.sweep_s = sweep_s
+        self.allowed: set[int] = set()
+        self.consumable: set[int] = set()
+        self.fresh_at = float("-inf")  # monotonic start of the last read that caught up
+        self.loaded = False  # a whole round of the sweep since the start (or a lost change)
+        self._cursors = Cursors()
+        self._sweep = "0"
+        self._round = 0  # products in the current round of the sweep
+        self._total = 0  # products in the last whole round
+
+    def check(self) -> None:
+        if time.monotonic() - self.fresh_at > self.max_age_s:
+            raise Unavailable("redis")
+
+    async def poll(self) -> bool:
+        """One read; whether the snapshot is whole and caught up with every source."""
+        count = (
+            max(SWEEP_MIN, int(self._total * self.poll_s / self.sweep_s))
+            if self.loaded
+            else SWEEP_LOAD
+        )
+        got = await self.store.availability(self._cursors, self._sweep, count, MAX_CHANGES)
+        allowed, consumable = self.allowed, self.consumable
+        for pid, flag in got.flags:
+            if flag:
+                allowed.add(pid)
+            else:
+                allowed.discard(pid)
+            if flag == 2:
+                consumable.add(pid)
+            else:
+                consumable.discard(pid)
+        self._cursors = got.cursors
+        if got.gap:  # changes were lost: not whole again until a round of every product
+            self.loaded, self._sweep, self._round = False, "0", 0
+            return False
+        self._round += len(got.flags)
+        self._sweep = got.sweep
+        if got.sweep == "0":
+            self.loaded, self._total, self._round = True, self._round, 0
+        return self.loaded and not got.more
+
+    async def run(self) -> None:
+        log = logging.getLogger("nexuscart.recommendations")
+        while True:
+            started = time.monotonic()
+            try:
+                caught_up = await self.poll()
+            except Exception as exc:  # the snapshot ages; answers refuse past max_age_s
+                log.warning("recommendation availability read failed: %r", exc)
+                await asyncio.sleep(self.poll_s)
+                continue
+            if caught_up:
+                self.fresh_at = started
+                await asyncio.sleep(self.poll_s)
+            elif self.loaded:
+                await asyncio.sleep(0)  # more to read: at once, but let requests in
+
+
+def select(
+    live: Live, avail: Availability, context: int, pool: Sequence[int], want: int,
+    want_live: int,
+) -> list[tuple[int, float, float, float]]:  # fmt: skip
+    """Candidates in this order: the bought-together and viewed-together neighbours of the
+    context product and of the recent items (``want_live`` at most), ``pool`` (best
+    first), then trending in the seeds' categories, until ``want`` are kept. Kept only when
+    the snapshot allows them and not bought unless consumable. Live scores are reciprocal
+    ranks: a neighbour at rank r of a seed of weight w (the context 2, the n-th recent item
+    1/n) adds w / r."""
+    allowed, consumable, bought = avail.allowed, avail.consumable, live.bought
+    score: dict[int, list[float]] = {}  # id -> [covis, cobuy, trend], first seen first
+    weights = ([2.0] if context else []) + [1.0 / r for r in range(1, len(live.recent) + 1)]
+    for w, covis, cobuy in zip(weights, live.covis, live.cobuy, strict=True):
+        for kind, ids in ((0, covis), (1, cobuy)):
+            for rank, pid in enumerate(ids, 1):
+                s = score.get(pid)
+                if s is None:
+                    s = score[pid] = [0.0, 0.0, 0.0]
+                s[kind] += w / rank
+    out: list[tuple[int, float, float, float]] = []
+    seen = {context}
+
+    def walk(ids: Iterable[int], limit: int) -> None:
+        for pid in ids:
+            if len(out) >= limit:
+                return
+            if pid in seen:
+                continue
+            seen.add(pid)
+            if pid in allowed and (pid not in bought or pid in consumable):
+                s = score.get(pid)
+                out.append((pid, s[0], s[1], s[2]) if s else (pid, 0.0, 0.0, 0.0))
+
+    walk(score, min(want_live, want))
+    walk(pool, want)
+    for ids in live.trend:
+        for pid in ids:
+            score.setdefault(pid, [0.0, 0.0, 1.0])
+        walk(ids, want)
+    return out
 
 
 class Recommender:
@@ -203,19 +336,28 @@ class Recommender:
 
     def __init__(
         self, store: RecsStore, registry: Any, poll_s: float = 1.0,
-        experiments: Experiments | None = None,
+        experiments: Experiments | None = None, stock_max_age_s: float = 1.0,
     ) -> None:  # fmt: skip
         self.store = store
         self.registry = registry
         self.poll_s = poll_s
         self.experiments = experiments
+        self.availability = Availability(store, stock_max_age_s)
         self.model: Any = None  # services.recommendations.serving.Loaded, or None
         self.experiment: Experiment | None = None
         self.arm_models: dict[str, Any] = {}  # the versions the experiment's arms name
         self._exposures: set[asyncio.Task[None]] = set()
 
     async def follow(self) -> None:
-        """Poll the active-version pointer; load a new version off the event loop."""
+        """Keep the availability snapshot current; poll the active-version pointer and load
+        a new version off the event loop."""
+        snapshot = asyncio.ensure_future(self.availability.run())
+        try:
+            await self._follow_model()
+        finally:
+            snapshot.cancel()
+
+    async def _follow_model(self) -> None:
         from services.recommendations import serving
 
         log = logging.getLogger("nexuscart.recommendations")
@@ -244,6 +386,23 @@ class Recommender:
                 log.warning("recommendation model check failed: %r", exc)
             await asyncio.sleep(self.poll_s)
 
+    async def candidates(
+        self, user_id: int, context: int, pool: Sequence[int], want: int, want_live: int,
+        n_recent: int = 5, n_neighbours: int = 20,
+    ) -> Served:  # fmt: skip
+        """The live neighbours and ``pool`` filtered by the worker's availability snapshot
+        and the shopper's bought items (``select``): one Redis call."""
+        avail = self.availability
+        avail.check()
+        allowed = avail.allowed
+        pool = [p for p in pool if p in allowed]
+        with redis_errors():
+            live = await self.store.serve(
+                user_id, context, pool if user_id else (), n_recent, n_neighbours,
+                0 if len(pool) >= want else want,
+            )  # fmt: skip
+        return Served(live.recent, select(live, avail, context, pool, want, want_live))
+
     async def for_user(
         self, user_id: int, k: int, context_product: int, explain: bool, context: str
     ) -> Recommendations:
@@ -258,11 +417,10 @@ class Recommender:
         pids, scores, personal = (
             model.ranked(ranked_for, context_product) if model is not None else ([], [], False)
         )
-        with redis_errors():
-            served = await self.store.serve(
-                user_id, context_product, pids, want=k + k // 2, want_live=max(1, k // 2),
-                n_recent=SEED_RECENT, n_neighbours=SEED_NEIGHBOURS,
-            )  # fmt: skip
+        served = await self.candidates(
+            user_id, context_product, pids, k + k // 2, max(1, k // 2), SEED_RECENT,
+            SEED_NEIGHBOURS,
+        )  # fmt: skip
         answer = self._answer(model, ranked_for, served, dict(zip(pids, scores, strict=True)),
                               personal, k, explain, context, context_product)  # fmt: skip
         if exp is not None and arm is not None and self.experiments is not None:
@@ -279,8 +437,7 @@ class Recommender:
         # the model's bestsellers of the product's category: the fallback when the live
         # signals have too little (a new store, a quiet product)
         pool = self.model.category_pool(product_id) if self.model is not None else []
-        with redis_errors():
-            served = await self.store.serve(0, product_id, pool, want=k * 2)
+        served = await self.candidates(0, product_id, pool, k * 2, k * 2)
         items = sorted(served.items, key=lambda x: (-(2 * x[2] + x[1]), -x[3], x[0]))[:k]
         out = [
             Recommendation(pid, 2 * cobuy + covis + trend, _reason(cobuy, covis, product_id))
