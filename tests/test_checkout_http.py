@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from devtools import catalog_gen
 from nexuscart import config, events
-from nexuscart.adapters.reservations import OUTBOX
+from nexuscart.adapters.reservations import OUTBOX, level_key
 from tests.conftest import EDGE_TEST_ENV, EdgeServer
 from tests.test_cart_http import h, make_product, set_price, token
 
@@ -104,6 +104,36 @@ def test_checkout_reserves_empties_the_cart_and_answers_what_to_pay(
         [(a, 2, 1_000), (b, 3, 300)]
     )
     assert placed.total_minor == 2_900
+
+
+async def _forget_counters(settings: config.Settings, sku: str) -> None:
+    client = aioredis.Redis.from_url(settings.redis.url)
+    try:
+        await client.delete(level_key(sku))
+    finally:
+        await client.aclose()
+
+
+def test_a_cart_shows_the_stock_left_as_the_inventory_does(
+    edge: EdgeServer, settings: config.Settings
+) -> None:
+    """A cart's lines are read with their counters in one script call: what others reserved
+    shows at once (on a change and on a read); a SKU the counters have never seen shows
+    the catalog's live level."""
+    pid, (a, b), _ = make_product(edge, [100, 100], stock=5)
+    _, tok = token("customer")
+    add(edge, tok, pid, a, 1)
+    _, rival = token("customer")
+    add(edge, rival, pid, a, 4)
+    assert checkout(edge, rival).status_code == 202
+    r = httpx.post(
+        f"{edge.url}/cart/items", json={"product_id": pid, "sku": b, "quantity": 1}, headers=h(tok)
+    )
+    shown = {ln["sku"]: ln["available"] for ln in r.json()["lines"]}
+    assert shown == available(edge, [a, b]) == {a: 1, b: 5}
+    asyncio.run(_forget_counters(settings, b))
+    read = httpx.get(f"{edge.url}/cart", headers=h(tok)).json()
+    assert {ln["sku"]: ln["available"] for ln in read["lines"]} == {a: 1, b: 5}
 
 
 def test_a_price_the_shopper_has_not_seen_is_never_charged(edge: EdgeServer) -> None:

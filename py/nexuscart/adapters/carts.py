@@ -10,6 +10,7 @@ Idempotency-Key of the last change: a retry of it is not applied twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
@@ -35,6 +36,9 @@ def guest_cart(token: str) -> bytes:
 class Cart(NamedTuple):
     version: str  # "" for a cart that does not exist
     lines: list[StoredLine]
+    # units available per SKU from the checkout's counters (``{co}:s:<sku>``), read in the
+    # same script as the cart; a SKU the counters do not know is absent (None: not read)
+    available: dict[str, int] | None = None
 
 
 class CartRefused(Exception):
@@ -60,10 +64,17 @@ class CartStore:
         self.commands = Commands(client, pipe)
 
     async def get(self, key: bytes) -> Cart:
-        raw, _ = await self.commands.checked([("HGETALL", key), ("PEXPIRE", key, self.ttl_ms)])
+        return (await self.get_with(key))[0]
+
+    async def get_with(self, key: bytes, *also: Sequence[Any]) -> tuple[Cart, list[Any]]:
+        """The cart (its expiry renewed) and the replies of ``also``, commands sent in the
+        same batch: one round trip and no task per read (the checkout's first step)."""
+        raw, _, *more = await self.commands.checked(
+            [("HGETALL", key), ("PEXPIRE", key, self.ttl_ms), *also]
+        )
         if isinstance(raw, list):  # hiredis answers a hash as a flat list
             raw = dict(zip(raw[::2], raw[1::2], strict=True))
-        return _cart(cast("dict[bytes, bytes]", raw))
+        return _cart(cast("dict[bytes, bytes]", raw)), more
 
     async def _run(self, keys: list[bytes], args: list[str | int]) -> list[Any]:
         res = cast("list[Any]", await self.commands.script(CART, keys, args))
@@ -72,9 +83,21 @@ class CartStore:
         return res
 
     async def _change(self, keys: list[bytes], args: list[str | int]) -> Cart:
-        """Run a change; -> the cart after it (the script answers it)."""
-        flat = (await self._run(keys, args))[4:]
-        return _cart(dict(zip(flat[::2], flat[1::2], strict=True)))
+        """Run a change; -> the cart after it, with its lines' availability (the script
+        answers both)."""
+        res = await self._run(keys, args)
+        flat, levels = res[4], res[5]
+        cart = _cart(dict(zip(flat[::2], flat[1::2], strict=True)))
+        available: dict[str, int] = {}
+        for ln, raw in zip(cart.lines, levels, strict=True):
+            if raw is not None:
+                _, on_hand, r, s = raw.split(b":")
+                available[ln.sku] = max(0, int(on_hand) - int(r) - int(s))
+        return cart._replace(available=available)
+
+    async def read(self, key: bytes) -> Cart:
+        """The cart with its lines' availability, its expiry renewed (one script call)."""
+        return await self._change([key], self._head("get", ""))
 
     async def add(
         self,

@@ -138,6 +138,19 @@ _REJECTED: Final = {
 }
 
 
+def answer_read(user_id: int, idem: str) -> tuple[str, bytes]:
+    """The command reading a checkout's stored answer (``stored_answer`` parses its reply),
+    for a caller that batches it with its own reads."""
+    return ("GET", idem_key(user_id, idem))
+
+
+def stored_answer(raw: bytes | None) -> tuple[str, Placed] | None:
+    """(fingerprint, answer) of a stored checkout answer; None when there is none."""
+    if raw is None:
+        return None
+    return raw.split(b"|", 1)[0].decode(), parse_answer(raw)
+
+
 def parse_answer(raw: bytes) -> Placed:
     """A stored checkout answer (``fp|order|expires|currency|subtotal|discount|total|promo``)."""
     _, oid, exp, cur, sub, disc, tot, code = raw.decode().split("|")
@@ -340,13 +353,6 @@ class ReservationStore:
         if code == 2:
             return parse_answer(cast(bytes, res[1]))
         return Rejected(_REJECTED[code])
-
-    async def answer(self, user_id: int, idem: str) -> tuple[str, Placed] | None:
-        """The stored answer of an earlier checkout under this key: (fingerprint, answer)."""
-        (raw,) = await self.commands.checked([("GET", idem_key(user_id, idem))])
-        if raw is None:
-            return None
-        return raw.split(b"|", 1)[0].decode(), parse_answer(raw)
 
     # -- the end of a reservation (the inventory consumer) ----------------------------------
 

@@ -3,8 +3,10 @@ id, merged at ``POST /cart/merge``; add, set quantity, remove; a cart shown at t
 prices and availability. Rules in ``domain.cart``; storage in ``adapters.carts``.
 
 Prices come from the catalog's product pages (cached per worker, dropped on every product
-change) and availability from the catalog's live stock read (one MGET), so a cart read
-costs what a product page view costs plus one Redis round trip.
+change) and availability from the checkout's stock counters, read by the same script call
+as the cart (each SKU's copy of the catalog's level less what is reserved and sold: what
+the catalog's live stock read answers), so a cart read or change is one Redis round trip
+(two for a SKU the counters have never seen: the catalog's live read for it).
 """
 
 from __future__ import annotations
@@ -128,22 +130,25 @@ class Carts:
                     shown[sku] = v.available
         return offers, shown
 
-    async def _available(self, skus: list[str], shown: dict[str, int]) -> dict[str, int]:
-        with redis_errors():
-            levels = await self.catalog.store.levels(skus)
-        return {
-            s: (shown.get(s, 0) if lv is None else lv.stock)
-            for s, lv in zip(skus, levels, strict=True)
-        }
+    async def _available(self, cart: Cart, shown: dict[str, int]) -> dict[str, int]:
+        """Each line's units available: the counters' figure read with the cart; the
+        catalog's live read for a SKU they do not know (the page's when neither does)."""
+        avail = dict(cart.available or {})
+        skus = [ln.sku for ln in cart.lines if ln.sku not in avail]
+        if skus:
+            with redis_errors():
+                levels = await self.catalog.store.levels(skus)
+            for s, lv in zip(skus, levels, strict=True):
+                avail[s] = shown.get(s, 0) if lv is None else lv.stock
+        return avail
 
     async def priced(self, cart: Cart) -> PricedCart:
         offers, shown = await self.offers([(ln.sku, ln.product_id) for ln in cart.lines])
-        avail = await self._available([ln.sku for ln in cart.lines], shown)
-        return rules.price(cart.lines, offers, avail)
+        return rules.price(cart.lines, offers, await self._available(cart, shown))
 
     async def read(self, owner: Owner) -> tuple[Cart, PricedCart]:
         with redis_errors():
-            cart = await self.store.get(owner.key())
+            cart = await self.store.read(owner.key())
         return cart, await self.priced(cart)
 
     async def view(self, owner: Owner) -> CartView:

@@ -6,7 +6,6 @@ counts the promotion's use, writes OrderPlaced to the outbox and empties the car
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,8 @@ from nexuscart.adapters.reservations import (
     Rejected,
     ReservationStore,
     Short,
+    answer_read,
+    stored_answer,
 )
 from nexuscart.app.cart import Carts
 from nexuscart.app.errors import Refused, pg_errors, redis_errors
@@ -123,9 +124,8 @@ class Checkout:
     ) -> Placed | None:
         owner_key = user_cart(user_id)
         with redis_errors():
-            cart, prior = await asyncio.gather(
-                self.carts.store.get(owner_key), self.reservations.answer(user_id, key)
-            )
+            cart, (raw,) = await self.carts.store.get_with(owner_key, answer_read(user_id, key))
+        prior = stored_answer(raw)
         if prior is not None:
             if prior[0] != fp:
                 r = _REJECTIONS["idempotency-key-reused"]

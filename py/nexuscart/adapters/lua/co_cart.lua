@@ -4,21 +4,36 @@
 -- answered without applying it again), then one field per SKU:
 -- "quantity|product_id|price_seen|currency". Every change renews the inactivity expiry.
 -- KEYS: 1 the cart, 2 (merge) the guest cart merged into it
--- ARGV: 1 op (add | set | merge), 2 ttl (ms), 3 max lines, 4 max quantity, 5 the request's
---   Idempotency-Key ('' none), then
+-- ARGV: 1 op (add | set | merge | get), 2 ttl (ms), 3 max lines, 4 max quantity, 5 the
+--   request's Idempotency-Key ('' none), then
 --   add/set: 6 sku, 7 product_id, 8 quantity (add: more units; set: the units, 0 removes),
 --            9 unit price now, 10 currency
--- Returns {0, version, merged lines, lines left out, the cart's fields and values} done (a
---   retry: the same without a change); {1} mixed currencies; {2} quantity above the limit;
---   {3} too many lines; {4} no such line (set)
+-- Returns {0, version, merged lines, lines left out, {the cart's fields and values}, {the
+--   checkout's level of each line's SKU, in field order}} done (a retry: the same without a
+--   change; get: the cart as it is, its expiry renewed); {1} mixed currencies; {2} quantity
+--   above the limit; {3} too many lines; {4} no such line (set)
+-- The levels ({co}:s:<sku>, "version:on_hand:reserved:sold", false when the checkout has
+-- none) are keys of this script's slot built from the cart's own fields: the caller shows
+-- each line's availability without a second round trip.
 local op, ttl, max_lines, max_qty = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local cart = KEYS[1]
 local idem = ARGV[5]
-if idem ~= '' and redis.call('HGET', cart, '_k') == idem then
+-- {0, version, merged, left out, the cart as HGETALL answers it, the levels of its lines}
+local function answer(v, merged, left)
+  local fields = redis.call('HGETALL', cart)
+  local keys = {}
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if f ~= '_v' and f ~= '_c' and f ~= '_k' then keys[#keys + 1] = '{co}:s:' .. f end
+  end
+  local levels = {}
+  if #keys > 0 then levels = redis.call('MGET', unpack(keys)) end
+  return {0, v, merged or 0, left or 0, fields, levels}
+end
+
+if op == 'get' or (idem ~= '' and redis.call('HGET', cart, '_k') == idem) then
   redis.call('PEXPIRE', cart, ttl)
-  local out = {0, tonumber(redis.call('HGET', cart, '_v') or '0'), 0, 0}
-  for _, x in ipairs(redis.call('HGETALL', cart)) do out[#out + 1] = x end
-  return out
+  return answer(tonumber(redis.call('HGET', cart, '_v') or '0'))
 end
 
 local function lines_of(key)
@@ -29,15 +44,12 @@ local function lines_of(key)
   return n
 end
 
--- {0, version, merged, left out, then the cart as HGETALL answers it}: the caller shows
--- the cart without reading it again
+-- the caller shows the cart without reading it again
 local function done(merged, left)
   local v = redis.call('HINCRBY', cart, '_v', 1)
   if idem ~= '' then redis.call('HSET', cart, '_k', idem) end
   redis.call('PEXPIRE', cart, ttl)
-  local out = {0, v, merged or 0, left or 0}
-  for _, x in ipairs(redis.call('HGETALL', cart)) do out[#out + 1] = x end
-  return out
+  return answer(v, merged, left)
 end
 
 if op == 'merge' then
