@@ -17,7 +17,13 @@
 --   usable (unknown, inactive, outside its window); {7} cart changed since it was read
 local ORDER_BASE = 4503599627370496  -- 2^52: above every flash-sale order id
 local user_id = ARGV[2]
-local prior = redis.call('GET', KEYS[8])
+local n = #KEYS - 9
+-- one MGET for the idempotency key and every line's level, one MSET for the new levels:
+-- a redis.call costs more than the read or write it makes
+local read = {KEYS[8]}
+for i = 1, n do read[i + 1] = KEYS[9 + i] end
+local got = redis.call('MGET', unpack(read))
+local prior = got[1]
 if prior then
   if string.sub(prior, 1, #ARGV[6] + 1) == ARGV[6] .. '|' then return {2, prior} end
   return {3}
@@ -42,12 +48,11 @@ if code ~= '' then
   end
 end
 
-local n = #KEYS - 9
 local short, levels, parts, lines, newer = {}, {}, {}, {}, {}
 for i = 1, n do
   local b = 12 + (i - 1) * 6
   local sku, qty = ARGV[b + 1], tonumber(ARGV[b + 3])
-  local raw = redis.call('GET', KEYS[9 + i])
+  local raw = got[i + 1]
   local v, oh, r, s = 0, 0, 0, 0
   if raw then
     local a, bb, c, d = string.match(raw, '^(%-?%d+):(%-?%d+):(%d+):(%d+)$')
@@ -55,19 +60,21 @@ for i = 1, n do
   end
   if ARGV[b + 5] ~= '' and (not raw or tonumber(ARGV[b + 5]) > v) then
     v, oh = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-    newer[#newer + 1] = {KEYS[9 + i], int(v) .. ':' .. int(oh) .. ':' .. int(r) .. ':' .. int(s)}
+    newer[#newer + 1] = KEYS[9 + i]
+    newer[#newer + 1] = int(v) .. ':' .. int(oh) .. ':' .. int(r) .. ':' .. int(s)
   end
   local avail = oh - r - s
   if avail < 0 then avail = 0 end
   if avail < qty then short[#short + 1] = sku .. ':' .. avail end
-  levels[i] = {v, oh, r + qty, s}
+  levels[2 * i - 1] = KEYS[9 + i]
+  levels[2 * i] = int(v) .. ':' .. int(oh) .. ':' .. int(r + qty) .. ':' .. int(s)
   parts[#parts + 1] = sku .. ':' .. qty
   lines[#lines + 1] = '{"sku":' .. str(sku) .. ',"product_id":' .. int(ARGV[b + 2])
     .. ',"quantity":' .. int(qty) .. ',"unit_price_minor":' .. int(ARGV[b + 4]) .. '}'
 end
 if #short > 0 then
   -- nothing reserved; the newer catalog levels seen are kept (a copy, not a decision)
-  for _, kv in ipairs(newer) do redis.call('SET', kv[1], kv[2]) end
+  if #newer > 0 then redis.call('MSET', unpack(newer)) end
   table.insert(short, 1, 1)
   return short
 end
@@ -75,10 +82,7 @@ end
 local order_id = ORDER_BASE + redis.call('INCR', KEYS[3])
 local oid = int(order_id)
 local expires = now + tonumber(ARGV[5])
-for i = 1, n do
-  local l = levels[i]
-  redis.call('SET', KEYS[9 + i], int(l[1]) .. ':' .. int(l[2]) .. ':' .. int(l[3]) .. ':' .. int(l[4]))
-end
+redis.call('MSET', unpack(levels))
 redis.call('HSET', KEYS[1], oid, user_id .. '|' .. code .. '|' .. table.concat(parts, ','))
 redis.call('ZADD', KEYS[2], expires, oid)
 if code ~= '' then
