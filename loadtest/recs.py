@@ -11,6 +11,7 @@ Phases (each bounded in time, 127.0.0.1 only, wrk with --connections, 256 by def
   4. similar  GET /products/{id}/similar over a Zipf product mix
 
 Usage: scripts/bench recs [--workers 2] [--seconds 20] [--products 100000] [--users 100000]
+       [--settle 10]
 Writes loadtest/reports/recs-<time>.md and .json, and prints the table.
 """
 
@@ -69,6 +70,12 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=100_000, help="shoppers whose tokens are sent")
     ap.add_argument("--interactions", type=int, default=1_000_000, help="SYNTHETIC, to train")
     ap.add_argument("--server-arg", action="append", default=[])
+    ap.add_argument(
+        "--settle", type=float, default=10.0,
+        help="seconds between the edge's start and the first phase: each worker loads the "
+        "model, its availability snapshot and its search index, which would compete with "
+        "the first seconds of load",
+    )  # fmt: skip
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-recs-"))
@@ -83,7 +90,7 @@ def main() -> int:
         print(f"model {trained}", file=sys.stderr)
         server.stop()
         server = srv = Server(args.workers, work, args.server_arg)
-        time.sleep(3)  # the workers poll the model pointer every RECS_MODEL_POLL_S
+        time.sleep(args.settle)
         results: dict[str, Any] = {
             "workers": args.workers, "seconds": args.seconds, "connections": args.connections,
             "products": args.products, "users": args.users, "model": trained, "synthetic": True,

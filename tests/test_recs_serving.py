@@ -125,7 +125,7 @@ async def _caught_up(avail: Availability) -> None:
     """Reads until the snapshot is whole and has every change announced so far."""
     while True:
         started = time.monotonic()
-        if await avail.poll():
+        if await avail.poll() and avail.loaded:
             break
     avail.fresh_at = started
 

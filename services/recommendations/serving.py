@@ -52,6 +52,10 @@ class Loaded:
         else:
             self.top_items = np.full((len(self.user_ids), 0), -1, dtype=np.int32)
             self.top_scores = np.zeros((len(self.user_ids), 0), dtype=np.float32)
+        # per request: a dict lookup for the shopper's row and the length of their list
+        # (numpy calls on one scalar cost microseconds each)
+        self._rows: dict[int, int] = {u: n for n, u in enumerate(self.user_ids.tolist())}
+        self._lengths: list[int] = np.count_nonzero(self.top_items >= 0, axis=1).tolist()
         self.cold_pids: list[int] = self.product_ids[self.s.popular[:POOL_POPULAR]].tolist()
         self.cold_scores = np.log1p(self.s.popularity[self.s.popular[:POOL_POPULAR]]).tolist()
 
@@ -70,12 +74,15 @@ class Loaded:
         (ranked at training). A shopper the model does not know gets the bestsellers of the
         context product's leaf category (on a product page) ahead of the global ones. No
         ranker on this path."""
-        u = self._user(user_id)
-        if u is not None and self.top_items.shape[1]:
-            row = self.top_items[u]
-            n = int(np.count_nonzero(row >= 0))  # -1 padding sits at the end
+        u = self._rows.get(user_id)
+        if u is not None:
+            n = self._lengths[u]  # -1 padding sits at the end
             if n:
-                return self.product_ids[row[:n]].tolist(), self.top_scores[u, :n].tolist(), True
+                return (
+                    self.product_ids[self.top_items[u, :n]].tolist(),
+                    self.top_scores[u, :n].tolist(),
+                    True,
+                )
         if context:
             idx = self._leaf_top_of(context)
             if len(idx):

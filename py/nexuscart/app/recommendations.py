@@ -206,33 +206,40 @@ class Served(NamedTuple):
 
 # --- what may be recommended: each worker's snapshot ----------------------------------------
 
-SWEEP_LOAD: Final = 500  # products per read while loading (a read of 500 ~5-8 ms of Redis)
-SWEEP_MIN: Final = 50
-MAX_CHANGES: Final = 2000  # changes per source per read
+# a product checked costs ~10-20 us of Redis (one script blocks Redis for the whole read):
+# reads stay near a few ms even when many products change at once
+SWEEP_LOAD: Final = 200  # products per read while loading
+SWEEP_MIN: Final = 20
+SWEEP_S: Final = 600.0  # every product re-read this often (restocks by released reservations)
+MAX_CHANGES: Final = 500  # changes per source per read
 
 
 class Availability:
     """The products this worker may recommend: active and available (an SKU with stock
     left after the checkout's reservations and sales), and which of them are consumables.
-    A snapshot kept current by one Redis read every ``max_age_s / 4``: the products the
+    A snapshot kept current by one Redis read every ``max_age_s / 8``: the products the
     catalog, the recommendation service's records and new checkout reservations announced
     since the last read, plus a slice of every product (each swept every ``sweep_s``).
 
     Staleness bound: an answer uses the snapshot only while the last read that caught up
     with every source started at most ``max_age_s`` ago; otherwise ``check`` raises
     Unavailable (503). So a change announced more than ``max_age_s`` before an answer is in
-    it. Restocks that come back through a released reservation are not announced: the sweep
-    brings them back (an item may be left out for up to ``sweep_s``, never wrongly shown)."""
+    it. Every product in the snapshot was checked after the sources' cursors were taken, so
+    this holds from the first read; until the first whole sweep (``loaded``) the snapshot
+    only lacks products (fewer items answered, none wrong). Restocks that come back through
+    a released reservation are not announced: the sweep brings them back (an item may be
+    left out for up to ``sweep_s``, never wrongly shown)."""
 
-    def __init__(self, store: RecsStore, max_age_s: float = 1.0, sweep_s: float = 60.0) -> None:
+    def __init__(self, store: RecsStore, max_age_s: float = 1.0, sweep_s: float = SWEEP_S) -> None:
         self.store = store
         self.max_age_s = max_age_s
-        self.poll_s = max_age_s / 4
+        # several reads per bound: a worker busy with requests may wake late for one
+        self.poll_s = max_age_s / 8
         self.sweep_s = sweep_s
         self.allowed: set[int] = set()
         self.consumable: set[int] = set()
         self.fresh_at = float("-inf")  # monotonic start of the last read that caught up
-        self.loaded = False  # a whole round of the sweep since the start (or a lost change)
+        self.loaded = False  # a whole round of the sweep since the start
         self._cursors = Cursors()
         self._sweep = "0"
         self._round = 0  # products in the current round of the sweep
@@ -243,13 +250,19 @@ class Availability:
             raise Unavailable("redis")
 
     async def poll(self) -> bool:
-        """One read; whether the snapshot is whole and caught up with every source."""
+        """One read; whether it caught up with every source (no change left unread)."""
         count = (
             max(SWEEP_MIN, int(self._total * self.poll_s / self.sweep_s))
             if self.loaded
             else SWEEP_LOAD
         )
         got = await self.store.availability(self._cursors, self._sweep, count, MAX_CHANGES)
+        self._cursors = got.cursors
+        if got.gap:
+            # changes were lost: what the snapshot holds may be stale; start again empty
+            self.allowed, self.consumable = set(), set()
+            self.loaded, self._sweep, self._round = False, "0", 0
+            return False
         allowed, consumable = self.allowed, self.consumable
         for pid, flag in got.flags:
             if flag:
@@ -260,15 +273,11 @@ class Availability:
                 consumable.add(pid)
             else:
                 consumable.discard(pid)
-        self._cursors = got.cursors
-        if got.gap:  # changes were lost: not whole again until a round of every product
-            self.loaded, self._sweep, self._round = False, "0", 0
-            return False
         self._round += len(got.flags)
         self._sweep = got.sweep
         if got.sweep == "0":
             self.loaded, self._total, self._round = True, self._round, 0
-        return self.loaded and not got.more
+        return not got.more
 
     async def run(self) -> None:
         log = logging.getLogger("nexuscart.recommendations")
@@ -282,8 +291,9 @@ class Availability:
                 continue
             if caught_up:
                 self.fresh_at = started
+            if caught_up and self.loaded:
                 await asyncio.sleep(self.poll_s)
-            elif self.loaded:
+            else:
                 await asyncio.sleep(0)  # more to read: at once, but let requests in
 
 
@@ -421,8 +431,9 @@ class Recommender:
             user_id, context_product, pids, k + k // 2, max(1, k // 2), SEED_RECENT,
             SEED_NEIGHBOURS,
         )  # fmt: skip
-        answer = self._answer(model, ranked_for, served, dict(zip(pids, scores, strict=True)),
-                              personal, k, explain, context, context_product)  # fmt: skip
+        answer = await self._answer(model, ranked_for, served,
+                                    dict(zip(pids, scores, strict=True)), personal, k, explain,
+                                    context, context_product)  # fmt: skip
         if exp is not None and arm is not None and self.experiments is not None:
             # logged off the answer's path; a lost exposure only undercounts
             task = asyncio.ensure_future(self.experiments.store.expose(
@@ -446,7 +457,7 @@ class Recommender:
         version = self.model.version if self.model is not None else None
         return Recommendations(out, version, f"product:{product_id}")
 
-    def _answer(
+    async def _answer(
         self, model: Any, user_id: int, served: Served, scores: dict[int, float],
         personal: bool, k: int, explain: bool, context: str, context_product: int,
     ) -> Recommendations:  # fmt: skip
@@ -471,8 +482,13 @@ class Recommender:
                                                                                 strict=True)),
             key=lambda sx: -sx[0],
         )[:k]  # fmt: skip
+        # TreeSHAP takes milliseconds: in a thread, so the other answers go on meanwhile
         contribs = (
-            model.explain(user_id, served.recent, [x[0] for _, x in ranked]) if explain else {}
+            await asyncio.to_thread(
+                model.explain, user_id, served.recent, [x[0] for _, x in ranked]
+            )
+            if explain
+            else {}
         )
         out = []
         for score, (pid, covis, cobuy, trend) in ranked:
