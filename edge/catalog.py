@@ -86,7 +86,7 @@ def _written(view: ProductView, etag: str, replayed: bool, created: bool = False
     return json_response(view, status=201 if created and not replayed else 200, headers=headers)
 
 
-_INVENTORY_HEADERS: Final = [("cache-control", "no-cache")]
+_INVENTORY_HEADERS: Final = [("content-type", "application/json"), ("cache-control", "no-cache")]
 _CATEGORY_HEADERS: Final = [("cache-control", "public, max-age=60")]
 _LIST_HEADERS: Final = [("cache-control", "public, max-age=1")]
 
@@ -148,17 +148,21 @@ def routes(deps: Deps) -> list[Route]:
                     return problem_response(_NOT_FOUND, req.path)
                 page = fresh
         record_view(pid, req.headers.get("authorization"))
-        if req.headers.get("if-none-match") == page.etag:
-            return Response(304, b"", page.headers_304)
-        return Response(200, page.body, page.headers)
+        try:
+            shown = await cat.show(page)  # the live stock: one MGET shared per loop tick
+        except Unavailable as exc:
+            raise DependencyUnavailable(exc.dependency) from exc
+        if req.headers.get("if-none-match") == shown.etag:
+            return Response(304, b"", shown.headers_304)
+        return Response(200, shown.body, shown.headers)
 
     async def inventory(req: Request) -> Response:
         skus = _skus(req.query)
         try:
-            answer = await cat.inventory(skus)
+            body = await cat.inventory(skus)
         except Unavailable as exc:
             raise DependencyUnavailable(exc.dependency) from exc
-        return json_response(answer, headers=_INVENTORY_HEADERS)
+        return Response(200, body, _INVENTORY_HEADERS)
 
     @handles_refusals
     async def categories(_: Request) -> Response:

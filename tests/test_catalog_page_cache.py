@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from nexuscart import config
 from nexuscart.adapters import postgres
 from nexuscart.adapters.catalog_repo import CatalogRepo, Change, Product, VariantFields
-from nexuscart.adapters.catalog_store import CatalogStore
+from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.app.catalog import Catalog, PageCache
 from nexuscart.domain import catalog as rules
 
@@ -128,3 +128,33 @@ async def test_a_busy_listing_is_read_once_and_a_change_is_listed_at_once(
     catalog.cache.drop(pid)  # what the change feed does on the product's announcement
     listed = msgspec.json.decode(await catalog.listing(pid - 1, None, 100))
     assert [item["product_id"] for item in listed["items"]][:1] == [pid]
+
+
+async def test_a_cached_page_shows_the_stock_redis_has_at_each_view(catalog: Catalog) -> None:
+    """The page body is built once, its stock read from Redis per view: a level written
+    without any announcement on the change stream (as an everyday checkout's reservation
+    moves what is available) is on the next view, with a new ETag, the page not rebuilt."""
+    pid = await _product(catalog, "Live")
+    page = await catalog.page(pid)
+    assert page is not None
+    (sku,) = [v["sku"] for v in msgspec.json.decode(page.body)["variants"]]
+    first = await catalog.show(page)
+    assert b'"available":0,"stock_status":"out_of_stock"' in first.body
+    repo = catalog.repo
+    assert isinstance(repo, CountingRepo)
+    reads = repo.reads
+    await catalog.store.set_levels([(sku, StockLevel(99, 3, 5))])
+    same = await catalog.page(pid)
+    assert same is page  # still the cached page: no rebuild
+    now = await catalog.show(page)
+    assert msgspec.json.decode(now.body)["variants"][0] == {
+        **msgspec.json.decode(first.body)["variants"][0],
+        "available": 3,
+        "stock_status": "low_stock",
+    }
+    assert now.etag != first.etag
+    assert ("etag", now.etag) in now.headers
+    await catalog.store.set_levels([(sku, StockLevel(100, 40, 5))])
+    later = await catalog.show(page)
+    assert b'"available":40,"stock_status":"in_stock"' in later.body
+    assert repo.reads == reads

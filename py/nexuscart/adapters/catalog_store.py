@@ -151,21 +151,32 @@ class CatalogStore:
             await self.mirror(batch)
         return n
 
+    def keys(self, skus: Sequence[str]) -> list[bytes]:
+        """The keys ``levels`` reads for these SKUs (a product page keeps them, built once)."""
+        keys = [STOCK_PREFIX + s.encode() for s in skus]
+        if self.held is not None:
+            keys += [self.held[0](s) for s in skus]
+        return keys
+
     async def levels(self, skus: Sequence[str]) -> list[StockLevel | None]:
         """Each SKU's level (None: Redis does not know it). One MGET."""
         if not skus:
             return []
-        keys = [STOCK_PREFIX + s.encode() for s in skus]
-        if self.held is not None:
-            keys += [self.held[0](s) for s in skus]
-        raw: list[bytes | None]
+        return self.parse(await self.raw(self.keys(skus)), len(skus))
+
+    async def raw(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of ``keys``: one MGET, shared with every other read of the same
+        event-loop tick on the pipe (a caller may compare them with the last ones it read
+        before parsing them)."""
         if self._batcher is not None:
-            raw = await self._batcher.get(keys)
-        else:
-            raw = cast("list[bytes | None]", await self.client.mget(keys))
+            return await self._batcher.get(keys)
+        return cast("list[bytes | None]", await self.client.mget(keys))
+
+    def parse(self, raw: list[bytes | None], n: int) -> list[StockLevel | None]:
+        """``n`` SKUs' levels from the values of their ``keys``."""
         if self.held is None:
             return [None if r is None else parse_level(r) for r in raw]
-        n, units = len(skus), self.held[1]
+        units = self.held[1]
         out: list[StockLevel | None] = []
         for r, h in zip(raw[:n], raw[n:], strict=True):
             lv = None if r is None else parse_level(r)

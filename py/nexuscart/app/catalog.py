@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -16,8 +17,8 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Final
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 from async_lru import alru_cache
@@ -177,26 +178,71 @@ class AdjustmentView(msgspec.Struct, frozen=True):
 # -- the per-worker page cache ---------------------------------------------------------
 
 
+class Shown(NamedTuple):
+    """A page as answered with one set of stock levels: its ETag, body and headers."""
+
+    etag: str
+    body: bytes
+    headers: list[tuple[str, str]]
+    headers_304: list[tuple[str, str]]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A product page as served: the encoded body and its headers, built once."""
+    """A product page, built once: the encoded body cut where each variant's live stock
+    goes (``parts``), the Redis keys of that stock, and the answer as built (``built``:
+    the levels read at build time). ``live``: the build read its levels from Redis, so a
+    view reads them there again; otherwise (Redis failing) it shows PostgreSQL's."""
 
     product_id: int
     status: str
     seller_id: int
-    body: bytes
+    body: bytes  # with the levels read at build time (what the cart reads offers from)
     etag: str
     headers: list[tuple[str, str]]
     headers_304: list[tuple[str, str]]
     expires_at: float  # monotonic
+    parts: tuple[bytes, ...] = ()
+    keys: list[bytes] = field(default_factory=list)
+    thresholds: tuple[int, ...] = ()
+    version: int = 0
+    cache_control: str = ""
+    live: bool = False
+    # the last answer, reused while the stock values read stay the same
+    memo: list[Any] = field(default_factory=list)
+
+    @property
+    def built(self) -> Shown:
+        return Shown(self.etag, self.body, self.headers, self.headers_304)
 
 
 _MISSING: Final = Page(0, "missing", 0, b"", "", [], [], 0.0)  # cached "no such product"
+# a variant's stock in the body as encoded at build time: an int no level reaches (the
+# variant's index added) and an empty status, cut out and replaced per view
+_MARK: Final = 1 << 60
+
+
+def _stock_json(available: int, threshold: int) -> bytes:
+    status = rules.stock_status(available, threshold)
+    return b'"available":%d,"stock_status":"%s"' % (available, status.encode())
+
+
+def _shown(page: Page, levels: Sequence[int]) -> Shown:
+    """The page with these stock levels: the body's parts and each variant's stock."""
+    parts, out = page.parts, [page.parts[0]]
+    for i, (level, threshold) in enumerate(zip(levels, page.thresholds, strict=True)):
+        out.append(_stock_json(level, threshold))
+        out.append(parts[i + 1])
+    etag = rules.etag(page.version, _stock_tag(levels))
+    common = [("etag", etag), ("cache-control", page.cache_control)]
+    return Shown(etag, b"".join(out), [("content-type", "application/json"), *common], common)
+
 
 PUBLIC_CACHE_CONTROL: Final = "public, max-age=1"  # a CDN adds at most 1 s of staleness
 LIST_TTL_S: Final = 1.0  # a listing's in_stock flags are at most this old (like a CDN's)
 LIST_CACHE_MAX: Final = 4096  # listing pages per worker
 PRIVATE_CACHE_CONTROL: Final = "private, no-store"
+FEED_BLOCK_MAX_MS: Final = 200  # the change feed's longest blocking read
 
 
 class PageCache:
@@ -275,7 +321,9 @@ class ChangeFeed:
     def __init__(self, store: CatalogStore, cache: PageCache, block_ms: int, retry_s: float = 0.5):
         self.store = store
         self.cache = cache
-        self.block_ms = block_ms
+        # short blocking reads: a read times out (and clears the cache) only when the loop
+        # lags by the client's timeout less this; a busy worker lagged past 1 s of 2 s
+        self.block_ms = min(block_ms, FEED_BLOCK_MAX_MS)
         self.retry_s = retry_s
         self.following = asyncio.Event()
 
@@ -461,16 +509,19 @@ class Catalog:
     # -- stock ------------------------------------------------------------------------
 
     async def _levels(self, variants: Sequence[Variant]) -> list[int]:
+        return (await self._levels_live(variants))[0]
+
+    async def _levels_live(self, variants: Sequence[Variant]) -> tuple[list[int], bool]:
         """Live stock of the variants (Redis; PostgreSQL's value where Redis has none,
-        written back, or for all of them while Redis is down)."""
+        written back, or for all of them while Redis is down), and whether Redis answered."""
         if not variants:
-            return []
+            return [], True
         try:
             with redis_errors():
                 levels = await self.store.levels([v.sku for v in variants])
         except Unavailable:
             # PostgreSQL's stock is the truth: a page stays correct while Redis is down
-            return [v.stock for v in variants]
+            return [v.stock for v in variants], False
         out: list[int] = []
         missing: list[tuple[str, StockLevel]] = []
         for v, lv in zip(variants, levels, strict=True):
@@ -482,14 +533,17 @@ class Catalog:
         if missing:
             with contextlib.suppress(Unavailable), redis_errors():
                 await self.store.set_levels(missing)  # best effort: the answer stands
-        return out
+        return out, True
 
-    async def inventory(self, skus: Sequence[str]) -> Inventory:
+    async def inventory(self, skus: Sequence[str]) -> bytes:
+        """The stock check's answer (``Inventory`` as JSON) for valid SKUs (the pattern of
+        ``rules.SKU_PATTERN``: nothing in a SKU needs escaping in JSON). One MGET, shared
+        with the other reads of this event-loop tick; PostgreSQL for SKUs Redis lacks."""
         with redis_errors():
             levels = await self.store.levels(skus)
-        misses = [s for s, lv in zip(skus, levels, strict=True) if lv is None]
         found: dict[str, Variant] = {}
-        if misses:
+        if None in levels:
+            misses = [s for s, lv in zip(skus, levels, strict=True) if lv is None]
             with pg_errors():
                 found = await self.repo.stock_by_sku(misses)
             if found:
@@ -498,16 +552,20 @@ class Catalog:
                         (v.sku, StockLevel(v.stock_version, v.stock, v.low_stock_threshold))
                         for v in found.values()
                     )
-        items: list[StockView] = []
+        items: list[bytes] = []
         for sku, lv in zip(skus, levels, strict=True):
             if lv is None:
                 v = found.get(sku)
                 if v is None:
-                    items.append(StockView(sku, 0, "unknown"))
+                    items.append(b'{"sku":"%s","available":0,"status":"unknown"}' % sku.encode())
                     continue
                 lv = StockLevel(v.stock_version, v.stock, v.low_stock_threshold)
-            items.append(StockView(sku, lv.stock, rules.stock_status(lv.stock, lv.threshold)))
-        return Inventory(items)
+            status = rules.stock_status(lv.stock, lv.threshold)
+            items.append(
+                b'{"sku":"%s","available":%d,"status":"%s"}'
+                % (sku.encode(), lv.stock, status.encode())
+            )
+        return b'{"items":[' + b",".join(items) + b"]}"
 
     # -- pages ------------------------------------------------------------------------
 
@@ -546,21 +604,62 @@ class Catalog:
             p = await self.repo.product(product_id)
         if p is None:
             return _MISSING
-        levels = await self._levels(p.variants)
-        body = _encoder.encode(self.view(p, levels))
-        etag = rules.etag(p.version, _stock_tag(levels))
+        levels, live = await self._levels_live(p.variants)
+        view = self.view(p, [_MARK + i for i in range(len(p.variants))])
+        cut = _encoder.encode(view)
+        parts: list[bytes] = []
+        for i, v in enumerate(view.variants):
+            head, sep, cut = cut.partition(_stock_json(_MARK + i, v.low_stock_threshold))
+            assert sep, "a variant's stock not found in its page"
+            parts.append(head)
+        parts.append(cut)
         cc = PUBLIC_CACHE_CONTROL if p.status == "active" else PRIVATE_CACHE_CONTROL
-        common = [("etag", etag), ("cache-control", cc)]
-        return Page(
+        page = Page(
             product_id=product_id,
             status=p.status,
             seller_id=p.seller_id,
-            body=body,
-            etag=etag,
-            headers=[("content-type", "application/json"), *common],
-            headers_304=common,
+            body=b"",
+            etag="",
+            headers=[],
+            headers_304=[],
             expires_at=self.cache.expiry(),
+            parts=tuple(parts),
+            keys=self.store.keys([v.sku for v in p.variants]),
+            thresholds=tuple(v.low_stock_threshold for v in p.variants),
+            version=p.version,
+            cache_control=cc,
+            live=live,
         )
+        built = _shown(page, levels)
+        page.memo[:] = [None, levels, built]
+        return dataclasses.replace(
+            page,
+            body=built.body,
+            etag=built.etag,
+            headers=built.headers,
+            headers_304=built.headers_304,
+        )
+
+    async def show(self, page: Page) -> Shown:
+        """The page with its variants' stock as Redis has it now (one MGET, shared with the
+        other reads of this event-loop tick). While Redis fails: PostgreSQL's stock."""
+        if not page.live or not page.keys:
+            return page.built
+        try:
+            with redis_errors():
+                raw = await self.store.raw(page.keys)
+        except Unavailable:
+            fresh = await self._build(page.product_id)  # PostgreSQL's stock now
+            return page.built if fresh is _MISSING else fresh.built
+        memo = page.memo  # [raw values, their levels, their Shown]
+        if raw == memo[0]:
+            return memo[2]  # type: ignore[no-any-return]
+        known = memo[1]  # a level Redis lost: the last one read
+        found = self.store.parse(raw, len(page.thresholds))
+        levels = [known[i] if lv is None else lv.stock for i, lv in enumerate(found)]
+        shown = _shown(page, levels)
+        memo[:] = [raw, levels, shown]
+        return shown
 
     async def page(self, product_id: int) -> Page | None:
         """The product's page (cached), or None when there is no such product. The caller
