@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+import aiohttp
 import stripe
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
@@ -52,21 +52,13 @@ CIRCUIT: Final = "stripe"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _aiohttp_error(exc: BaseException) -> bool:
-    # aiohttp is imported with the first client (StripeProvider.client): the edge's workers
-    # call Stripe only for refunds and would pay its import (seconds on a loaded box) at
-    # every start; before that import no aiohttp error can exist
-    aiohttp = sys.modules.get("aiohttp")
-    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
-
-
 def is_retryable(exc: BaseException) -> bool:
     """Worth the same call again: the network, a timeout, a rate limit, a 5xx or a lock
     conflict (409 ``lock_timeout``). Never a refusal (4xx): it would be refused again.
     (aiohttp's errors while the body is read reach us unwrapped by the SDK.)"""
-    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError | TimeoutError):
-        return True
-    if _aiohttp_error(exc):
+    if isinstance(
+        exc, stripe.APIConnectionError | stripe.RateLimitError | TimeoutError | aiohttp.ClientError
+    ):
         return True
     if isinstance(exc, stripe.StripeError):
         status = exc.http_status or 0
@@ -151,8 +143,6 @@ class StripeProvider:
     @property
     def client(self) -> stripe.StripeClient:
         if self._client is None:
-            import aiohttp  # here, not at the top: see _aiohttp_error
-
             # one keep-alive pool per process, as many connections as calls in flight
             self._http = stripe.AIOHTTPClient(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
@@ -215,12 +205,11 @@ class StripeProvider:
             raise ProviderRefused(f"stripe {op}: {exc.code or ''} {exc}") from exc
         except TimeoutError as exc:
             raise ProviderUnavailable(f"stripe {op}: timed out") from exc
-        except Exception as exc:
-            if _aiohttp_error(exc):
-                raise ProviderUnavailable(f"stripe {op}: {exc!r}") from exc
-            raise
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(f"stripe {op}: {exc!r}") from exc
 
     async def _retried(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
+        self.client  # noqa: B018 (the pool is made here, outside the call's timeout)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_retryable),
             wait=self.backoff,
