@@ -130,18 +130,34 @@ class RecsStore:
 
     async def put_items(self, items: Sequence[Item]) -> None:
         """Products as catalog events tell them."""
-        pipe = self.redis.pipeline(transaction=False)
-        for pid, cat, status, skus, consumable in items:
-            pipe.hset(
-                b"recs:item:%d" % pid,
-                mapping={b"c": cat, b"s": status, b"k": ",".join(skus), b"x": int(consumable)},
-            )
-            for sku in skus:
-                pipe.set(b"recs:sku:" + sku.encode(), pid)
-        # announced after the records (the serving snapshots re-read what is announced)
-        pipe.sadd(ITEMS_KEY, *[it.product_id for it in items])
+        if not items:
+            return
+        records = [
+            {
+                b"c": b"%d" % cat,
+                b"s": status.encode(),
+                b"k": ",".join(skus).encode(),
+                b"x": b"%d" % consumable,
+            }
+            for _, cat, status, skus, consumable in items
+        ]
+        read = self.redis.pipeline(transaction=False)
         for it in items:
-            pipe.xadd(CHANGES_KEY, {b"p": it.product_id}, maxlen=CHANGES_MAXLEN, approximate=True)
+            read.hgetall(b"recs:item:%d" % it.product_id)
+        before = await read.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for it, rec in zip(items, records, strict=True):
+            pipe.hset(b"recs:item:%d" % it.product_id, mapping=rec)  # type: ignore[arg-type]
+            for sku in it.skus:
+                pipe.set(b"recs:sku:" + sku.encode(), it.product_id)
+        # announced after the records, and only those that changed (the serving snapshots
+        # re-read what is announced; the service's backfill at each start rewrites all)
+        pipe.sadd(ITEMS_KEY, *[it.product_id for it in items])
+        for it, rec, old in zip(items, records, before, strict=True):
+            if rec != old:
+                pipe.xadd(
+                    CHANGES_KEY, {b"p": it.product_id}, maxlen=CHANGES_MAXLEN, approximate=True
+                )
         await pipe.execute()
 
     async def products_of_skus(self, skus: Sequence[str]) -> list[int | None]:
