@@ -17,7 +17,7 @@ Keys (this module owns them; ``recs:model:*`` belong to ``recs_registry``):
   (comma-separated), ``x`` 1 for a consumable (from catalog.v1);
   ``recs:sku:<sku>``: its product (a flash-sale order names a SKU only);
   ``recs:items``: set of every product with a record (the serving workers' sweep);
-  stream ``recs:changes``: a product id per entry (field ``p``) after each write of its
+  stream ``recs:changes``: a product id per entry (field ``p``) after each change of its
   record, capped near CHANGES_MAXLEN (the serving workers' availability snapshots follow it).
 - stream ``recs:log``: every applied signal (``u`` user, ``p`` product, ``t`` ms, ``k``
   kind), capped near RECS_LOG_MAXLEN: the offline store's recent window.
