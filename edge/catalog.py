@@ -1,9 +1,10 @@
 """Catalog routes: thin HTTP handlers over ``nexuscart.app.catalog`` (docs/catalog.md).
 
 The public reads are hot: the product page answers from the worker's page cache with the
-body and headers built once per product version (no encoding, no I/O on a hit), and the
-stock check is one Redis MGET. Writes need a seller (or admin) token (edge/access.py); a
-seller who names another seller's product gets 404, as if it did not exist.
+body built once per product version and its variants' live stock spliced in, and the stock
+check reads the same way: both one Redis MGET, shared by every read of the loop tick.
+Writes need a seller (or admin) token (edge/access.py); a seller who names another seller's
+product gets 404, as if it did not exist.
 """
 
 from __future__ import annotations
