@@ -21,7 +21,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nexuscart import auth, config
+from nexuscart import auth, config, tasks
 from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.adapters.recs_store import EXP_KEY, Item, RecsStore
@@ -173,7 +173,7 @@ def test_an_item_out_of_stock_or_archived_stops_being_recommended_within_the_bou
                     return  # refusing past the bound keeps the guarantee too
                 assert [p for p, *_ in served.items] == [kept]
             finally:
-                task.cancel()
+                await tasks.stop(task)
         finally:
             await client.aclose()
 

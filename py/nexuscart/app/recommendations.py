@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgspec
 
-from nexuscart import events
+from nexuscart import events, tasks
 from nexuscart.adapters.recs_store import Cursors, ExperimentStore, Item, Live, RecsStore, Signal
 from nexuscart.app.errors import Refused, Unavailable, redis_errors
 from nexuscart.domain import recs as rules
@@ -365,7 +365,7 @@ class Recommender:
         try:
             await self._follow_model()
         finally:
-            snapshot.cancel()
+            await tasks.stop(snapshot)
 
     async def _follow_model(self) -> None:
         from services.recommendations import serving
