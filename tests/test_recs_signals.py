@@ -202,9 +202,9 @@ async def test_outcomes_of_exposed_shoppers_count_for_their_arm(
     line = events.OrderLine(sku="SKU-O-1", product_id=pid, quantity=1, unit_price_minor=1500)
     await service.send(events.ORDERS_TOPIC, _env(placed_order(user, pid, (line,)), user))
 
-    async def counted() -> bool:
+    async def counted() -> bool:  # two topics, two consumers: in either order
         _, stats, _ = await exps.results(key)
-        return stats.get("b:orders") == 1.0
+        return all(f"b:{k}" in stats for k in ("orders", "clicks", "carts"))
 
     try:
         await _until(counted, 60)
@@ -212,6 +212,7 @@ async def test_outcomes_of_exposed_shoppers_count_for_their_arm(
         await redis_client.delete(EXP_KEY)  # the experiment must not outlive its test
     users, stats, revenue = await exps.results(key)
     assert users == {str(user): "b"}
+    assert stats["b:orders"] == 1.0
     assert stats["b:clicks"] == 1.0  # the view of a shown product
     assert stats["b:carts"] == 1.0
     assert revenue == {str(user): 1400.0}  # the order's total after its 100 discount
