@@ -133,7 +133,7 @@ class RecsSettings(msgspec.Struct, frozen=True):
     log_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 2_000_000
     # the oldest a serving worker's snapshot of which products may be recommended (active,
     # in stock) may be; past it the routes answer 503
-    stock_max_age_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
+    stock_max_age_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 5.0
     # scripts/server sets it when it loads the demo data: the service then trains and
     # promotes a SYNTHETIC demo model if no version is active
     demo_model: bool = False
