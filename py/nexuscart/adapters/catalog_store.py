@@ -16,14 +16,13 @@ Keys (this module owns them):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe
+from nexuscart.adapters.redis_pipe import RedisPipe, TickBatch
 
 STOCK_PREFIX: Final = b"cat:stk:"
 CHANGES_STREAM: Final = b"cat:changes"
@@ -49,63 +48,6 @@ def parse_level(raw: bytes | None) -> StockLevel | None:
     return StockLevel(int(v), int(s), int(t))
 
 
-class MgetBatcher:
-    """Coalesces the MGETs asked for in one event-loop tick into one MGET on the pipe: one
-    socket write and one command for Redis, however many stock checks are in flight (a
-    write per check cost more CPU than the rest of the check)."""
-
-    def __init__(self, pipe: RedisPipe, max_keys: int = 4096):
-        self.pipe = pipe
-        self.max_keys = max_keys
-        self._pending: list[tuple[list[bytes], asyncio.Future[list[bytes | None]]]] = []
-        self._keys = 0
-        self._scheduled = False
-
-    def get(self, keys: list[bytes]) -> asyncio.Future[list[bytes | None]]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[bytes | None]] = loop.create_future()
-        self._pending.append((keys, fut))
-        self._keys += len(keys)
-        if self._keys >= self.max_keys:
-            self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        if not self._pending:
-            return
-        batch, self._pending, self._keys = self._pending, [], 0
-        task = asyncio.ensure_future(self._run(batch))
-        task.add_done_callback(_consume)
-
-    async def _run(
-        self, batch: list[tuple[list[bytes], asyncio.Future[list[bytes | None]]]]
-    ) -> None:
-        try:
-            (reply,) = await self.pipe.execute([(b"MGET", *(k for keys, _ in batch for k in keys))])
-            if isinstance(reply, Exception):
-                raise reply
-        except Exception as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        i = 0
-        for keys, fut in batch:
-            n = len(keys)
-            if not fut.done():
-                fut.set_result(reply[i : i + n])
-            i += n
-
-
-def _consume(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
 class CatalogStore:
     """``held``: where another store keeps the units each SKU has committed (reserved or
     sold by the everyday checkout: the key of a SKU, and its units from that key's value).
@@ -124,7 +66,7 @@ class CatalogStore:
         self.pipe = pipe  # the lean connection for the hot reads (GET /inventory, pages)
         self.held = held
         self.mirror = mirror  # also told every level written (the checkout's copy)
-        self._batcher = MgetBatcher(pipe) if pipe is not None else None
+        self._batch = TickBatch(pipe) if pipe is not None else None
         self._set = _SET.for_client(client)
 
     async def set_levels(self, levels: Iterable[tuple[str, StockLevel]]) -> int:
@@ -165,11 +107,14 @@ class CatalogStore:
         return self.parse(await self.raw(self.keys(skus)), len(skus))
 
     async def raw(self, keys: list[bytes]) -> list[bytes | None]:
-        """The values of ``keys``: one MGET, shared with every other read of the same
-        event-loop tick on the pipe (a caller may compare them with the last ones it read
-        before parsing them)."""
-        if self._batcher is not None:
-            return await self._batcher.get(keys)
+        """The values of ``keys``: one MGET, sent in one write with every other read of the
+        same event-loop tick on the pipe (a caller may compare them with the last ones it
+        read before parsing them)."""
+        if self._batch is not None:
+            (reply,) = await self._batch.execute([(b"MGET", *keys)])
+            if isinstance(reply, Exception):
+                raise reply
+            return cast("list[bytes | None]", reply)
         return cast("list[bytes | None]", await self.client.mget(keys))
 
     def parse(self, raw: list[bytes | None], n: int) -> list[StockLevel | None]:

@@ -145,3 +145,51 @@ class RedisPipe:
     def close(self) -> None:
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
+
+
+class TickBatch:
+    """Coalesces the command lists that callers ask for in one event-loop tick into one
+    ``RedisPipe.execute``: one socket write and one read for Redis however many callers are
+    in flight (a write per caller cost more CPU than the rest of a cart write or a stock
+    check). Each caller gets its own replies, in order."""
+
+    def __init__(self, pipe: RedisPipe):
+        self.pipe = pipe
+        self._pending: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
+        self._scheduled = False
+
+    def execute(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((commands, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            asyncio.ensure_future(self._run(batch)).add_done_callback(_retrieved)
+
+    async def _run(
+        self, batch: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]
+    ) -> None:
+        try:
+            replies = await self.pipe.execute([c for cmds, _ in batch for c in cmds])
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        i = 0
+        for cmds, fut in batch:
+            if not fut.done():
+                fut.set_result(replies[i : i + len(cmds)])
+            i += len(cmds)
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -53,7 +53,7 @@ import redis.asyncio as aioredis
 from nexuscart.adapters.catalog_store import STOCK_PREFIX, StockLevel, parse_level, stock_key
 from nexuscart.adapters.flash_sales import STREAMS_INDEX
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError
+from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError, TickBatch
 
 TAG: Final = "{co}"
 RES: Final = b"{co}:res"
@@ -175,47 +175,17 @@ class Commands:
         self.pipe = pipe
         self._registered: dict[str, Any] = {}
         self._loading: dict[str, asyncio.Future[list[Any]]] = {}
-        self._pending: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
-        self._scheduled = False
+        self._batch = TickBatch(pipe) if pipe is not None else None
 
     async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Replies in order (a Redis error as a ReplyError / ResponseError instance)."""
-        if self.pipe is None:
+        if self._batch is None:
             pipe = self.client.pipeline(transaction=False)
             for c in commands:
                 pipe.execute_command(*c)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append((commands, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await fut
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        if batch:
-            asyncio.ensure_future(self._run(batch)).add_done_callback(_retrieved)
-
-    async def _run(
-        self, batch: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]
-    ) -> None:
-        assert self.pipe is not None
-        try:
-            replies = await self.pipe.execute([c for cmds, _ in batch for c in cmds])
-        except Exception as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        i = 0
-        for cmds, fut in batch:
-            if not fut.done():
-                fut.set_result(replies[i : i + len(cmds)])
-            i += len(cmds)
+        return await self._batch.execute(commands)
 
     async def checked(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """``execute``, raising the first Redis error."""
@@ -245,11 +215,6 @@ class Commands:
         if isinstance(reply, Exception):
             raise reply
         return reply
-
-
-def _retrieved(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class ReservationStore:
