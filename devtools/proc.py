@@ -118,7 +118,11 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() reaches all of it
+                # its own process group, so stop() reaches all of it; not its own session:
+                # with the kernel's autogroup scheduling (on by default in desktop and many
+                # server kernels) a new session is a new scheduling group that gets an equal
+                # CPU share whatever its niceness, so ``nice`` would do nothing
+                process_group=0,
                 user=self.user,
                 group=None if self.user is None else _primary_group(self.user),
                 extra_groups=None if self.user is None else [],  # drop root's groups too
