@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from devtools.proc import Process
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import os
@@ -708,6 +709,21 @@ class ClientAddress:
         return peer
 
 
+# Young-generation size of the edge workers' collector (Python's default is 700). See tune_gc.
+GC_GEN0: Final = 10_000
+
+
+def tune_gc() -> None:
+    """Garbage collection for a worker serving requests (docs/adr/0017). Everything imported
+    and built before the first request moves to the permanent generation (``gc.freeze``),
+    so no collection walks it again; and the young generation is collected every 10,000
+    net allocations instead of every 700, so the few hundred requests in flight at each
+    collection are promoted (and later walked by full collections) far less often. With
+    Python's defaults a full collection paused a worker for 100-450 ms in a storm."""
+    gc.freeze()
+    gc.set_threshold(GC_GEN0, 20, 100)
+
+
 class App:
     """The RSGI application: ``__rsgi__`` per request, ``__rsgi_init__``/``__rsgi_del__``."""
 
@@ -748,6 +764,7 @@ class App:
         self._started: asyncio.Future[None] | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        tune_gc()
         if self.share_metrics is not None:
             # Runs in the worker: its parent is the Granian server all the workers share.
             default = Path(tempfile.gettempdir()) / f"nexuscart-metrics-{os.getppid()}"
