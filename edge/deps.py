@@ -4,6 +4,7 @@ the use cases, built once per worker (``build``); the handlers only use what is 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ class Deps:
     promotions: Promotions = field(init=False)
     orders: Orders | None = None  # set by build (order views, fulfilment, cancellation)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    closers: list[Callable[[], object]] = field(default_factory=list)  # run by close()
+    # run by close(), in order; an awaitable result is awaited (an async client's aclose)
+    closers: list[Callable[[], object]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _pg_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _kafka: kafka.MetadataProbe | None = field(default=None, repr=False)
@@ -142,7 +144,9 @@ class Deps:
     async def close(self) -> None:
         await stop(*self.tasks)
         for closer in self.closers:
-            closer()
+            done = closer()
+            if inspect.isawaitable(done):
+                await done
         if self._kafka is not None:
             await self._kafka.close()
         await self.redis.aclose()
@@ -198,6 +202,9 @@ def build(settings: config.Settings | None = None) -> Deps:
         page_cache,
         on_stock_low=lambda: metrics.inc("catalog_stock_low_total"),
     )
+    # the edge calls Stripe only for refunds: fail fast (one attempt per request, the client
+    # retries with its Idempotency-Key; the sweeper finishes the rest)
+    stripe = StripeProvider(s.stripe, timeout_s=timeout, attempts=1, retry_budget_s=timeout)
     deps = Deps(
         settings=settings,
         redis=client,
@@ -208,14 +215,9 @@ def build(settings: config.Settings | None = None) -> Deps:
         accounts=accounts,
         catalog=catalog,
         metrics=metrics,
-        payments=Payments(
-            PaymentsRepo(pg),
-            # the edge calls Stripe only for refunds: fail fast (one attempt per request,
-            # the client retries with its Idempotency-Key; the sweeper finishes the rest)
-            StripeProvider(s.stripe, timeout_s=timeout, attempts=1, retry_budget_s=timeout),
-            s.stripe.webhook_secret,
-        ),
+        payments=Payments(PaymentsRepo(pg), stripe, s.stripe.webhook_secret),
     )
+    deps.closers.append(stripe.aclose)
     deps.orders = Orders(OrdersRepo(pg), ReservationStore(client), deps.payments)
     deps.promotions = Promotions(PromotionsRepo(pg, client))
     # carts and checkouts: their own lean pipelined connection per worker

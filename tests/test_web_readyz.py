@@ -12,6 +12,7 @@ import httpx
 from edge.deps import STALE_AFTER_S, Probes, build
 from nexuscart import config, tasks
 from nexuscart.adapters.kafka import MetadataProbe
+from nexuscart.adapters.payments_stripe import StripeProvider
 from tests import rawhttp
 from tests.conftest import EdgeServer
 
@@ -96,3 +97,16 @@ async def test_concurrent_first_callers_share_one_postgres_pool(
         assert pools[0] is deps.pg
     finally:
         await deps.close()
+
+
+async def test_closing_the_edge_closes_its_stripe_connections(
+    settings: config.Settings, migrated: None
+) -> None:
+    deps = build(settings)
+    assert deps.payments is not None
+    provider = deps.payments.provider
+    assert isinstance(provider, StripeProvider)
+    provider.client  # noqa: B018  opens the keep-alive pool a refund would use
+    assert provider._http is not None
+    await deps.close()
+    assert provider._http is None  # aiohttp warned "Unclosed client session" before
