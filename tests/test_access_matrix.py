@@ -166,5 +166,4 @@ def test_make_app_refuses_to_start_with_a_route_missing_from_the_table(
         with pytest.raises(ValueError, match=r"GET /flash-sales/\{sale_id\}"):
             edge_app.make_app(deps)
     finally:
-        for closer in deps.closers:
-            closer()
+        asyncio.run(deps.close())
