@@ -19,6 +19,7 @@ from redis import exceptions as redis_exc
 
 from nexuscart import config, events, observability, tasks
 from nexuscart.adapters import kafka
+from nexuscart.gc_tuning import tune_gc
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -41,6 +42,7 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
+    tune_gc()  # imports and setup done: the records in flight are what the collector sees
     uvloop.run(wrapper())
 
 

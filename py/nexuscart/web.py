@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any, Final, Protocol, TypeVar
 import msgspec
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
 
+from nexuscart.gc_tuning import tune_gc
 from nexuscart.observability import REQUEST_ID
 
 log = logging.getLogger("nexuscart.edge")
@@ -707,21 +707,6 @@ class ClientAddress:
             if not self.is_trusted(hop):
                 return hop
         return peer
-
-
-# Young-generation size of the edge workers' collector (Python's default is 700). See tune_gc.
-GC_GEN0: Final = 10_000
-
-
-def tune_gc() -> None:
-    """Garbage collection for a worker serving requests (docs/adr/0017). Everything imported
-    and built before the first request moves to the permanent generation (``gc.freeze``),
-    so no collection walks it again; and the young generation is collected every 10,000
-    net allocations instead of every 700, so the few hundred requests in flight at each
-    collection are promoted (and later walked by full collections) far less often. With
-    Python's defaults a full collection paused a worker for 100-450 ms in a storm."""
-    gc.freeze()
-    gc.set_threshold(GC_GEN0, 20, 100)
 
 
 class App:
