@@ -19,7 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError
+from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError, TickCoalescer
 from nexuscart.domain.flash_sale import MAX_SALE_ID, Sale
 
 STREAMS_INDEX: Final = b"fs:streams"  # set of every sale's outbox stream key
@@ -133,52 +133,25 @@ def _entries(stream: bytes, items: Iterable[Any]) -> list[OutboxEntry]:
     return out
 
 
-class PurchaseBatcher:
+class PurchaseBatcher(TickCoalescer[list[Any], PurchaseReply]):
     """Coalesces purchase calls made in one loop tick: one script call per sale, one round trip."""
 
     def __init__(self, pipe: RedisPipe, max_batch: int = 512):
+        super().__init__(max_batch)
         self.pipe = pipe
-        self.max_batch = max_batch
-        self._pending: list[tuple[list[Any], asyncio.Future[PurchaseReply]]] = []
-        self._scheduled = False
         self.round_trips = 0
-
-    def submit(self, keys_and_args: list[Any]) -> asyncio.Future[PurchaseReply]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[PurchaseReply] = loop.create_future()
-        self._pending.append((keys_and_args, fut))
-        if len(self._pending) >= self.max_batch:
-            self._flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._run(batch))
-        task.add_done_callback(_consume_exception)
 
     async def _run(self, batch: list[tuple[list[Any], asyncio.Future[PurchaseReply]]]) -> None:
         self.round_trips += 1
-        try:
-            results = await self._execute([kv for kv, _ in batch])
-            redo = [i for i, r in enumerate(results) if _is_noscript(r)]
-            if redo:
-                # Redis restarted and lost its script cache: load once, redo those calls.
-                # A NOSCRIPT call did not run, so redoing it cannot apply twice.
-                await self.pipe.execute([("SCRIPT", "LOAD", PURCHASE.source)])
-                again = await self._execute([batch[i][0] for i in redo])
-                for i, r in zip(redo, again, strict=True):
-                    results[i] = r
-        except Exception as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
+        results = await self._execute([kv for kv, _ in batch])
+        redo = [i for i, r in enumerate(results) if _is_noscript(r)]
+        if redo:
+            # Redis restarted and lost its script cache: load once, redo those calls.
+            # A NOSCRIPT call did not run, so redoing it cannot apply twice.
+            await self.pipe.execute([("SCRIPT", "LOAD", PURCHASE.source)])
+            again = await self._execute([batch[i][0] for i in redo])
+            for i, r in zip(redo, again, strict=True):
+                results[i] = r
         make = PurchaseReply._make
         for (_, fut), res in zip(batch, results, strict=True):
             if fut.done():
@@ -216,11 +189,6 @@ class PurchaseBatcher:
 
 def _is_noscript(reply: object) -> bool:
     return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
-
-
-def _consume_exception(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class FlashSaleStore:

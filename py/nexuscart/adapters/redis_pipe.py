@@ -15,10 +15,13 @@ import asyncio
 import collections
 import ssl
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import hiredis
 from redis.connection import parse_url
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class RedisPipeError(ConnectionError):
@@ -147,42 +150,62 @@ class RedisPipe:
             self._proto.transport.close()
 
 
-class TickBatch:
-    """Coalesces the command lists that callers ask for in one event-loop tick into one
-    ``RedisPipe.execute``: one socket write and one read for Redis however many callers are
-    in flight (a write per caller cost more CPU than the rest of a cart write or a stock
-    check). Each caller gets its own replies, in order."""
+class TickCoalescer(Generic[T, R]):
+    """Collects what callers submit in one event-loop tick and hands it to ``_run`` as one
+    batch (one socket write for Redis however many callers are in flight: a write per
+    caller cost more CPU than the rest of a purchase, a cart write or a stock check).
+    ``max_batch`` (0: none) sends a batch early. ``_run`` answers each caller's future; an
+    exception it raises fails every caller it has not answered."""
 
-    def __init__(self, pipe: RedisPipe):
-        self.pipe = pipe
-        self._pending: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
+    def __init__(self, max_batch: int = 0):
+        self.max_batch = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
 
-    def execute(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+    def submit(self, item: T) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append((commands, fut))
-        if not self._scheduled:
+        fut: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, fut))
+        if self.max_batch and len(self._pending) >= self.max_batch:
+            self._flush()
+        elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return fut
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
-        if batch:
-            asyncio.ensure_future(self._run(batch)).add_done_callback(_retrieved)
+        if self._pending:
+            batch, self._pending = self._pending, []
+            asyncio.ensure_future(self._run_all(batch)).add_done_callback(_retrieved)
 
-    async def _run(
-        self, batch: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]
-    ) -> None:
+    async def _run_all(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            replies = await self.pipe.execute([c for cmds, _ in batch for c in cmds])
+            await self._run(batch)
         except Exception as exc:
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
-            return
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        raise NotImplementedError
+
+
+class TickBatch(TickCoalescer[Sequence[Sequence[Any]], list[Any]]):
+    """The command lists asked for in one tick, sent as one ``RedisPipe.execute``; each
+    caller gets its own replies, in order."""
+
+    def __init__(self, pipe: RedisPipe):
+        super().__init__()
+        self.pipe = pipe
+
+    def execute(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        return self.submit(commands)
+
+    async def _run(
+        self, batch: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]
+    ) -> None:
+        replies = await self.pipe.execute([c for cmds, _ in batch for c in cmds])
         i = 0
         for cmds, fut in batch:
             if not fut.done():
