@@ -23,7 +23,7 @@ import sys
 import tempfile
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,7 @@ class Server:
     run_as: str | None = None
     cwd: Path | None = None  # default: workdir
     nice: int = 0
+    idle: bool = False  # SCHED_IDLE (devtools.proc.Process)
     process: Process | None = field(default=None, repr=False)
 
     @property
@@ -105,6 +106,7 @@ class Server:
             log=self.log,
             user=self.run_as,
             nice=self.nice,
+            idle=self.idle,
         ).start()
         try:
             self.process.wait_ready(self.probe, self.timeout)
@@ -541,10 +543,12 @@ def start_stack(
     parts: tuple[str, ...] = tuple(PARTS),
     log: Callable[[str], None] | None = None,
     background_nice: int = 0,
+    idle_parts: Collection[str] = (),
 ) -> Stack:
     """Start every part not already given by env; return URLs for all of them.
     ``background_nice`` lowers the CPU priority of every part but Redis, which serves the
-    purchase path itself (see scripts/serve.py --background-nice).
+    purchase path itself (see scripts/serve.py --background-nice); ``idle_parts`` run under
+    SCHED_IDLE (see --background-idle).
 
     Parts start concurrently in threads (Kafka's JVM dominates; the rest overlap with it).
     On any failure everything started so far is stopped and StackError is raised.
@@ -565,6 +569,7 @@ def start_stack(
             server = factory(workdir)
             if name != "redis":
                 server.nice = background_nice
+            server.idle = name in idle_parts
             to_start[name] = server
             stack.env[env_var] = url(server.port)
         import concurrent.futures

@@ -94,11 +94,14 @@ class Process:
         user: str | None = None,
         die_with_parent: bool = False,
         nice: int = 0,
+        idle: bool = False,
     ) -> None:
         self.name, self.argv, self.cwd, self.env = name, list(argv), cwd, env
         self.log, self.on_line, self.user = log, on_line, user
         self.die_with_parent = die_with_parent
         self.nice = nice  # added to the child's niceness before exec, inherited by its helpers
+        # SCHED_IDLE (inherited too): runs on CPU time nothing else wants, preempted at once
+        self.idle = idle
         self.proc: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
 
@@ -126,7 +129,7 @@ class Process:
                 user=self.user,
                 group=None if self.user is None else _primary_group(self.user),
                 extra_groups=None if self.user is None else [],  # drop root's groups too
-                preexec_fn=self._preexec if self.die_with_parent or self.nice else None,
+                preexec_fn=self._preexec if self._needs_preexec else None,
             )
         finally:
             if logf is not None:
@@ -137,9 +140,16 @@ class Process:
             self._pump.start()
         return self
 
+    @property
+    def _needs_preexec(self) -> bool:
+        # a preexec_fn costs Popen its fast path (vfork): only when there is something to do
+        return self.die_with_parent or bool(self.nice) or self.idle
+
     def _preexec(self) -> None:
         if self.nice:
             os.nice(self.nice)
+        if self.idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         if self.die_with_parent:
             _die_with_parent()
 

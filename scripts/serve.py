@@ -133,6 +133,7 @@ class Child:
     env: dict[str, str]
     process: Process
     nice: int = 0
+    idle: bool = False
     deaths: collections.deque[float] = field(default_factory=collections.deque)
     restart_at: float | None = None  # monotonic time of the next start, while it is down
 
@@ -142,7 +143,12 @@ class Child:
 
 
 def _start(
-    name: str, argv: list[str], env: dict[str, str], console: Console, nice: int = 0
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    console: Console,
+    nice: int = 0,
+    idle: bool = False,
 ) -> Process:
     from devtools.proc import Process
 
@@ -152,6 +158,7 @@ def _start(
         cwd=ROOT,
         env=env,
         nice=nice,
+        idle=idle,
         on_line=lambda raw: console.line(name, raw),
         # if this supervisor is SIGKILLed, the kernel TERMs the child: edge and services never
         # outlive it; the next run sweeps up the stack servers (see sweep_orphans)
@@ -162,9 +169,14 @@ def _start(
 
 
 def spawn(
-    name: str, argv: list[str], env: dict[str, str], console: Console, nice: int = 0
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    console: Console,
+    nice: int = 0,
+    idle: bool = False,
 ) -> Child:
-    return Child(name, argv, env, _start(name, argv, env, console, nice), nice)
+    return Child(name, argv, env, _start(name, argv, env, console, nice, idle), nice, idle)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -425,7 +437,12 @@ class Supervisor:
                 if now >= child.restart_at:
                     child.restart_at = None
                     child.process = _start(
-                        child.name, child.argv, child.env, self.console, child.nice
+                        child.name,
+                        child.argv,
+                        child.env,
+                        self.console,
+                        child.nice,
+                        child.idle,
                     )
                     record_children(args.workdir, self.children)
                 continue
@@ -540,7 +557,12 @@ class Supervisor:
                 clear_stale_postmaster_pid(pg_home, self.console)
             say(f"starting {', '.join(parts)} in {workdir} (logs: {workdir}/*.log)")
             self.stack = devstack.start_stack(
-                workdir=workdir, parts=parts, log=say, background_nice=self.args.background_nice
+                workdir=workdir,
+                parts=parts,
+                log=say,
+                background_nice=self.args.background_nice,
+                # stripe-mock stands in for Stripe, which costs a real deployment no CPU
+                idle_parts=("stripe",) if self.args.background_idle else (),
             )
         else:
             say("every part is given by the environment; starting no stack servers")
@@ -606,6 +628,7 @@ class Supervisor:
                     },
                     self.console,
                     self.args.background_nice,
+                    self.args.background_idle,
                 )
             )
         if not names:
@@ -730,6 +753,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="niceness added to the services, PostgreSQL, Kafka and stripe-mock (not the edge "
         "and Redis, which serve requests): on one machine, catching up on events must not "
         "take CPU from answering buyers (default 10; 0 to disable)",
+    )
+    p.add_argument(
+        "--background-idle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the services and stripe-mock under SCHED_IDLE: they use only CPU time the "
+        "edge, Redis, PostgreSQL and Kafka leave, and catch up on events after a burst "
+        "(docs/adr/0018; default on)",
     )
     p.add_argument("--ready-timeout", type=float, default=90.0, metavar="S")
     p.add_argument(

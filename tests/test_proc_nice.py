@@ -42,3 +42,18 @@ def test_a_process_stays_in_its_supervisors_session_so_nice_takes_effect(
     assert sid == os.getsid(0)
     # still a process group of its own, so stop() reaches every process it starts
     assert pgid == pid
+
+
+def test_a_process_started_idle_runs_under_sched_idle_and_so_do_its_helpers(
+    tmp_path: Path,
+) -> None:
+    # one host: the services catch up on events with CPU time the edge leaves (ADR 0018)
+    log = tmp_path / "idle.log"
+    code = "import os, subprocess, sys; print(os.sched_getscheduler(0)); sys.stdout.flush(); " + (
+        "subprocess.run([sys.executable, '-c', 'import os; print(os.sched_getscheduler(0))'])"
+    )
+    p = Process("idle", [sys.executable, "-c", code], log=log, idle=True).start()
+    deadline = time.monotonic() + 30
+    while p.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.read_text().split() == [str(os.SCHED_IDLE)] * 2

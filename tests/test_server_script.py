@@ -264,6 +264,8 @@ def test_a_killed_relay_is_restarted_and_the_server_stays_ready(
         second = serve.started()["outbox_relay"]
         assert second != first
         assert _stat(second) is not None, "the new relay runs"
+        # services run under SCHED_IDLE by default (ADR 0018), a restarted one too
+        assert os.sched_getscheduler(second) == os.SCHED_IDLE
         assert _readyz(port) == 200
         assert serve.proc.poll() is None, "the server is still up"
         assert _stat(second) is not None, "and so is the relay"
