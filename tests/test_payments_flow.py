@@ -678,3 +678,32 @@ def test_a_change_the_database_refuses_fails_alone_in_its_batch(world: World) ->
     assert isinstance(results[1], asyncpg.CheckViolationError)
     assert state_of(world, good) == ("succeeded", 100, 0, False)
     assert state_of(world, bad) is None
+
+
+def test_webhooks_racing_to_create_the_same_payment_both_apply_on_one_row(world: World) -> None:
+    # Both transactions miss the row; one inserts it, the other's insert waits for that commit,
+    # finds the row there (ON CONFLICT) and locks it instead: both facts land on one row.
+    orders = [new_order() for _ in range(20)]
+
+    def change(o: OrderToPay, fact: rules.Fact, kind: str) -> Change:
+        return Change(
+            o.user_id, rules.payment_id(o.order_id), (fact,), o, (f"evt_{uuid.uuid4().hex}", kind)
+        )
+
+    async def race() -> list[Any]:
+        out: list[Any] = await asyncio.gather(
+            *(
+                world.payments.repo.apply_many([c])
+                for o in orders
+                for c in (
+                    change(o, rules.Fact("succeeded", o.amount_cents), "payment_intent.succeeded"),
+                    change(o, rules.Fact("refunded", 300), "charge.refunded"),
+                )
+            )
+        )
+        return out
+
+    results = world.run(race())
+    assert [r[0][0] for r in results] == ["applied"] * 40
+    for o in orders:
+        assert state_of(world, o) == ("succeeded", o.amount_cents, 300, False)

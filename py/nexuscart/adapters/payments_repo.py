@@ -340,7 +340,8 @@ class PaymentsRepo:
         if row is None:
             if create is None:
                 return "unknown", None
-            await conn.execute(
+            # the row this transaction inserts is its own until commit: no lock to take
+            row = await conn.fetchrow(
                 query("payment_insert"),
                 create.user_id,
                 payment_id,
@@ -350,7 +351,8 @@ class PaymentsRepo:
                 create.currency,
                 rules.PROVIDER_STRIPE,
             )
-            row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
+            if row is None:  # another transaction inserted it first (and has committed)
+                row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
         pay = _payment(row)
         before = pay.state
         after = before
