@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -707,3 +707,51 @@ def test_webhooks_racing_to_create_the_same_payment_both_apply_on_one_row(world:
     assert [r[0][0] for r in results] == ["applied"] * 40
     for o in orders:
         assert state_of(world, o) == ("succeeded", o.amount_cents, 300, False)
+
+
+def _webhook_changes(
+    orders: list[OrderToPay], kind: str, fact: Callable[[OrderToPay], rules.Fact]
+) -> list[Change]:
+    return [
+        Change(
+            o.user_id,
+            rules.payment_id(o.order_id),
+            (fact(o),),
+            o,
+            (f"evt_{kind}_{o.order_id}", kind),
+        )
+        for o in orders
+    ]
+
+
+async def _apply_together(repo: PaymentsRepo, *batches: list[Change]) -> list[Any]:
+    out: list[Any] = await asyncio.gather(*(repo.apply_many(b) for b in batches))
+    return out
+
+
+def test_webhook_batches_racing_over_the_same_new_payments_apply_every_fact_once(
+    world: World,
+) -> None:
+    # Set-based batches (PaymentsRepo._apply_webhooks_in): each inserts the rows it misses;
+    # the later one finds them there and locks them instead, or, when the two lock in
+    # opposite orders, PostgreSQL aborts one and its changes are applied one by one.
+    for _ in range(5):
+        orders = [new_order() for _ in range(10)]
+        succeeded = _webhook_changes(
+            orders, "payment_intent.succeeded", lambda o: rules.Fact("succeeded", o.amount_cents)
+        )
+        refunded = _webhook_changes(
+            orders, "charge.refunded", lambda o: rules.Fact("refunded", 300)
+        )
+        repeat = succeeded[:3]  # Stripe delivering again, inside a racing batch
+        first, second = world.run(
+            _apply_together(world.payments.repo, succeeded, [*refunded, *repeat])
+        )
+        outcomes = [r[0] for r in first] + [r[0] for r in second]
+        assert outcomes.count("applied") == 20
+        assert outcomes.count("duplicate") == 3
+        for o in orders:
+            assert state_of(world, o) == ("succeeded", o.amount_cents, 300, False)
+            types = world.run(outbox_types(world.pool, o))
+            assert types.count("PaymentSucceeded") == 1
+            assert len(types) == len(set(types)), types
