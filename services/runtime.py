@@ -141,8 +141,8 @@ class ConsumerLoop:
                 records = [rec for recs in batches.values() for rec in recs]
                 self.lag.fetched(records)
                 t0 = time.perf_counter()
-                # traced records: their spans (the first one current, its trace id in the
-                # log lines) last until the batch is applied and committed
+                # traced records: their spans (the first one's trace id in the log lines)
+                # last until the batch is applied and committed
                 with observability.traced(self.name, records):
                     if await self.process(records, stop):
                         self._batch_seconds.observe(time.perf_counter() - t0)
@@ -158,7 +158,9 @@ class ConsumerLoop:
         good: list[tuple[ConsumerRecord[Any, Any], Any]] = []
         for rec in records:
             try:
-                good.append((rec, self.decode(rec.value)))
+                value = self.decode(rec.value)
+                good.append((rec, value))
+                observability.note_event(rec, getattr(value, "id", None))
             except (msgspec.DecodeError, TypeError) as exc:  # TypeError: a null value
                 if not await self._dead_letter(rec, exc, stop):
                     return False

@@ -110,9 +110,12 @@ async def test_an_untraced_purchase_leaves_no_trace_context_anywhere(
     assert observability.consume_spans("x", []) == []
 
 
-def test_work_inside_a_traced_batch_hangs_from_its_span_and_logs_its_trace_id(
+def test_work_for_a_traced_record_hangs_from_its_span_and_the_batchs_other_work_is_untraced(
     spans: InMemorySpanExporter,
 ) -> None:
+    # Regression: the first traced record's span was current for the whole batch, so with
+    # 1% of orders traced almost every payments batch (up to 500 orders) traced every one of
+    # its Stripe calls: 275k span log lines in a 120 s stock-rich storm.
     from types import SimpleNamespace
 
     root = observability.TRACING.start("flash_sale.purchase")
@@ -123,12 +126,20 @@ def test_work_inside_a_traced_batch_hangs_from_its_span_and_logs_its_trace_id(
     ]
     assert observability.TRACING.child("stripe.create_intent") is None  # no batch: no span
     with observability.traced("payments", records):
-        call = observability.TRACING.child("stripe.create_intent")
         assert observability.TRACE_ID.get() == observability.trace_id(root)
+        observability.note_event(records[0], "untraced-event")
+        observability.note_event(records[1], "traced-event")
+        assert observability.TRACING.child("stripe.create_intent") is None  # whose call?
+        with observability.for_event("untraced-event"):
+            assert observability.TRACING.child("stripe.create_intent") is None
+        with observability.for_event("traced-event"):
+            call = observability.TRACING.child("stripe.create_intent")
         call.end()
     root.end()
     assert observability.TRACE_ID.get() == ""
-    by_name = {s.name: s for s in spans.get_finished_spans()}
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished].count("stripe.create_intent") == 1
+    by_name = {s.name: s for s in finished}
     apply, stripe_call = by_name["payments.apply"], by_name["stripe.create_intent"]
     assert apply.parent is not None
     assert apply.parent.span_id == root.get_span_context().span_id

@@ -16,7 +16,7 @@ import contextvars
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -381,28 +381,65 @@ def setup_tracing(service: str, rate: float, export: str = "log", exporter: Any 
 
 @contextlib.contextmanager
 def traced(consumer: str, records: Iterable[Any]) -> Iterator[None]:
-    """Run the batch of ``records`` under the spans of its traced records: the first one is
-    current (child spans, e.g. Stripe calls, hang from it) and its trace id goes in the log
-    lines; all end when the block does. Nothing happens for an untraced batch."""
+    """Run the batch of ``records`` with a span per traced record; the first one's trace id
+    goes in the log lines, and all end when the block does. Work done for one record hangs
+    from that record's span only inside ``for_event`` (after ``note_event`` names the record's
+    event): a batch of 500 orders with one traced among them traces that order's Stripe call,
+    not the 500. Nothing happens for an untraced batch."""
     spans = consume_spans(consumer, records)
     if not spans:
         yield
         return
-    from opentelemetry import trace
-
-    token = TRACE_ID.set(trace_id(spans[0]))
+    by_record = {(r.topic, r.partition, r.offset): s for r, s in spans}
+    token = TRACE_ID.set(trace_id(spans[0][1]))
+    batch = _BATCH.set(_Batch(by_record, {}))
     try:
-        with trace.use_span(spans[0], end_on_exit=False):
-            yield
+        yield
     finally:
+        _BATCH.reset(batch)
         TRACE_ID.reset(token)
-        for span in spans:
+        for _, span in spans:
             span.end()
 
 
-def consume_spans(consumer: str, records: Iterable[Any]) -> list[Any]:
-    """A span per record that arrived with a ``traceparent`` header (none when tracing is
-    off: the headers are not even looked at); the caller ends them after the batch."""
+class _Batch(NamedTuple):
+    by_record: dict[tuple[str, int, int], Any]  # (topic, partition, offset) -> span
+    by_event: dict[object, Any]  # event id -> span (note_event)
+
+
+_BATCH: Final[contextvars.ContextVar[_Batch | None]] = contextvars.ContextVar(
+    "traced_batch", default=None
+)
+
+
+def note_event(record: Any, event_id: object) -> None:
+    """Name the event a traced record carries (the consumer calls it once decoded)."""
+    batch = _BATCH.get()
+    if batch is not None:
+        span = batch.by_record.get((record.topic, record.partition, record.offset))
+        if span is not None:
+            batch.by_event[event_id] = span
+
+
+@contextlib.contextmanager
+def for_event(event_id: object) -> Iterator[None]:
+    """Work for one event of the batch: its record's span is current (``TRACING.child``
+    hangs from it) if that record was traced; otherwise no span is (child gives None)."""
+    batch = _BATCH.get()
+    span = None if batch is None else batch.by_event.get(event_id)
+    if span is None:
+        yield
+        return
+    from opentelemetry import trace
+
+    with trace.use_span(span, end_on_exit=False):
+        yield
+
+
+def consume_spans(consumer: str, records: Iterable[Any]) -> list[tuple[Any, Any]]:
+    """(record, span) for every record that arrived with a ``traceparent`` header (none when
+    tracing is off: the headers are not even looked at); the caller ends them after the
+    batch."""
     if TRACING.tracer is None:
         return []
     spans = []
@@ -410,15 +447,18 @@ def consume_spans(consumer: str, records: Iterable[Any]) -> list[Any]:
         for k, v in rec.headers or ():
             if k == "traceparent":
                 spans.append(
-                    TRACING.start(
-                        f"{consumer}.apply",
-                        v,
-                        **{
-                            "messaging.system": "kafka",
-                            "messaging.destination.name": rec.topic,
-                            "messaging.kafka.partition": rec.partition,
-                            "messaging.kafka.offset": rec.offset,
-                        },
+                    (
+                        rec,
+                        TRACING.start(
+                            f"{consumer}.apply",
+                            v,
+                            **{
+                                "messaging.system": "kafka",
+                                "messaging.destination.name": rec.topic,
+                                "messaging.kafka.partition": rec.partition,
+                                "messaging.kafka.offset": rec.offset,
+                            },
+                        ),
                     )
                 )
                 break

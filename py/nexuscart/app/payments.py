@@ -20,6 +20,7 @@ from typing import Annotated, Final
 import msgspec
 import stripe
 
+from nexuscart import observability
 from nexuscart.adapters.payments_provider import (
     Intent,
     IntentRequest,
@@ -272,7 +273,7 @@ class Payments:
             # intent's id, which a refund is made against
             todo.append((n, pay, order, env))
         got = await asyncio.gather(
-            *(self._intent(o) for _, _, o, _ in todo), return_exceptions=True
+            *(self._intent(o, env) for _, _, o, env in todo), return_exceptions=True
         )
         records: list[IntentRecord] = []
         failed: BaseException | None = None
@@ -295,18 +296,20 @@ class Payments:
             raise failed
         return answers
 
-    async def _intent(self, order: OrderToPay) -> Intent:
-        async with self._slots:
-            return await self.provider.create_intent(
-                IntentRequest(
-                    order.order_id,
-                    order.user_id,
-                    order.sale_id,
-                    order.amount_cents,
-                    order.currency,
-                    rules.intent_key(order.order_id),
+    async def _intent(self, order: OrderToPay, env: Envelope | None) -> Intent:
+        # a traced order's call is a child of its record's span; the batch's others are not
+        with observability.for_event(None if env is None else env.id):
+            async with self._slots:
+                return await self.provider.create_intent(
+                    IntentRequest(
+                        order.order_id,
+                        order.user_id,
+                        order.sale_id,
+                        order.amount_cents,
+                        order.currency,
+                        rules.intent_key(order.order_id),
+                    )
                 )
-            )
 
     async def order_closed(self, user_id: int, order_id: int, source: Envelope | None) -> str:
         """The order's hold ended without a sale: a payment that succeeds (or succeeded) for
