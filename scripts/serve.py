@@ -131,9 +131,9 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
-    process: Process
     nice: int = 0
     idle: bool = False
+    process: Process = field(init=False)  # set by start()
     deaths: collections.deque[float] = field(default_factory=collections.deque)
     restart_at: float | None = None  # monotonic time of the next start, while it is down
 
@@ -141,31 +141,23 @@ class Child:
     def pgid(self) -> int:
         return self.process.pgid  # the child leads its own process group
 
+    def start(self, console: Console) -> None:
+        from devtools.proc import Process
 
-def _start(
-    name: str,
-    argv: list[str],
-    env: dict[str, str],
-    console: Console,
-    nice: int = 0,
-    idle: bool = False,
-) -> Process:
-    from devtools.proc import Process
-
-    process = Process(
-        name,
-        argv,
-        cwd=ROOT,
-        env=env,
-        nice=nice,
-        idle=idle,
-        on_line=lambda raw: console.line(name, raw),
-        # if this supervisor is SIGKILLed, the kernel TERMs the child: edge and services never
-        # outlive it; the next run sweeps up the stack servers (see sweep_orphans)
-        die_with_parent=True,
-    ).start()
-    console.say(f"started {name} (pid {process.pid}, process group {process.pgid})")
-    return process
+        name = self.name
+        self.process = Process(
+            name,
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            nice=self.nice,
+            idle=self.idle,
+            on_line=lambda raw: console.line(name, raw),
+            # if this supervisor is SIGKILLed, the kernel TERMs the child: edge and services
+            # never outlive it; the next run sweeps up the stack servers (see sweep_orphans)
+            die_with_parent=True,
+        ).start()
+        console.say(f"started {name} (pid {self.process.pid}, process group {self.pgid})")
 
 
 def spawn(
@@ -176,7 +168,9 @@ def spawn(
     nice: int = 0,
     idle: bool = False,
 ) -> Child:
-    return Child(name, argv, env, _start(name, argv, env, console, nice, idle), nice, idle)
+    child = Child(name, argv, env, nice, idle)
+    child.start(console)
+    return child
 
 
 def _group_alive(pgid: int) -> bool:
@@ -436,14 +430,7 @@ class Supervisor:
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.restart_at = None
-                    child.process = _start(
-                        child.name,
-                        child.argv,
-                        child.env,
-                        self.console,
-                        child.nice,
-                        child.idle,
-                    )
+                    child.start(self.console)
                     record_children(args.workdir, self.children)
                 continue
             rc = child.process.poll()
