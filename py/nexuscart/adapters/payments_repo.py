@@ -347,20 +347,19 @@ class PaymentsRepo:
                 record.append((it.user_id, it.webhook[0], it.webhook[1], it.payment_id))
         recorded = await insert_rows(conn, "payment_webhook_insert", record)
         fresh = {(r["user_id"], r["event_id"]) for r in recorded}
-        todo = []
+        todo = []  # in ``order``, like ``firsts``
         for key, i in firsts.items():
             if key in fresh:
                 todo.append(i)
             else:
                 out[i] = ("duplicate", None)
-        todo.sort(key=lambda i: items[i].sort_key())
         pays = await self._lock_many(conn, {(items[i].user_id, items[i].payment_id) for i in todo})
         creates: dict[tuple[int, str], OrderToPay] = {}
         for i in todo:
-            key2 = (items[i].user_id, items[i].payment_id)
+            pk = (items[i].user_id, items[i].payment_id)
             create = items[i].create
-            if key2 not in pays and create is not None:
-                creates.setdefault(key2, create)
+            if pk not in pays and create is not None:
+                creates.setdefault(pk, create)
         if creates:
             stripe = rules.PROVIDER_STRIPE
             # the rows this transaction inserts are its own until commit: no lock to take
@@ -379,8 +378,8 @@ class PaymentsRepo:
         evs: list[tuple[int, uuid.UUID, events.Event]] = []
         for i in todo:
             it = items[i]
-            key2 = (it.user_id, it.payment_id)
-            pay = pays.get(key2)
+            pk = (it.user_id, it.payment_id)
+            pay = pays.get(pk)
             if pay is None:
                 out[i] = ("unknown", None)
                 continue
@@ -392,7 +391,7 @@ class PaymentsRepo:
                 evs.extend(
                     (it.user_id, eid, d) for eid, d in change_events(pay, before, after, "provider")
                 )
-                pay = pays[key2] = changed[key2] = pay._replace(
+                pay = pays[pk] = changed[pk] = pay._replace(
                     status=after.status,
                     captured_cents=after.captured_cents,
                     refunded_cents=after.refunded_cents,
