@@ -289,13 +289,14 @@ class PaymentsRepo:
         self, items: Sequence[Change]
     ) -> list[tuple[str, Payment | None] | asyncpg.PostgresError]:
         """``apply`` for many changes in one transaction: one commit (one fsync) for all,
-        which is what lets the webhook endpoint keep up with a burst. Should the database
-        refuse one change, the batch rolls back and each change is applied again in its own
-        transaction, so that one fails alone (its slot holds the error) and the others
-        commit. Changes are applied in (user, payment, event) order, so concurrent batches
-        take row locks in one order and cannot deadlock each other; the fold is
-        commutative, so the order changes no state. Statements stay single-shard; on Citus a
-        batch over several shards commits with two-phase commit."""
+        which is what lets the webhook endpoint keep up with a burst. Webhook changes (the
+        endpoint's) take a few statements per batch (``_apply_webhooks_in``); others are
+        applied one by one. Should the database refuse the batch (a bad change, or a
+        deadlock with another batch locking the same payments in another order), it rolls
+        back and each change is applied again in its own transaction, so that one fails
+        alone (its slot holds the error) and the others commit. Changes are folded in (user,
+        payment, event) order; the fold is commutative, so the order changes no state. On
+        Citus a batch over several shards commits with two-phase commit."""
         order = sorted(range(len(items)), key=lambda i: items[i].sort_key())
         out: list[tuple[str, Payment | None] | asyncpg.PostgresError] = [("unknown", None)] * len(
             items
@@ -304,9 +305,7 @@ class PaymentsRepo:
         async with p.acquire() as conn:
             try:
                 async with conn.transaction():
-                    if len(items) > 1 and all(
-                        it.webhook is not None and it.source_event is None for it in items
-                    ):
+                    if all(it.webhook is not None and it.source_event is None for it in items):
                         await self._apply_webhooks_in(conn, items, order, out)
                     else:
                         for i in order:
