@@ -28,12 +28,19 @@ def producer(settings: KafkaSettings, name: str) -> AIOKafkaProducer:
     )
 
 
+async def round_trip(admin: AIOKafkaAdminClient) -> None:
+    """A metadata round trip that names no topic: the broker answers with its brokers only.
+    Metadata of every topic (``list_topics``) cost the edge's probe 2.8 ms CPU with 25 topics,
+    twice a second per worker, and grows with the topics and partitions; this costs 0.3 ms."""
+    await admin.describe_topics([])  # [] is "no topics" (None would be "all")
+
+
 async def metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
     """A real metadata round trip with the broker (not just an open port)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
-        await asyncio.wait_for(admin.list_topics(), timeout_s)
+        await asyncio.wait_for(round_trip(admin), timeout_s)
         return True
     finally:
         await admin.close()
@@ -57,7 +64,7 @@ class MetadataProbe:
                     request_timeout_ms=int(self.timeout_s * 1000),
                 )
                 await self._admin.start()
-            await self._admin.list_topics()
+            await round_trip(self._admin)
         except BaseException:  # cancelled by the caller's timeout too: start over next time
             await self.close()
             raise
