@@ -21,8 +21,9 @@ from devtools import catalog_gen, shoppers_gen
 from nexuscart import auth, config, events
 from nexuscart.adapters import kafka
 from nexuscart.adapters.recs_registry import ModelRegistry
+from nexuscart.adapters.recs_signals import VIEWS_BACKLOG_MAX, VIEWS_MAX, SignalPublisher
 from nexuscart.adapters.recs_store import EXP_KEY, ExperimentStore, RecsStore, Signal
-from nexuscart.app.recommendations import Arm, Experiment
+from nexuscart.app.recommendations import Arm, Experiment, RecsEnvelope, each_view
 from nexuscart.domain import recs as rules
 from services.recommendations import model as m
 from services.recommendations import train
@@ -157,6 +158,78 @@ async def test_a_redelivered_event_counts_once_and_a_refund_takes_the_order_out(
         return await store.bought(user) == {b}
 
     await _until(refunded, FRESH_S)
+
+
+async def test_a_batch_of_views_delivered_twice_counts_each_view_once(
+    service: Service, redis_client: aioredis.Redis
+) -> None:
+    store = RecsStore(redis_client)
+    base = random.randrange(10**6, 10**9) * 10
+    a, b, user = base + 1, base + 2, random.randrange(10**6, 10**9)
+    category = random.randrange(10**6, 10**9)
+    for pid in (a, b):
+        await service.send(events.CATALOG_TOPIC, _env(_product(pid, category), pid))
+
+    async def known() -> bool:
+        return (await store.categories([a, b])) == [category, category]
+
+    await _until(known, 60)
+    now = int(time.time() * 1000)
+    views = [events.View(user, a, now), events.View(None, a, now + 1), events.View(user, b, now)]
+    batch = _env(events.ProductsViewed(views), 0)
+    later = random.randrange(10**6, 10**9)  # a last view on the same partition (key "0")
+    for env in (batch, batch, _env(events.ProductsViewed([events.View(later, b, now)]), 0)):
+        await service.send(events.INTERACTIONS_TOPIC, env)
+
+    async def after_both() -> bool:
+        return await store.recent(later) == [b]
+
+    await _until(after_both, FRESH_S)
+    assert set(await store.recent(user)) == {a, b}
+    w = rules.KIND_WEIGHT[rules.KINDS.index("view")]
+    once = {a: rules.trend_increment(w, now) + rules.trend_increment(w, now + 1),
+            b: 2 * rules.trend_increment(w, now)}  # fmt: skip
+    assert dict(await store.trending(category)) == pytest.approx(once)
+
+
+def test_a_flush_publishes_its_views_in_one_record_and_each_add_to_cart_in_its_own() -> None:
+    def principal(authorization: str | None) -> tuple[int, int]:
+        if authorization != "Bearer good":
+            raise ValueError("invalid token")
+        return 42, 0
+
+    pub = SignalPublisher(config.KafkaSettings("127.0.0.1:1"), principal, kafka.producer)
+    for i in range(VIEWS_MAX + 5):
+        pub.view(i, "Bearer good" if i % 2 else ("Bearer forged" if i % 3 else None))
+    pub.added_to_cart(7, 1, "SKU-1", 2)
+    records = pub._envelopes()
+    assert [k for k, _ in records] == [b"0", b"7"]
+    envs = [msgspec.json.decode(v, type=events.InteractionEnvelope) for _, v in records]
+    views, cart = envs[0].data, envs[1].data
+    assert isinstance(views, events.ProductsViewed)
+    assert isinstance(cart, events.AddedToCart)
+    assert [(v.user_id, v.product_id) for v in views.views] == [
+        (42 if i % 2 else None, i) for i in range(VIEWS_MAX)
+    ]
+    assert pub.dropped_views == 5
+    # Kafka down (records waiting): the views of a flush are dropped, add-to-carts still wait
+    pub._outbox = [(b"7", b"{}")] * VIEWS_BACKLOG_MAX
+    pub.view(1, None)
+    pub.added_to_cart(7, 1, "SKU-1", 1)
+    assert [k for k, _ in pub._envelopes()] == [b"7"]
+    assert pub.dropped_views == 6
+
+
+def test_each_view_of_a_batch_gets_an_id_of_its_own_that_a_redelivery_repeats() -> None:
+    batch = events.ProductsViewed([events.View(1, 10, 5), events.View(None, 11, 6)])
+    env = RecsEnvelope(uuid.uuid4(), "ProductsViewed", 1, datetime.now(UTC), "0", batch)
+    first, again = list(each_view([env])), list(each_view([env]))
+    assert [e.data for e in first] == [
+        events.ProductViewed(1, 10, 5),
+        events.ProductViewed(None, 11, 6),
+    ]
+    assert [e.id for e in first] == [e.id for e in again]
+    assert len({env.id, *(e.id for e in first)}) == 3
 
 
 # --- the edge's signals ----------------------------------------------------------------------

@@ -256,17 +256,31 @@ CatalogEvent = ProductCreated | ProductUpdated | ProductArchived | StockAdjusted
 
 
 # interactions.v1 (docs/recommendations.md): shoppers' signals for the recommendations,
-# published by the edge; key: the user id ("0" for an anonymous view). Views are sampled
-# (batched per edge worker, a batch lost with its worker is acceptable); add-to-carts are
-# exact.
+# published by the edge; key: the user id ("0" for views). Views are sampled (batched per
+# edge worker, a batch lost with its worker is acceptable); add-to-carts are exact.
 
 
 class ProductViewed(msgspec.Struct, frozen=True, tag="ProductViewed"):
-    """A product page was served (``user_id`` None: anonymous)."""
+    """A product page was served (``user_id`` None: anonymous). The edge publishes views in
+    ``ProductsViewed``; consumers still read this one (records written before)."""
 
     user_id: int | None
     product_id: int
     at_ms: int
+
+
+class View(msgspec.Struct, frozen=True, array_like=True):
+    user_id: int | None
+    product_id: int
+    at_ms: int
+
+
+class ProductsViewed(msgspec.Struct, frozen=True, tag="ProductsViewed"):
+    """One edge worker's sampled views of one flush, in one record: a record per view cost a
+    worker serving product pages 12% of its CPU (py-spy). A consumer counts view ``i`` once
+    by the id ``view_id(envelope id, i)``."""
+
+    views: list[View]
 
 
 class AddedToCart(msgspec.Struct, frozen=True, tag="AddedToCart"):
@@ -277,7 +291,12 @@ class AddedToCart(msgspec.Struct, frozen=True, tag="AddedToCart"):
     at_ms: int
 
 
-InteractionEvent = ProductViewed | AddedToCart
+InteractionEvent = ProductViewed | ProductsViewed | AddedToCart
+
+
+def view_id(batch_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of the ``index``-th view of a ``ProductsViewed`` (stable across redeliveries)."""
+    return uuid.uuid5(batch_id, str(index))
 
 
 # the events of orders.v1 and payments.v1 (users.v1 has UserEnvelope: a consumer of one

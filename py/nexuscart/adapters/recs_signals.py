@@ -4,14 +4,16 @@
 Hot path: ``view`` appends a tuple to this worker's buffer (no I/O, no token check: the
 raw Authorization header is kept and verified in the flush, off the request). A background
 task flushes every FLUSH_S: it verifies the tokens (an invalid one makes the view
-anonymous), builds the envelopes and hands them to an idempotent Kafka producer.
+anonymous), puts the flush's views in one ``ProductsViewed`` record and each add-to-cart in
+its own, and hands them to an idempotent Kafka producer.
 
 Which signals are exact: add-to-carts are kept whatever the view buffer holds and sent
 within FLUSH_S (lost only if the worker dies in that time, or Kafka stays down until
 OUTBOX_MAX signals wait). Views are sampled: beyond VIEWS_MAX views in one flush interval the
-rest are dropped (counted), and a worker's unsent buffer dies with it. Publishing a view (a
-Kafka record each) costs a worker more CPU than serving the page did (a cProfile of a page
-storm: 5.2 s for 30k views sent against 3.3 s for the pages), so the cap is small.
+rest are dropped (counted), and a worker's unsent buffer dies with it. A Kafka record per
+view cost a worker more CPU than serving the page (a cProfile of a page storm: 5.2 s for 30k
+views sent against 3.3 s for the pages; py-spy, later: 12% of a worker), hence one record
+per flush.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ FLUSH_S: Final = 0.2
 # per flush interval and worker: at most 1,000 views/s per worker reach interactions.v1,
 # plenty for co-visitation and trending
 VIEWS_MAX: Final = 200
-OUTBOX_MAX: Final = 100_000  # signals waiting for Kafka per worker
+OUTBOX_MAX: Final = 100_000  # records (add-to-carts, view batches) waiting for Kafka per worker
+# while this many records wait (Kafka down), a flush's views are dropped rather than queued:
+# they are samples, and a batch is up to VIEWS_MAX views
+VIEWS_BACKLOG_MAX: Final = 10
 _encoder: Final = msgspec.json.Encoder()
 log = logging.getLogger("nexuscart.recs_signals")
 
@@ -67,26 +72,30 @@ class SignalPublisher:
             events.AddedToCart(user_id, product_id, sku, quantity, int(time.time() * 1000))
         )
 
+    def _user(self, authorization: str | None) -> int | None:
+        if authorization is None:
+            return None
+        try:
+            return self.principal(authorization)[0]
+        except Exception:  # an invalid token: the view stays anonymous
+            return None
+
     def _envelopes(self) -> list[tuple[bytes, bytes]]:
+        """The flush's views in one ``ProductsViewed`` record, each add-to-cart in its own."""
         views, self.views = self.views, []
         carts, self.carts = self.carts, []
-        data: list[tuple[events.InteractionEvent, int | None]] = []
-        for pid, auth, at in views:
-            user: int | None = None
-            if auth is not None:
-                try:
-                    user = self.principal(auth)[0]
-                except Exception:  # an invalid token: the view stays anonymous
-                    user = None
-            data.append((events.ProductViewed(user, pid, int(at * 1000)), user))
-        data += [(c, c.user_id) for c in carts]
         now = datetime.now(UTC)
-        out = []
-        for d, user in data:
-            key = str(user or 0)
-            env = _Env(self._ids(), type(d).__name__, 1, now, key, d)
-            out.append((key.encode(), _encoder.encode(env)))
-        return out
+        data: list[tuple[str, events.InteractionEvent]] = []
+        if len(self._outbox) >= VIEWS_BACKLOG_MAX:
+            self.dropped_views += len(views)
+        elif views:
+            batch = [events.View(self._user(a), pid, int(at * 1000)) for pid, a, at in views]
+            data.append(("0", events.ProductsViewed(batch)))
+        data += [(str(c.user_id), c) for c in carts]
+        return [
+            (key.encode(), _encoder.encode(_Env(self._ids(), type(d).__name__, 1, now, key, d)))
+            for key, d in data
+        ]
 
     async def run(self) -> None:
         producer: AIOKafkaProducer | None = None

@@ -50,6 +50,21 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+def each_view(batch: Iterable[RecsEnvelope]) -> Iterable[RecsEnvelope]:
+    """The batch with every ``ProductsViewed`` record as its views, each in an envelope of
+    its own stable id (``events.view_id``), so a redelivered batch counts each view once."""
+    for e in batch:
+        d = e.data
+        if not isinstance(d, events.ProductsViewed):
+            yield e
+            continue
+        for i, v in enumerate(d.views):
+            view = events.ProductViewed(v.user_id, v.product_id, v.at_ms)
+            yield msgspec.structs.replace(
+                e, id=events.view_id(e.id, i), type="ProductViewed", data=view
+            )
+
+
 class RecsSignals:
     def __init__(
         self, store: RecsStore, consumable_categories: Set[int] = frozenset(),
@@ -82,7 +97,8 @@ class RecsSignals:
                 continue
             await self.experiments.outcome(exp.key, *args, exp.window_s)
 
-    async def handle(self, batch: Sequence[RecsEnvelope]) -> None:
+    async def handle(self, records: Sequence[RecsEnvelope]) -> None:
+        batch = list(each_view(records))
         items = [
             Item(
                 e.data.product.product_id,
