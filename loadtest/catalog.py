@@ -196,7 +196,7 @@ def main() -> int:
         pages = _write(work / "pages.txt", page_paths(z, PATHS_PER_FILE, seed=1, hidden=hidden))
         checks = _write(work / "inventory.txt", inventory_paths(z, PATHS_PER_FILE, seed=2))
         paths_lua = HERE / "wrk/paths.lua"
-        # warm: every worker builds each page of the mix once (two statements and an MGET);
+        # warm: every worker builds each page of the mix once (one statement and an MGET);
         # the figure is the steady state a running store is in
         wrk(srv.url, paths_lua, args.warmup, 256, {"PATHS": str(pages)})
         r = wrk(srv.url, paths_lua, args.seconds, 256, {"PATHS": str(pages)})

@@ -251,14 +251,27 @@ class CatalogRepo:
         ]
 
     async def product(self, product_id: int) -> Product | None:
-        """A product with its variants (two single-shard statements on one connection)."""
+        """A product with its variants (one single-shard statement)."""
         p = await self.pool()
-        async with p.acquire() as conn:
-            row = await conn.fetchrow(query("product_by_id"), product_id)
-            if row is None:
-                return None
-            vs = await conn.fetch(query("variants_of_product"), product_id)
-        return _product(row, [_variant(v) for v in vs])
+        rows = await p.fetch(query("product_with_variants"), product_id)
+        if not rows:
+            return None
+        variants = [
+            Variant(
+                product_id,
+                r["sku"],
+                r["price_minor"],
+                r["currency"],
+                _attrs.decode(r["variant_attributes"]),
+                r["low_stock_threshold"],
+                r["stock"],
+                r["stock_version"],
+                r["position"],
+            )
+            for r in rows
+            if r["sku"] is not None
+        ]
+        return _product(rows[0], variants)
 
     async def page(
         self, cursor: int | None, category_ids: Sequence[int] | None, limit: int
