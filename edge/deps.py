@@ -19,6 +19,7 @@ from nexuscart.adapters.carts import CartStore
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.key_mirror import KeyMirror
 from nexuscart.adapters.orders_repo import OrdersRepo
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
@@ -186,14 +187,19 @@ def build(settings: config.Settings | None = None) -> Deps:
         counters=metrics.counters,
     )
     accounts = build_accounts(s, client, pg)
-    # the catalog's hot reads (stock MGETs) share a lean pipelined connection per worker
-    catalog_pipe = RedisPipe(s.redis.url, timeout)
+    # the catalog's hot reads (stock MGETs) share a lean pipelined connection per worker,
+    # which keeps a copy of what it read, exact by Redis' invalidation pushes (ADR 0019)
+    stock_copies = KeyMirror(s.catalog.stock_copies_max)
+    catalog_pipe = RedisPipe(
+        s.redis.url, timeout, tracking=(stock_copies.invalidate, stock_copies.reset)
+    )
     # live stock reads answer what is available: less what everyday orders reserved or sold
     catalog_store = CatalogStore(
         client,
         catalog_pipe,
         held=(reservations.level_key, reservations.held_units),
         mirror=reservations.ReservationStore(client).mirror_levels,
+        copies=stock_copies,
     )
     page_cache = PageCache(s.catalog.page_ttl_s, s.catalog.page_cache_max)
     catalog = Catalog(

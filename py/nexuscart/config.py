@@ -106,6 +106,9 @@ class CatalogSettings(msgspec.Struct, frozen=True):
     page_ttl_s: float = 300.0
     # product pages (and unknown ids) cached per edge worker: ~1.7 KB each with its headers
     page_cache_max: int = 50_000
+    # Redis stock values (a SKU's level and its everyday reservations: two keys) copied per
+    # edge worker, kept exact by Redis' invalidation pushes (ADR 0019); ~100 bytes each
+    stock_copies_max: int = 500_000
 
 
 ENVIRONMENTS: Final = ("dev", "test", "prod")
@@ -322,6 +325,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "page_cache_max",
         False,
         "product pages cached per edge worker",
+    ),
+    (
+        "CATALOG_STOCK_COPIES_MAX",
+        "catalog",
+        "stock_copies_max",
+        False,
+        "Redis stock values copied per edge worker (kept exact by invalidation pushes)",
     ),
     (
         "METRICS_PORT",

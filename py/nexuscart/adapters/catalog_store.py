@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
+from nexuscart.adapters.key_mirror import KeyMirror
 from nexuscart.adapters.redis_conn import Script
 from nexuscart.adapters.redis_pipe import RedisPipe, TickBatch
 
@@ -29,6 +30,7 @@ CHANGES_STREAM: Final = b"cat:changes"
 CHANGES_MAXLEN: Final = 100_000
 _SET: Final = Script("cat_stock_set")
 LOAD_BATCH: Final = 500  # SKUs per script call when loading many
+_ABSENT: Final[Any] = object()  # a key without a copy (None is a copy: no such key)
 
 
 class StockLevel(NamedTuple):
@@ -61,11 +63,15 @@ class CatalogStore:
         pipe: RedisPipe | None = None,
         held: tuple[Callable[[str], bytes], Callable[[bytes | None], int]] | None = None,
         mirror: Callable[[Sequence[tuple[str, StockLevel]]], Awaitable[None]] | None = None,
+        copies: KeyMirror | None = None,
     ):
         self.client = client
         self.pipe = pipe  # the lean connection for the hot reads (GET /inventory, pages)
         self.held = held
         self.mirror = mirror  # also told every level written (the checkout's copy)
+        # this worker's copies of the values ``pipe`` read, dropped as Redis pushes changes
+        # (the pipe must track them: RedisPipe(tracking=(copies.invalidate, copies.reset)))
+        self.copies = copies
         self._batch = TickBatch(pipe) if pipe is not None else None
         self._set = _SET.for_client(client)
 
@@ -109,13 +115,30 @@ class CatalogStore:
     async def raw(self, keys: list[bytes]) -> list[bytes | None]:
         """The values of ``keys``: one MGET, sent in one write with every other read of the
         same event-loop tick on the pipe (a caller may compare them with the last ones it
-        read before parsing them)."""
-        if self._batch is not None:
-            (reply,) = await self._batch.execute([(b"MGET", *keys)])
-            if isinstance(reply, Exception):
-                raise reply
-            return cast("list[bytes | None]", reply)
-        return cast("list[bytes | None]", await self.client.mget(keys))
+        read before parsing them); this worker's copies answer the keys they have."""
+        copies = self.copies
+        if copies is None or self._batch is None:
+            return await self._mget(keys)
+        values = copies.get(keys)
+        if values is not None:
+            return values
+        # the copies as they are now: a push may drop some while the rest is read
+        known = copies.values
+        got = [known.get(k, _ABSENT) for k in keys]
+        missing = [k for k, v in zip(keys, got, strict=True) if v is _ABSENT]
+        began = copies.begin()
+        reply = await self._mget(missing)
+        copies.put(missing, reply, began)
+        read = iter(reply)
+        return [next(read) if v is _ABSENT else v for v in got]
+
+    async def _mget(self, keys: list[bytes]) -> list[bytes | None]:
+        if self._batch is None:
+            return cast("list[bytes | None]", await self.client.mget(keys))
+        (reply,) = await self._batch.execute([(b"MGET", *keys)])
+        if isinstance(reply, Exception):
+            raise reply
+        return cast("list[bytes | None]", reply)
 
     def parse(self, raw: list[bytes | None], n: int) -> list[StockLevel | None]:
         """``n`` SKUs' levels from the values of their ``keys``."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import hiredis
@@ -33,11 +34,17 @@ class ReplyError(Exception):
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        on_push: Callable[[list[Any]], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=ReplyError)
         self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.closed = False
+        self.on_push = on_push  # RESP3 pushes (client tracking's invalidations)
+        self.on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
@@ -50,6 +57,10 @@ class _Protocol(asyncio.Protocol):
             reply = self.reader.gets()
             if reply is False:
                 return
+            if isinstance(reply, hiredis.PushNotification):
+                if self.on_push is not None:
+                    self.on_push(reply)
+                continue  # not a reply: no waiter's
             fut = waiters.popleft()
             if fut.done():
                 continue
@@ -60,6 +71,8 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.on_lost is not None:
+            self.on_lost()
         err = RedisPipeError(f"redis connection lost: {exc}")
         while self.waiters:
             fut = self.waiters.popleft()
@@ -68,7 +81,18 @@ class _Protocol(asyncio.Protocol):
 
 
 class RedisPipe:
-    def __init__(self, url: str, timeout_s: float = 2.0):
+    """``tracking``: (on_invalidate, on_reset). The connection speaks RESP3 with client-side
+    caching on (``CLIENT TRACKING ON``: Redis remembers every key this connection reads and
+    pushes its name, on this same connection, when any client changes it); ``on_invalidate``
+    gets the keys (None: all of them), ``on_reset`` is called whenever a connection is
+    lost or made, when pushes may have been missed."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 2.0,
+        tracking: tuple[Callable[[list[bytes] | None], None], Callable[[], None]] | None = None,
+    ):
         opts = parse_url(url)  # type: ignore[no-untyped-call]
         self.host = str(opts.get("host", "127.0.0.1"))
         self.port = int(opts.get("port", 6379))
@@ -80,6 +104,15 @@ class RedisPipe:
         self.timeout_s = timeout_s
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self.tracking = tracking
+
+    def _on_push(self, push: list[Any]) -> None:
+        if self.tracking is not None and push and push[0] == b"invalidate":
+            self.tracking[0](push[1] if len(push) > 1 else None)
+
+    def _on_lost(self) -> None:
+        if self.tracking is not None:
+            self.tracking[1]()
 
     async def _connection(self) -> _Protocol:
         proto = self._proto
@@ -97,16 +130,27 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(_Protocol, self.host, self.port, ssl=self.ssl),
+                loop.create_connection(
+                    functools.partial(_Protocol, self._on_push, self._on_lost),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                ),
                 self.timeout_s,
             )
         except (OSError, TimeoutError) as exc:
             raise RedisPipeError(f"cannot connect to redis: {exc}") from exc
         setup: list[tuple[Any, ...]] = []
-        if self.password is not None:
+        auth = () if self.password is None else (self.username or "default", self.password)
+        if self.tracking is not None:
+            setup.append(("HELLO", 3, *(("AUTH", *auth) if auth else ())))
+        elif self.password is not None:
             setup.append(("AUTH", *([self.username] if self.username else []), self.password))
         if self.db:
             setup.append(("SELECT", self.db))
+        if self.tracking is not None:
+            setup.append(("CLIENT", "TRACKING", "ON"))
+            self._on_lost()  # whatever was mirrored before this connection is unknown now
         self._proto = proto
         if setup:
             await asyncio.gather(*self._send(proto, setup))
