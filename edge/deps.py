@@ -189,7 +189,10 @@ def build(settings: config.Settings | None = None) -> Deps:
     accounts = build_accounts(s, client, pg)
     # the catalog's hot reads (stock MGETs) share a lean pipelined connection per worker,
     # which keeps a copy of what it read, exact by Redis' invalidation pushes (ADR 0019)
-    stock_copies = KeyMirror(s.catalog.stock_copies_max)
+    stock_copies = KeyMirror(
+        s.catalog.stock_copies_max,
+        on_invalidated=lambda n: metrics.inc("catalog_stock_copies_dropped_total", by=n),
+    )
     catalog_pipe = RedisPipe(
         s.redis.url, timeout, tracking=(stock_copies.invalidate, stock_copies.reset)
     )
@@ -255,7 +258,12 @@ def build(settings: config.Settings | None = None) -> Deps:
         s.recs.stock_max_age_s,
     )
     deps.background.append(deps.recommender.follow)  # the model pointer, polled
-    deps.recs_signals = SignalPublisher(s.kafka, deps.verifier.principal, kafka.producer)
+    deps.recs_signals = SignalPublisher(
+        s.kafka,
+        deps.verifier.principal,
+        kafka.producer,
+        on_dropped=lambda n: metrics.inc("recs_views_dropped_total", by=n),
+    )
     deps.background.append(deps.recs_signals.run)
     # product pages stay cached only while this follows the change stream
     deps.background.append(ChangeFeed(catalog_store, page_cache, block_ms=block_ms).run)

@@ -77,11 +77,16 @@ def test_once_every_push_is_in_no_copy_differs_from_redis(steps: list[tuple[str,
 
 
 def test_a_full_copy_starts_over_and_a_flush_push_drops_everything() -> None:
-    m = KeyMirror(max_keys=2)
+    pushed: list[int] = []
+    m = KeyMirror(max_keys=2, on_invalidated=pushed.append)
     m.put([b"a", b"b"], [b"1", None], m.begin())
     assert m.get([b"a", b"b"]) == [b"1", None]  # a missing key is a copy too
     m.put([b"c"], [b"3"], m.begin())
     assert m.values == {b"c": b"3"}
+    m.invalidate([b"c", b"x"])
+    assert m.get([b"c"]) is None
+    assert pushed == [2]
+    m.put([b"c"], [b"4"], m.begin())
     m.invalidate(None)
     assert m.get([b"c"]) is None
 

@@ -198,7 +198,10 @@ def test_a_flush_publishes_its_views_in_one_record_and_each_add_to_cart_in_its_o
             raise ValueError("invalid token")
         return 42, 0
 
-    pub = SignalPublisher(config.KafkaSettings("127.0.0.1:1"), principal, kafka.producer)
+    told: list[int] = []
+    pub = SignalPublisher(
+        config.KafkaSettings("127.0.0.1:1"), principal, kafka.producer, on_dropped=told.append
+    )
     for i in range(VIEWS_MAX + 5):
         pub.view(i, "Bearer good" if i % 2 else ("Bearer forged" if i % 3 else None))
     pub.added_to_cart(7, 1, "SKU-1", 2)
@@ -218,6 +221,9 @@ def test_a_flush_publishes_its_views_in_one_record_and_each_add_to_cart_in_its_o
     pub.added_to_cart(7, 1, "SKU-1", 1)
     assert [k for k, _ in pub._envelopes()] == [b"7"]
     assert pub.dropped_views == 6
+    pub._tell_dropped()
+    pub._tell_dropped()
+    assert told == [6]  # the metric, once per flush
 
 
 def test_each_view_of_a_batch_gets_an_id_of_its_own_that_a_redelivery_repeats() -> None:

@@ -448,6 +448,14 @@ EDGE_METRICS: Final[dict[str, tuple[str, str]]] = {
     ),
     "payments_webhooks_total": ("counter", "Stripe webhooks by outcome"),
     "catalog_stock_low_total": ("counter", "Stock level changes that crossed the low mark"),
+    "catalog_stock_copies_dropped_total": (
+        "counter",
+        "Copied stock values dropped on Redis' invalidation push (ADR 0019)",
+    ),
+    "recs_views_dropped_total": (
+        "counter",
+        "Product views not published to interactions.v1 (over the per-worker cap, Kafka down)",
+    ),
     "search_cache_misses_total": ("counter", "Search queries the result cache did not have"),
     "search_index_documents": ("gauge", "Documents in this worker's search index"),
     "search_index_ready": ("gauge", "1 once this worker's search index is built"),

@@ -13,19 +13,19 @@ are not stored. A key this worker dropped is read again by the next caller.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 DROPPED_MAX = 100_000  # keys remembered as dropped before the whole record starts over
 
 
 class KeyMirror:
-    def __init__(self, max_keys: int):
+    def __init__(self, max_keys: int, on_invalidated: Callable[[int], None] = lambda n: None):
         self.max_keys = max_keys
+        self.on_invalidated = on_invalidated  # told how many keys each push named (a metric)
         self.values: dict[bytes, bytes | None] = {}
         self.epoch = 0  # +1 per push
         self.dropped: dict[bytes, int] = {}  # key -> the epoch of its last push
         self.floor = 0  # reads begun before this epoch are never stored
-        self.invalidations = 0  # keys pushed (a metric)
 
     def get(self, keys: Sequence[bytes]) -> list[bytes | None] | None:
         """The copies of all ``keys``, or None when one is missing."""
@@ -55,7 +55,7 @@ class KeyMirror:
             self.reset()
             return
         self.epoch += 1
-        self.invalidations += len(keys)
+        self.on_invalidated(len(keys))
         for key in keys:
             self.values.pop(key, None)
             self.dropped[key] = self.epoch

@@ -49,8 +49,11 @@ class SignalPublisher:
         kafka: KafkaSettings,
         principal: Callable[[str | None], tuple[int, int]],
         producer: Callable[[KafkaSettings, str], AIOKafkaProducer],
+        on_dropped: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.kafka = kafka
+        self.on_dropped = on_dropped  # told the views dropped since the last flush (a metric)
+        self._dropped_told = 0
         self.principal = principal
         self._make = producer
         self.views: list[tuple[int, str | None, float]] = []
@@ -97,6 +100,11 @@ class SignalPublisher:
             for key, d in data
         ]
 
+    def _tell_dropped(self) -> None:
+        if self.dropped_views > self._dropped_told:
+            self.on_dropped(self.dropped_views - self._dropped_told)
+            self._dropped_told = self.dropped_views
+
     async def run(self) -> None:
         producer: AIOKafkaProducer | None = None
         try:
@@ -107,6 +115,7 @@ class SignalPublisher:
                 if len(self._outbox) > OUTBOX_MAX:  # Kafka down for long: the oldest go
                     self.dropped_views += len(self._outbox) - OUTBOX_MAX
                     del self._outbox[: len(self._outbox) - OUTBOX_MAX]
+                self._tell_dropped()
                 if not self._outbox:
                     continue
                 try:
