@@ -338,3 +338,23 @@ async def test_every_catalog_level_written_reaches_the_checkouts_copy(
     await catalog.set_levels([(a, StockLevel(1, 100, 0))])  # an older write: ignored
     assert (await rs.levels([a]))[a] == (2, 0, 2, 0)
     await redis_client.delete(OUTBOX)
+
+
+async def test_concurrent_first_checkouts_register_the_outbox_with_one_command(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each first checkout used to send its own SADD, taking a pooled connection each: a
+    # storm's first 256 checkouts grew the pool by as many new connections
+    store = ReservationStore(redis_client)
+    sent: list[tuple[Any, ...]] = []
+    real = redis_client.sadd
+
+    async def counted(*args: Any) -> Any:
+        sent.append(args)
+        await asyncio.sleep(0.01)  # the others arrive while it is in flight
+        return await real(*args)
+
+    monkeypatch.setattr(redis_client, "sadd", counted)
+    await asyncio.gather(*(store.register_outbox() for _ in range(50)))
+    assert sent == [(STREAMS_INDEX, OUTBOX)]
+    assert OUTBOX in await redis_client.smembers(STREAMS_INDEX)
