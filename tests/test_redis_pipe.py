@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from devtools import devstack
 from nexuscart import config
 from nexuscart.adapters import redis_conn
+from nexuscart.adapters.key_mirror import KeyMirror
 from nexuscart.adapters.redis_pipe import RedisPipe, RedisPipeError, ReplyError
 from tests.conftest import EdgeServer
 from tests.test_flash_sale_http import buyer_headers, create_sale
@@ -77,17 +78,21 @@ def test_purchase_answers_503_with_retry_after_while_redis_is_down_and_works_aft
     assert r.status_code == 202, r.text
 
 
+@pytest.mark.parametrize("tracking", [False, True], ids=["resp2", "resp3-tracking"])
 async def test_the_purchase_connection_authenticates_with_the_url_credentials(
-    settings: config.Settings, redis_client: aioredis.Redis
+    settings: config.Settings, redis_client: aioredis.Redis, tracking: bool
 ) -> None:
     # Regression: the store rebuilt the pipe's URL from host/port/db and dropped the
-    # username and password, so the purchase path failed against a Redis with ACLs.
+    # username and password, so the purchase path failed against a Redis with ACLs. A
+    # tracking pipe (the catalog's, ADR 0019) authenticates in its HELLO 3.
     await redis_client.acl_setuser(
         "buyer-edge", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"]
     )
     host_port = settings.redis.url.split("://", 1)[1].rsplit("/", 1)[0]
-    good = RedisPipe(f"redis://buyer-edge:s3cret@{host_port}/0")
-    bad = RedisPipe(f"redis://buyer-edge:wrong@{host_port}/0")
+    m = KeyMirror(10)
+    track = (m.invalidate, m.reset) if tracking else None
+    good = RedisPipe(f"redis://buyer-edge:s3cret@{host_port}/0", tracking=track)
+    bad = RedisPipe(f"redis://buyer-edge:wrong@{host_port}/0", tracking=track)
     try:
         assert await good.execute([("ACL", "WHOAMI")]) == [b"buyer-edge"]
         with pytest.raises(ReplyError, match="WRONGPASS"):
