@@ -8,8 +8,10 @@ import asyncio
 import random
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -116,46 +118,46 @@ async def _until(check: object, seconds: float = 5.0) -> None:
     raise AssertionError("not within the time")
 
 
-async def test_another_clients_write_drops_the_copy_and_the_next_read_sees_it(
+@pytest.fixture
+async def tracked(
     settings: config.Settings, redis_client: aioredis.Redis
-) -> None:
+) -> AsyncIterator[tuple[KeyMirror, RedisPipe, bytes]]:
+    """Copies, their tracking pipe (connected) and a fresh key."""
     m = KeyMirror(max_keys=100)
     pipe = await _pipe(settings, m)
     key = f"test:mirror:{uuid.uuid4().hex}".encode()
-    try:
-        await redis_client.set(key, b"1")
-        await _read(pipe, m, [key])
-        assert m.get([key]) == [b"1"]
-        await redis_client.set(key, b"2")
-        await _until(lambda: m.get([key]) is None)
-        (values,) = await pipe.execute([(b"MGET", key)])
-        assert values == [b"2"]
-    finally:
-        pipe.close()
-        await redis_client.delete(key)
+    yield m, pipe, key
+    pipe.close()
+    await redis_client.delete(key)
+
+
+async def test_another_clients_write_drops_the_copy_and_the_next_read_sees_it(
+    tracked: tuple[KeyMirror, RedisPipe, bytes], redis_client: aioredis.Redis
+) -> None:
+    m, pipe, key = tracked
+    await redis_client.set(key, b"1")
+    await _read(pipe, m, [key])
+    assert m.get([key]) == [b"1"]
+    await redis_client.set(key, b"2")
+    await _until(lambda: m.get([key]) is None)
+    assert await _read(pipe, m, [key]) == [b"2"]
 
 
 async def test_a_lost_tracking_connection_drops_every_copy(
-    settings: config.Settings, redis_client: aioredis.Redis
+    tracked: tuple[KeyMirror, RedisPipe, bytes], redis_client: aioredis.Redis
 ) -> None:
-    m = KeyMirror(max_keys=100)
-    pipe = await _pipe(settings, m)
-    key = f"test:mirror:{uuid.uuid4().hex}".encode()
-    try:
-        await _read(pipe, m, [key])
-        assert m.get([key]) == [None]
-        (client_id,) = await pipe.execute([(b"CLIENT", b"ID")])
-        await redis_client.client_kill_filter(_id=client_id)
-        await _until(lambda: m.get([key]) is None)
-        # the next connection tracks again (its first read is not kept: it began before)
-        await _read(pipe, m, [key])
-        await _read(pipe, m, [key])
-        assert m.get([key]) == [None]
-        await redis_client.set(key, b"x")
-        await _until(lambda: m.get([key]) is None)
-    finally:
-        pipe.close()
-        await redis_client.delete(key)
+    m, pipe, key = tracked
+    await _read(pipe, m, [key])
+    assert m.get([key]) == [None]
+    (client_id,) = await pipe.execute([(b"CLIENT", b"ID")])
+    await redis_client.client_kill_filter(_id=client_id)
+    await _until(lambda: m.get([key]) is None)
+    # the next connection tracks again (its first read is not kept: it began before)
+    await _read(pipe, m, [key])
+    await _read(pipe, m, [key])
+    assert m.get([key]) == [None]
+    await redis_client.set(key, b"x")
+    await _until(lambda: m.get([key]) is None)
 
 
 async def test_copies_equal_redis_after_a_storm_of_reads_and_writes(

@@ -92,19 +92,28 @@ async def _until(check: Any, seconds: float) -> float:
     raise AssertionError(f"not within {seconds} s")
 
 
+async def _two_products(
+    service: Service, store: RecsStore, category: int
+) -> tuple[int, int, int, int]:
+    """(base id, product a, product b, a shopper): a and b announced on catalog.v1 in
+    ``category`` and known to the service (its consumer joined its group and caught up)."""
+    base = random.randrange(10**6, 10**9) * 10
+    a, b, user = base + 1, base + 2, random.randrange(10**6, 10**9)
+    for pid in (a, b):
+        await service.send(events.CATALOG_TOPIC, _env(_product(pid, category), pid))
+
+    async def known() -> bool:
+        return (await store.categories([a, b])) == [category, category]
+
+    await _until(known, 60)
+    return base, a, b, user
+
+
 async def test_an_order_changes_bought_together_within_5_seconds(
     service: Service, redis_client: aioredis.Redis
 ) -> None:
     store = RecsStore(redis_client)
-    base = random.randrange(10**6, 10**9) * 10
-    a, b, user = base + 1, base + 2, random.randrange(10**6, 10**9)
-    for pid in (a, b):
-        await service.send(events.CATALOG_TOPIC, _env(_product(pid, 77), pid))
-
-    async def known() -> bool:
-        return (await store.categories([a, b])) == [77, 77]
-
-    await _until(known, 60)  # the consumer joined its group and caught up
+    base, a, b, user = await _two_products(service, store, 77)
     order = placed_order(user, base, (
         events.OrderLine(sku="SKU-X-1", product_id=a, quantity=1, unit_price_minor=1000),
         events.OrderLine(sku="SKU-X-2", product_id=b, quantity=2, unit_price_minor=500),
@@ -164,16 +173,8 @@ async def test_a_batch_of_views_delivered_twice_counts_each_view_once(
     service: Service, redis_client: aioredis.Redis
 ) -> None:
     store = RecsStore(redis_client)
-    base = random.randrange(10**6, 10**9) * 10
-    a, b, user = base + 1, base + 2, random.randrange(10**6, 10**9)
     category = random.randrange(10**6, 10**9)
-    for pid in (a, b):
-        await service.send(events.CATALOG_TOPIC, _env(_product(pid, category), pid))
-
-    async def known() -> bool:
-        return (await store.categories([a, b])) == [category, category]
-
-    await _until(known, 60)
+    _, a, b, user = await _two_products(service, store, category)
     now = int(time.time() * 1000)
     views = [events.View(user, a, now), events.View(None, a, now + 1), events.View(user, b, now)]
     batch = _env(events.ProductsViewed(views), 0)
