@@ -21,7 +21,7 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """A pool connection returned without asyncpg's reset query. That query (advisory locks,
     cursors, LISTEN, SET) is one more round trip and statement on every release: 5.6% of an
     edge worker building product pages (py-spy). Pool users take no advisory lock, LISTEN or
-    session SET (tests/test_orders_sql.py checks the statements); asyncpg still rolls back a
+    session SET (tests/test_postgres_pool.py checks their source); asyncpg still rolls back a
     transaction left open."""
 
     def get_reset_query(self) -> str:
