@@ -23,7 +23,7 @@ from nexuscart.adapters import kafka
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.adapters.recs_signals import VIEWS_BACKLOG_MAX, VIEWS_MAX, SignalPublisher
 from nexuscart.adapters.recs_store import EXP_KEY, ExperimentStore, RecsStore, Signal
-from nexuscart.app.recommendations import Arm, Experiment, RecsEnvelope, each_view
+from nexuscart.app.recommendations import Arm, Experiment, RecsEnvelope, each_signal
 from nexuscart.domain import recs as rules
 from services.recommendations import model as m
 from services.recommendations import train
@@ -193,7 +193,7 @@ async def test_a_batch_of_views_delivered_twice_counts_each_view_once(
     assert dict(await store.trending(category)) == pytest.approx(once)
 
 
-def test_a_flush_publishes_its_views_in_one_record_and_each_add_to_cart_in_its_own() -> None:
+def test_a_flush_publishes_its_views_in_one_record_and_its_add_to_carts_in_another() -> None:
     def principal(authorization: str | None) -> tuple[int, int]:
         if authorization != "Bearer good":
             raise ValueError("invalid token")
@@ -206,12 +206,17 @@ def test_a_flush_publishes_its_views_in_one_record_and_each_add_to_cart_in_its_o
     for i in range(VIEWS_MAX + 5):
         pub.view(i, "Bearer good" if i % 2 else ("Bearer forged" if i % 3 else None))
     pub.added_to_cart(7, 1, "SKU-1", 2)
+    pub.added_to_cart(8, 2, "SKU-2", 1)
     records = pub._envelopes()
-    assert [k for k, _ in records] == [b"0", b"7"]
+    assert [k for k, _ in records] == [b"0", b"0"]
     envs = [msgspec.json.decode(v, type=events.InteractionEnvelope) for _, v in records]
-    views, cart = envs[0].data, envs[1].data
+    views, carts = envs[0].data, envs[1].data
     assert isinstance(views, events.ProductsViewed)
-    assert isinstance(cart, events.AddedToCart)
+    assert isinstance(carts, events.AddedToCarts)
+    assert [(c.user_id, c.sku, c.quantity) for c in carts.adds] == [
+        (7, "SKU-1", 2),
+        (8, "SKU-2", 1),
+    ]
     assert [(v.user_id, v.product_id) for v in views.views] == [
         (42 if i % 2 else None, i) for i in range(VIEWS_MAX)
     ]
@@ -220,23 +225,31 @@ def test_a_flush_publishes_its_views_in_one_record_and_each_add_to_cart_in_its_o
     pub._outbox = [(b"7", b"{}")] * VIEWS_BACKLOG_MAX
     pub.view(1, None)
     pub.added_to_cart(7, 1, "SKU-1", 1)
-    assert [k for k, _ in pub._envelopes()] == [b"7"]
+    (kept,) = pub._envelopes()
+    assert isinstance(msgspec.json.decode(kept[1], type=events.InteractionEnvelope).data,
+                      events.AddedToCarts)  # fmt: skip
     assert pub.dropped_views == 6
     pub._tell_dropped()
     pub._tell_dropped()
     assert told == [6]  # the metric, once per flush
 
 
-def test_each_view_of_a_batch_gets_an_id_of_its_own_that_a_redelivery_repeats() -> None:
-    batch = events.ProductsViewed([events.View(1, 10, 5), events.View(None, 11, 6)])
-    env = RecsEnvelope(uuid.uuid4(), "ProductsViewed", 1, datetime.now(UTC), "0", batch)
-    first, again = list(each_view([env])), list(each_view([env]))
-    assert [e.data for e in first] == [
-        events.ProductViewed(1, 10, 5),
-        events.ProductViewed(None, 11, 6),
+def test_each_item_of_a_batch_gets_an_id_of_its_own_that_a_redelivery_repeats() -> None:
+    now = datetime.now(UTC)
+    views = events.ProductsViewed([events.View(1, 10, 5), events.View(None, 11, 6)])
+    add = events.AddedToCart(1, 10, "SKU-1", 2, 7)
+    envs = [
+        RecsEnvelope(uuid.uuid4(), "ProductsViewed", 1, now, "0", views),
+        RecsEnvelope(uuid.uuid4(), "AddedToCarts", 1, now, "0", events.AddedToCarts([add])),
+    ]
+    first, again = list(each_signal(envs)), list(each_signal(envs))
+    assert [(e.type, e.data) for e in first] == [
+        ("ProductViewed", events.ProductViewed(1, 10, 5)),
+        ("ProductViewed", events.ProductViewed(None, 11, 6)),
+        ("AddedToCart", add),
     ]
     assert [e.id for e in first] == [e.id for e in again]
-    assert len({env.id, *(e.id for e in first)}) == 3
+    assert len({*(e.id for e in envs), *(e.id for e in first)}) == 5
 
 
 # --- the edge's signals ----------------------------------------------------------------------

@@ -278,7 +278,7 @@ class View(msgspec.Struct, frozen=True, array_like=True):
 class ProductsViewed(msgspec.Struct, frozen=True, tag="ProductsViewed"):
     """One edge worker's sampled views of one flush, in one record: a record per view cost a
     worker serving product pages 12% of its CPU (py-spy). A consumer counts view ``i`` once
-    by the id ``view_id(envelope id, i)``."""
+    by the id ``item_id(envelope id, i)``."""
 
     views: list[View]
 
@@ -291,11 +291,20 @@ class AddedToCart(msgspec.Struct, frozen=True, tag="AddedToCart"):
     at_ms: int
 
 
-InteractionEvent = ProductViewed | ProductsViewed | AddedToCart
+class AddedToCarts(msgspec.Struct, frozen=True, tag="AddedToCarts"):
+    """One edge worker's add-to-carts of one flush, in one record (as exact as one record
+    each: it waits for Kafka like any other). A consumer counts add ``i`` once by the id
+    ``item_id(envelope id, i)``; consumers still read single ``AddedToCart`` records."""
+
+    adds: list[AddedToCart]
 
 
-def view_id(batch_id: uuid.UUID, index: int) -> uuid.UUID:
-    """The id of the ``index``-th view of a ``ProductsViewed`` (stable across redeliveries)."""
+InteractionEvent = ProductViewed | ProductsViewed | AddedToCart | AddedToCarts
+
+
+def item_id(batch_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of the ``index``-th item of a ``ProductsViewed`` or ``AddedToCarts`` (stable
+    across redeliveries)."""
     return uuid.uuid5(batch_id, str(index))
 
 

@@ -4,12 +4,12 @@
 Hot path: ``view`` appends a tuple to this worker's buffer (no I/O, no token check: the
 raw Authorization header is kept and verified in the flush, off the request). A background
 task flushes every FLUSH_S: it verifies the tokens (an invalid one makes the view
-anonymous), puts the flush's views in one ``ProductsViewed`` record and each add-to-cart in
-its own, and hands them to an idempotent Kafka producer.
+anonymous), puts the flush's views in one ``ProductsViewed`` record and its add-to-carts in
+one ``AddedToCarts``, and hands them to an idempotent Kafka producer.
 
 Which signals are exact: add-to-carts are kept whatever the view buffer holds and sent
 within FLUSH_S (lost only if the worker dies in that time, or Kafka stays down until
-OUTBOX_MAX signals wait). Views are sampled: beyond VIEWS_MAX views in one flush interval the
+OUTBOX_MAX records wait). Views are sampled: beyond VIEWS_MAX views in one flush interval the
 rest are dropped (counted), and a worker's unsent buffer dies with it. A Kafka record per
 view cost a worker more CPU than serving the page (a cProfile of a page storm: 5.2 s for 30k
 views sent against 3.3 s for the pages; py-spy, later: 12% of a worker), hence one record
@@ -35,7 +35,9 @@ FLUSH_S: Final = 0.2
 # per flush interval and worker: at most 1,000 views/s per worker reach interactions.v1,
 # plenty for co-visitation and trending
 VIEWS_MAX: Final = 200
-OUTBOX_MAX: Final = 100_000  # records (add-to-carts, view batches) waiting for Kafka per worker
+# records (a flush's add-to-carts, its views) waiting for Kafka per worker: at five flushes a
+# second, over half an hour of Kafka being down
+OUTBOX_MAX: Final = 10_000
 # while this many records wait (Kafka down), a flush's views are dropped rather than queued:
 # they are samples, and a batch is up to VIEWS_MAX views
 VIEWS_BACKLOG_MAX: Final = 10
@@ -84,7 +86,8 @@ class SignalPublisher:
             return None
 
     def _envelopes(self) -> list[tuple[bytes, bytes]]:
-        """The flush's views in one ``ProductsViewed`` record, each add-to-cart in its own."""
+        """The flush's views in one ``ProductsViewed`` record, its add-to-carts in one
+        ``AddedToCarts``: a Kafka record each cost the edge and Kafka more than the signal."""
         views, self.views = self.views, []
         carts, self.carts = self.carts, []
         now = datetime.now(UTC)
@@ -94,7 +97,8 @@ class SignalPublisher:
         elif views:
             batch = [events.View(self._user(a), pid, int(at * 1000)) for pid, a, at in views]
             data.append(("0", events.ProductsViewed(batch)))
-        data += [(str(c.user_id), c) for c in carts]
+        if carts:
+            data.append(("0", events.AddedToCarts(carts)))
         return [
             (key.encode(), _encoder.encode(_Env(self._ids(), type(d).__name__, 1, now, key, d)))
             for key, d in data
@@ -113,8 +117,9 @@ class SignalPublisher:
                 if self.views or self.carts:
                     self._outbox += self._envelopes()
                 if len(self._outbox) > OUTBOX_MAX:  # Kafka down for long: the oldest go
-                    self.dropped_views += len(self._outbox) - OUTBOX_MAX
-                    del self._outbox[: len(self._outbox) - OUTBOX_MAX]
+                    over = len(self._outbox) - OUTBOX_MAX
+                    log.warning("interactions: Kafka down too long, %d records dropped", over)
+                    del self._outbox[:over]
                 self._tell_dropped()
                 if not self._outbox:
                     continue

@@ -50,18 +50,23 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def each_view(batch: Iterable[RecsEnvelope]) -> Iterable[RecsEnvelope]:
-    """The batch with every ``ProductsViewed`` record as its views, each in an envelope of
-    its own stable id (``events.view_id``), so a redelivered batch counts each view once."""
+def each_signal(batch: Iterable[RecsEnvelope]) -> Iterable[RecsEnvelope]:
+    """The batch with every ``ProductsViewed`` and ``AddedToCarts`` record as its items, each
+    in an envelope of its own stable id (``events.item_id``), so a redelivered record counts
+    each item once."""
     for e in batch:
         d = e.data
-        if not isinstance(d, events.ProductsViewed):
+        items: Sequence[events.ProductViewed | events.AddedToCart]
+        if isinstance(d, events.ProductsViewed):
+            items = [events.ProductViewed(v.user_id, v.product_id, v.at_ms) for v in d.views]
+        elif isinstance(d, events.AddedToCarts):
+            items = d.adds
+        else:
             yield e
             continue
-        for i, v in enumerate(d.views):
-            view = events.ProductViewed(v.user_id, v.product_id, v.at_ms)
+        for i, item in enumerate(items):
             yield msgspec.structs.replace(
-                e, id=events.view_id(e.id, i), type="ProductViewed", data=view
+                e, id=events.item_id(e.id, i), type=type(item).__name__, data=item
             )
 
 
@@ -98,7 +103,7 @@ class RecsSignals:
             await self.experiments.outcome(exp.key, *args, exp.window_s)
 
     async def handle(self, records: Sequence[RecsEnvelope]) -> None:
-        batch = list(each_view(records))
+        batch = list(each_signal(records))
         items = [
             Item(
                 e.data.product.product_id,
