@@ -208,7 +208,7 @@ def test_a_flush_publishes_its_views_in_one_record_and_its_add_to_carts_in_anoth
     pub.added_to_cart(7, 1, "SKU-1", 2)
     pub.added_to_cart(8, 2, "SKU-2", 1)
     records = pub._envelopes()
-    assert [k for k, _ in records] == [b"0", b"0"]
+    assert [k for k, _ in records] == [pub.key.encode()] * 2
     envs = [msgspec.json.decode(v, type=events.InteractionEnvelope) for _, v in records]
     views, carts = envs[0].data, envs[1].data
     assert isinstance(views, events.ProductsViewed)
@@ -232,6 +232,7 @@ def test_a_flush_publishes_its_views_in_one_record_and_its_add_to_carts_in_anoth
     pub._tell_dropped()
     pub._tell_dropped()
     assert told == [6]  # the metric, once per flush
+    assert pub.dropped_views == 0
 
 
 def test_each_item_of_a_batch_gets_an_id_of_its_own_that_a_redelivery_repeats() -> None:

@@ -256,8 +256,9 @@ CatalogEvent = ProductCreated | ProductUpdated | ProductArchived | StockAdjusted
 
 
 # interactions.v1 (docs/recommendations.md): shoppers' signals for the recommendations,
-# published by the edge; key: the user id ("0" for views). Views are sampled (batched per
-# edge worker, a batch lost with its worker is acceptable); add-to-carts are exact.
+# published by the edge, a flush's views and its add-to-carts in one record each, keyed by
+# the publishing worker (a batch names many shoppers). Views are sampled (a batch lost with
+# its worker is acceptable); add-to-carts are exact.
 
 
 class ProductViewed(msgspec.Struct, frozen=True, tag="ProductViewed"):

@@ -415,7 +415,7 @@ _BATCH: Final[contextvars.ContextVar[_Batch | None]] = contextvars.ContextVar(
 def note_event(record: Any, event_id: object) -> None:
     """Name the event a traced record carries (the consumer calls it once decoded)."""
     batch = _BATCH.get()
-    if batch is not None:
+    if batch is not None and event_id is not None:
         span = batch.by_record.get((record.topic, record.partition, record.offset))
         if span is not None:
             batch.by_event[event_id] = span
@@ -426,7 +426,7 @@ def for_event(event_id: object) -> Iterator[None]:
     """Work for one event of the batch: its record's span is current (``TRACING.child``
     hangs from it) if that record was traced; otherwise no span is (child gives None)."""
     batch = _BATCH.get()
-    span = None if batch is None else batch.by_event.get(event_id)
+    span = None if batch is None or event_id is None else batch.by_event.get(event_id)
     if span is None:
         yield
         return

@@ -67,13 +67,14 @@ class Product(NamedTuple):
     variants: tuple[Variant, ...] = ()
 
 
-def _variant(r: Any) -> Variant:
+def _variant(r: Any, attributes: str = "attributes") -> Variant:
+    """``attributes``: the column's name in ``r`` (a join with products renames it)."""
     return Variant(
         r["product_id"],
         r["sku"],
         r["price_minor"],
         r["currency"],
-        _attrs.decode(r["attributes"]),
+        _attrs.decode(r[attributes]),
         r["low_stock_threshold"],
         r["stock"],
         r["stock_version"],
@@ -256,21 +257,7 @@ class CatalogRepo:
         rows = await p.fetch(query("product_with_variants"), product_id)
         if not rows:
             return None
-        variants = [
-            Variant(
-                product_id,
-                r["sku"],
-                r["price_minor"],
-                r["currency"],
-                _attrs.decode(r["variant_attributes"]),
-                r["low_stock_threshold"],
-                r["stock"],
-                r["stock_version"],
-                r["position"],
-            )
-            for r in rows
-            if r["sku"] is not None
-        ]
+        variants = [_variant(r, "variant_attributes") for r in rows if r["sku"] is not None]
         return _product(rows[0], variants)
 
     async def page(

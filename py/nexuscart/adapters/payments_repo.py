@@ -45,6 +45,18 @@ class Payment(NamedTuple):
     def state(self) -> rules.State:
         return rules.State(self.status, self.captured_cents, self.refunded_cents, self.order_closed)
 
+    def folded(self, facts: Sequence[rules.Fact]) -> tuple[rules.State, Payment]:
+        """The state after ``facts`` (the domain's fold), and this payment carrying it."""
+        after = self.state
+        for f in facts:
+            after = rules.apply(after, f)
+        return after, self._replace(
+            status=after.status,
+            captured_cents=after.captured_cents,
+            refunded_cents=after.refunded_cents,
+            order_closed=after.order_closed,
+        )
+
 
 def _payment(row: Any) -> Payment:
     return Payment(*(row[f] for f in Payment._fields))
@@ -383,20 +395,13 @@ class PaymentsRepo:
                 out[i] = ("unknown", None)
                 continue
             before = pay.state
-            after = before
-            for f in it.facts:
-                after = rules.apply(after, f)
+            after, folded = pay.folded(it.facts)
             if after != before:
                 evs.extend(
                     (it.user_id, eid, d) for eid, d in change_events(pay, before, after, "provider")
                 )
-                pay = pays[pk] = changed[pk] = pay._replace(
-                    status=after.status,
-                    captured_cents=after.captured_cents,
-                    refunded_cents=after.refunded_cents,
-                    order_closed=after.order_closed,
-                )
-            out[i] = ("applied", pay)
+                pays[pk] = changed[pk] = folded
+            out[i] = ("applied", folded)
         if changed:
             rows = list(changed.values())
             await conn.execute(
@@ -458,21 +463,14 @@ class PaymentsRepo:
                 row = await conn.fetchrow(query("payment_lock"), user_id, payment_id)
         pay = _payment(row)
         before = pay.state
-        after = before
-        for f in item.facts:
-            after = rules.apply(after, f)
+        after, folded = pay.folded(item.facts)
         if after != before:
             await self._save(conn, pay, after)
             await self._outbox(
                 conn,
                 [(user_id, eid, d) for eid, d in change_events(pay, before, after, refund_reason)],
             )
-        return "applied", pay._replace(
-            status=after.status,
-            captured_cents=after.captured_cents,
-            refunded_cents=after.refunded_cents,
-            order_closed=after.order_closed,
-        )
+        return "applied", folded
 
     async def refund_by_key(self, user_id: int, key: str) -> Refund | None:
         p = await self._pool()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,13 +55,15 @@ class SignalPublisher:
         on_dropped: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.kafka = kafka
-        self.on_dropped = on_dropped  # told the views dropped since the last flush (a metric)
-        self._dropped_told = 0
         self.principal = principal
         self._make = producer
+        self.on_dropped = on_dropped  # told, once per flush, the views dropped (a metric)
+        # the records' Kafka key: one per worker, so that workers' batches spread over the
+        # partitions (a batch names many shoppers: no user id fits it)
+        self.key = str(random.randrange(1, 2**31))
         self.views: list[tuple[int, str | None, float]] = []
         self.carts: list[events.AddedToCart] = []
-        self.dropped_views = 0
+        self.dropped_views = 0  # since the last flush
         self.sent = 0
         self._outbox: list[tuple[bytes, bytes]] = []  # encoded, not yet handed to Kafka
         self._ids = events.EventIds()
@@ -91,23 +94,24 @@ class SignalPublisher:
         views, self.views = self.views, []
         carts, self.carts = self.carts, []
         now = datetime.now(UTC)
-        data: list[tuple[str, events.InteractionEvent]] = []
+        data: list[events.InteractionEvent] = []
         if len(self._outbox) >= VIEWS_BACKLOG_MAX:
             self.dropped_views += len(views)
         elif views:
             batch = [events.View(self._user(a), pid, int(at * 1000)) for pid, a, at in views]
-            data.append(("0", events.ProductsViewed(batch)))
+            data.append(events.ProductsViewed(batch))
         if carts:
-            data.append(("0", events.AddedToCarts(carts)))
+            data.append(events.AddedToCarts(carts))
+        key = self.key
         return [
             (key.encode(), _encoder.encode(_Env(self._ids(), type(d).__name__, 1, now, key, d)))
-            for key, d in data
+            for d in data
         ]
 
     def _tell_dropped(self) -> None:
-        if self.dropped_views > self._dropped_told:
-            self.on_dropped(self.dropped_views - self._dropped_told)
-            self._dropped_told = self.dropped_views
+        if self.dropped_views:
+            self.on_dropped(self.dropped_views)
+            self.dropped_views = 0
 
     async def run(self) -> None:
         producer: AIOKafkaProducer | None = None
@@ -136,7 +140,7 @@ class SignalPublisher:
                     finally:
                         del self._outbox[:done]
                         self.sent += done
-                except Exception as exc:  # Kafka down: views wait (capped), carts wait
+                except Exception as exc:  # Kafka down: the records wait (capped)
                     log.warning("interactions publish failed, retrying: %r", exc)
         finally:
             if producer is not None:

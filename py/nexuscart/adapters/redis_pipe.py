@@ -110,7 +110,7 @@ class RedisPipe:
         if self.tracking is not None and push and push[0] == b"invalidate":
             self.tracking[0](push[1] if len(push) > 1 else None)
 
-    def _on_lost(self) -> None:
+    def _tracking_reset(self) -> None:
         if self.tracking is not None:
             self.tracking[1]()
 
@@ -131,7 +131,7 @@ class RedisPipe:
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    functools.partial(_Protocol, self._on_push, self._on_lost),
+                    functools.partial(_Protocol, self._on_push, self._tracking_reset),
                     self.host,
                     self.port,
                     ssl=self.ssl,
@@ -150,7 +150,7 @@ class RedisPipe:
             setup.append(("SELECT", self.db))
         if self.tracking is not None:
             setup.append(("CLIENT", "TRACKING", "ON"))
-            self._on_lost()  # whatever was mirrored before this connection is unknown now
+            self._tracking_reset()  # whatever was mirrored before this connection is unknown now
         self._proto = proto
         if setup:
             await asyncio.gather(*self._send(proto, setup))

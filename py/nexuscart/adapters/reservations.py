@@ -226,19 +226,17 @@ class ReservationStore:
         self.commands = Commands(client, pipe)
         self._end = END.for_client(client)
         self._registered = False
-        self._registering: asyncio.Future[Any] | None = None
+        self._registering = asyncio.Lock()
 
     async def register_outbox(self) -> None:
         """List ``{co}:outbox`` among the streams the outbox relay reads (idempotent; done
         before this process's first checkout writes to it, so no entry goes unrelayed).
-        Concurrent first callers share one SADD: each sending its own took a pooled
+        Concurrent first callers wait for one SADD: each sending its own took a pooled
         connection each (256 at the start of a checkout storm), and the pool made new ones."""
-        if self._registering is None or (
-            self._registering.done() and self._registering.exception() is not None
-        ):
-            self._registering = asyncio.ensure_future(self.client.sadd(STREAMS_INDEX, OUTBOX))
-        await asyncio.shield(self._registering)
-        self._registered = True
+        async with self._registering:
+            if not self._registered:
+                await self.client.sadd(STREAMS_INDEX, OUTBOX)
+                self._registered = True
 
     async def checkout(
         self,
