@@ -256,6 +256,7 @@ def build(settings: config.Settings | None = None) -> Deps:
         s.recs.model_poll_s,
         Experiments(ExperimentStore(client), registry),
         s.recs.stock_max_age_s,
+        deps.carts.products_in,
     )
     deps.background.append(deps.recommender.follow)  # the model pointer, polled
     deps.recs_signals = SignalPublisher(

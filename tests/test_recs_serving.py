@@ -2,7 +2,8 @@
 items never let an archived, out-of-stock or bought (durable) item through (property test
 over the real scripts), and a product that goes out of stock or is archived leaves the
 answers within the snapshot's bound; the routes answer from a promoted model, explain with
-TreeSHAP contributions, switch and roll back without a restart."""
+TreeSHAP contributions, switch and roll back without a restart; a cart's recommendations
+come from its products' neighbours and never name them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools import catalog_gen
 from nexuscart import auth, config, tasks
 from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.adapters.recs_registry import ModelRegistry
@@ -32,6 +34,7 @@ from nexuscart.domain import recs as rules
 from services.recommendations import model as m
 from services.recommendations import train
 from tests.conftest import ROOT, EdgeServer
+from tests.test_cart_http import h, make_product, token
 
 N_ITEMS = 12
 
@@ -78,7 +81,7 @@ def test_the_filter_never_serves_archived_out_of_stock_or_bought_durables(
             await client.zadd(f"recs:covis:{pids[context]}", {str(p): 1.0 for p in pids})
             recs = Recommender(store, None)
             await _caught_up(recs.availability)
-            served = await recs.candidates(user, pids[context], pids, 50, 50)
+            served = await recs.candidates(user, [pids[context]], pids, 50, 50)
             got = {p for p, *_ in served.items}
             ok = {
                 p for n, p in enumerate(pids)
@@ -113,7 +116,7 @@ def test_the_filter_uses_the_checkouts_available_stock(
             await store.put_items([Item(p, 5, "active", [f"SKU-A-{p}"], False) for p in pids])
             recs = Recommender(store, None)
             await _caught_up(recs.availability)
-            served = await recs.candidates(0, 0, pids, 10, 10)
+            served = await recs.candidates(0, [], pids, 10, 10)
             assert [p for p, *_ in served.items] == pids[1:]
         finally:
             await client.aclose()
@@ -168,7 +171,7 @@ def test_an_item_out_of_stock_or_archived_stops_being_recommended_within_the_bou
                 recs = Recommender(store, None)
                 recs.availability = avail
                 try:
-                    served = await recs.candidates(0, 0, pids, 10, 10)
+                    served = await recs.candidates(0, [], pids, 10, 10)
                 except Unavailable:
                     return  # refusing past the bound keeps the guarantee too
                 assert [p for p, *_ in served.items] == [kept]
@@ -328,3 +331,44 @@ def test_an_experiment_splits_shoppers_logs_exposures_and_reports_per_arm(
     assert all(a["impressions"] > 0 for a in by_arm.values() if a["users"])
     assert res["key"] == key
     assert 0.0 <= res["srm_p"] <= 1.0
+
+
+def test_cart_context_is_seeded_by_the_carts_products_and_never_recommends_them(
+    edge: EdgeServer, settings: config.Settings, loop: asyncio.Runner
+) -> None:
+    loop.run(catalog_gen.load(settings.postgres.dsn, settings.redis.url, 10))  # categories
+    made = [make_product(edge, [price]) for price in (5_000, 700, 900, 300)]
+    (a, [sku_a], _), (b, [sku_b], _), (c, _, _), (d, _, _) = made
+    _, tok = token("customer")
+    for pid, sku in ((a, sku_a), (b, sku_b)):
+        r = httpx.post(f"{edge.url}/cart/items", headers=h(tok),
+                       json={"product_id": pid, "sku": sku, "quantity": 1})  # fmt: skip
+        assert r.status_code == 200, r.text
+
+    async def signals() -> None:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            # what the recommendation consumer keeps from catalog.v1 and the orders
+            await RecsStore(client).put_items([
+                Item(p, 5, "active", skus, False) for p, skus, _ in made
+            ])  # fmt: skip
+            await client.zadd(f"recs:cobuy:{a}", {str(b): 2.0, str(c): 1.0})
+            await client.zadd(f"recs:covis:{b}", {str(a): 2.0, str(d): 1.0})
+        finally:
+            await client.aclose()
+
+    loop.run(signals())
+    deadline = time.monotonic() + 30
+    while True:  # each worker's availability snapshot takes in the new products on its own
+        r = httpx.get(f"{edge.url}/recommendations/me?k=10&context=cart",
+                      headers={"authorization": f"Bearer {tok}"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        reasons = {it["product_id"]: it["reason"] for it in r.json()["items"]}
+        if {c, d} <= set(reasons) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert reasons[c] == "bought together with items in your cart", reasons
+    assert reasons[d] == "viewed together with items in your cart", reasons
+    assert a not in reasons, reasons  # already in the cart
+    assert b not in reasons, reasons
+    assert r.json()["context"] == "cart"

@@ -66,15 +66,19 @@ class CartStore:
     async def get(self, key: bytes) -> Cart:
         return (await self.get_with(key))[0]
 
+    async def peek(self, key: bytes) -> Cart:
+        """The cart as it is, its expiry left alone: for readers that are not the shopper
+        using their cart (recommendations for it)."""
+        (raw,) = await self.commands.checked([("HGETALL", key)])
+        return _cart(_hash(raw))
+
     async def get_with(self, key: bytes, *also: Sequence[Any]) -> tuple[Cart, list[Any]]:
         """The cart (its expiry renewed) and the replies of ``also``, commands sent in the
         same batch: one round trip and no task per read (the checkout's first step)."""
         raw, _, *more = await self.commands.checked(
             [("HGETALL", key), ("PEXPIRE", key, self.ttl_ms), *also]
         )
-        if isinstance(raw, list):  # hiredis answers a hash as a flat list
-            raw = dict(zip(raw[::2], raw[1::2], strict=True))
-        return _cart(cast("dict[bytes, bytes]", raw)), more
+        return _cart(_hash(raw)), more
 
     async def _run(self, keys: list[bytes], args: list[str | int]) -> list[Any]:
         res = cast("list[Any]", await self.commands.script(CART, keys, args))
@@ -127,6 +131,12 @@ class CartStore:
 
     def _head(self, op: str, idem: str) -> list[str | int]:
         return [op, self.ttl_ms, self.max_lines, MAX_QUANTITY, idem]
+
+
+def _hash(raw: Any) -> dict[bytes, bytes]:
+    if isinstance(raw, list):  # hiredis answers a hash as a flat list
+        raw = dict(zip(raw[::2], raw[1::2], strict=True))
+    return cast("dict[bytes, bytes]", raw)
 
 
 def _cart(raw: dict[bytes, bytes]) -> Cart:

@@ -231,18 +231,18 @@ class RecsStore:
         return [int(p) for p in raw]
 
     async def serve(
-        self, user: int, context: int, candidates: Sequence[int], n_recent: int = 5,
+        self, user: int, context: Sequence[int], candidates: Sequence[int], n_recent: int = 5,
         n_neighbours: int = 20, n_trend: int = 0,
     ) -> Live:  # fmt: skip
         """One round trip: the shopper's recent items, the live neighbours of the seeds
-        (``context``, then the recent items), ``n_trend`` trending items of each seed's
-        category, and which neighbours and ``candidates`` the shopper bought."""
+        (the ``context`` products, then the recent items), ``n_trend`` trending items of
+        each seed's category, and which neighbours and ``candidates`` the shopper bought."""
         recent, covis, cobuy, trend, bought = cast(
             "list[list[Any]]",
             await self._reads.script(
                 _SERVE,
                 [recent_key(user), bought_key(user)],
-                [n_recent, n_neighbours, context, n_trend, *candidates],
+                [n_recent, n_neighbours, len(context), n_trend, *context, *candidates],
             ),
         )
         return Live(

@@ -151,6 +151,13 @@ class Carts:
             cart = await self.store.read(owner.key())
         return cart, await self.priced(cart)
 
+    async def products_in(self, user_id: int, n: int) -> list[int]:
+        """The shopper's cart's products, the largest lines first, ``n`` at most; the cart
+        is read as it is (its expiry is the shopper's, not renewed by this read)."""
+        with redis_errors():
+            cart = await self.store.peek(user_cart(user_id))
+        return rules.main_products(cart.lines, n)
+
     async def view(self, owner: Owner) -> CartView:
         cart, priced = await self.read(owner)
         return to_view(cart, priced)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Awaitable, Callable, Iterable, Sequence, Set
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
@@ -214,6 +214,7 @@ POOL_POPULAR: Final = 20  # the cold-start list: the model's bestsellers
 # products kept at most, k/2 of them live neighbours
 SEED_RECENT: Final = 3
 SEED_NEIGHBOURS: Final = 10
+SEED_CART: Final = 5  # a cart's main products that seed its recommendations
 EXPLAIN_TOP: Final = 3
 
 
@@ -319,18 +320,18 @@ class Availability:
 
 
 def select(
-    live: Live, avail: Availability, context: int, pool: Sequence[int], want: int,
+    live: Live, avail: Availability, context: Sequence[int], pool: Sequence[int], want: int,
     want_live: int,
 ) -> list[tuple[int, float, float, float]]:  # fmt: skip
     """Candidates in this order: the bought-together and viewed-together neighbours of the
-    context product and of the recent items (``want_live`` at most), ``pool`` (best
+    context products and of the recent items (``want_live`` at most), ``pool`` (best
     first), then trending in the seeds' categories, until ``want`` are kept. Kept only when
-    the snapshot allows them and not bought unless consumable. Live scores are reciprocal
-    ranks: a neighbour at rank r of a seed of weight w (the context 2, the n-th recent item
-    1/n) adds w / r."""
+    the snapshot allows them, not a context product (the page's, the cart's) and not bought
+    unless consumable. Live scores are reciprocal ranks: a neighbour at rank r of a seed of
+    weight w (a context product 2, the n-th recent item 1/n) adds w / r."""
     allowed, consumable, bought = avail.allowed, avail.consumable, live.bought
     score: dict[int, list[float]] = {}  # id -> [covis, cobuy, trend], first seen first
-    weights = ([2.0] if context else []) + [1.0 / r for r in range(1, len(live.recent) + 1)]
+    weights = [2.0] * len(context) + [1.0 / r for r in range(1, len(live.recent) + 1)]
     for w, covis, cobuy in zip(weights, live.covis, live.cobuy, strict=True):
         for kind, ids in ((0, covis), (1, cobuy)):
             for rank, pid in enumerate(ids, 1):
@@ -339,7 +340,7 @@ def select(
                     s = score[pid] = [0.0, 0.0, 0.0]
                 s[kind] += w / rank
     out: list[tuple[int, float, float, float]] = []
-    seen = {context}
+    seen = set(context)
 
     def walk(ids: Iterable[int], limit: int) -> None:
         for pid in ids:
@@ -368,8 +369,11 @@ class Recommender:
     def __init__(
         self, store: RecsStore, registry: Any, poll_s: float = 1.0,
         experiments: Experiments | None = None, stock_max_age_s: float = 1.0,
+        cart_products: Callable[[int, int], Awaitable[list[int]]] | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        # the shopper's cart's main products (app.cart.Carts.products_in, the cart's owner)
+        self.cart_products = cart_products
         self.registry = registry
         self.poll_s = poll_s
         self.experiments = experiments
@@ -418,7 +422,8 @@ class Recommender:
             await asyncio.sleep(self.poll_s)
 
     async def candidates(
-        self, user_id: int, context: int, pool: Sequence[int], want: int, want_live: int,
+        self, user_id: int, context: Sequence[int], pool: Sequence[int], want: int,
+        want_live: int,
         n_recent: int = 5, n_neighbours: int = 20,
     ) -> Served:  # fmt: skip
         """The live neighbours and ``pool`` filtered by the worker's availability snapshot
@@ -437,6 +442,11 @@ class Recommender:
     async def for_user(
         self, user_id: int, k: int, context_product: int, explain: bool, context: str
     ) -> Recommendations:
+        """``context``: home, cart (seeded by the cart's main products, which are never
+        recommended back) or product:{id} (``context_product``)."""
+        seeds = [context_product] if context_product else []
+        if context == "cart" and self.cart_products is not None:
+            seeds = await self.cart_products(user_id, SEED_CART)
         model = self.model
         exp, arm = self.experiment, None
         if exp is not None:
@@ -446,15 +456,16 @@ class Recommender:
         # the "popular" arm ranks as for a shopper the model does not know
         ranked_for = 0 if arm is not None and arm.blend == "popular" else user_id
         pids, scores, personal = (
-            model.ranked(ranked_for, context_product) if model is not None else ([], [], False)
+            model.ranked(ranked_for, seeds[0] if seeds else 0)
+            if model is not None
+            else ([], [], False)
         )
         served = await self.candidates(
-            user_id, context_product, pids, k + k // 2, max(1, k // 2), SEED_RECENT,
-            SEED_NEIGHBOURS,
+            user_id, seeds, pids, k + k // 2, max(1, k // 2), SEED_RECENT, SEED_NEIGHBOURS,
         )  # fmt: skip
         answer = await self._answer(model, ranked_for, served,
                                     dict(zip(pids, scores, strict=True)), personal, k, explain,
-                                    context, context_product)  # fmt: skip
+                                    context, _seed_name(context, seeds, served.recent))  # fmt: skip
         if exp is not None and arm is not None and self.experiments is not None:
             # logged off the answer's path; a lost exposure only undercounts
             task = asyncio.ensure_future(self.experiments.store.expose(
@@ -469,10 +480,11 @@ class Recommender:
         # the model's bestsellers of the product's category: the fallback when the live
         # signals have too little (a new store, a quiet product)
         pool = self.model.category_pool(product_id) if self.model is not None else []
-        served = await self.candidates(0, product_id, pool, k * 2, k * 2)
+        served = await self.candidates(0, [product_id], pool, k * 2, k * 2)
         items = sorted(served.items, key=lambda x: (-(2 * x[2] + x[1]), -x[3], x[0]))[:k]
+        seed = f"product {product_id}"
         out = [
-            Recommendation(pid, 2 * cobuy + covis + trend, _reason(cobuy, covis, product_id))
+            Recommendation(pid, 2 * cobuy + covis + trend, _reason(cobuy, covis, seed))
             for pid, covis, cobuy, trend in items
         ]
         version = self.model.version if self.model is not None else None
@@ -480,13 +492,13 @@ class Recommender:
 
     async def _answer(
         self, model: Any, user_id: int, served: Served, scores: dict[int, float],
-        personal: bool, k: int, explain: bool, context: str, context_product: int,
+        personal: bool, k: int, explain: bool, context: str, seed: str,
     ) -> Recommendations:  # fmt: skip
         """The model's list (its scores) blended with the live signals: an item's live
         strength (2 x bought together + viewed together + trending), scaled to the spread of
         the list's scores, is added to its score (items only the live signals brought start
-        from the list's lowest score), so the strongest live neighbour can lead."""
-        seed = context_product or (served.recent[0] if served.recent else 0)
+        from the list's lowest score), so the strongest live neighbour can lead. ``seed``
+        names what the live neighbours are neighbours of, for the reasons."""
         if model is None or not served.items:
             items = sorted(served.items, key=lambda x: (-(2 * x[2] + x[1] + x[3]), x[0]))[:k]
             return Recommendations(
@@ -521,12 +533,18 @@ class Recommender:
         return Recommendations(out, model.version, context)
 
 
-def _reason(cobuy: float, covis: float, seed: int) -> str:
-    name = f"product {seed}" if seed else "your recent items"
+def _seed_name(context: str, seeds: Sequence[int], recent: Sequence[int]) -> str:
+    if context == "cart" and seeds:
+        return "items in your cart"
+    first = seeds[0] if seeds else (recent[0] if recent else 0)
+    return f"product {first}" if first else "your recent items"
+
+
+def _reason(cobuy: float, covis: float, seed: str) -> str:
     if cobuy > 0:
-        return _REASONS["cobuy"].format(seed=name)
+        return _REASONS["cobuy"].format(seed=seed)
     if covis > 0:
-        return _REASONS["covis"].format(seed=name)
+        return _REASONS["covis"].format(seed=seed)
     return _REASONS["trend"]
 
 

@@ -47,6 +47,15 @@ class StoredLine(NamedTuple):
     currency: str
 
 
+def main_products(lines: Sequence[StoredLine], n: int) -> list[int]:
+    """The distinct products of ``lines``, the largest line value (units x seen price)
+    first, ties by product id: ``n`` at most."""
+    value: dict[int, int] = {}
+    for ln in lines:
+        value[ln.product_id] = value.get(ln.product_id, 0) + ln.quantity * ln.price_seen
+    return sorted(value, key=lambda p: (-value[p], p))[:n]
+
+
 def encode_line(product_id: int, quantity: int, price_seen: int, currency: str) -> str:
     return f"{quantity}|{product_id}|{price_seen}|{currency}"
 

@@ -2,18 +2,19 @@
 -- Which products are active and available is not read here: each serving worker holds that
 -- snapshot (recs_avail.lua).
 -- KEYS[1] recs:recent:<user>, KEYS[2] recs:bought:<user> (a user 0's: empty)
--- ARGV[1] recent items to expand, ARGV[2] neighbours per seed, ARGV[3] the context product
--- ('0': none), ARGV[4] trending items per seed category (0: none), then the candidates the
--- caller holds (its precomputed list) to check against the bought items.
--- Seeds: the context product, then the shopper's ARGV[1] most recent items.
+-- ARGV[1] recent items to expand, ARGV[2] neighbours per seed, ARGV[3] the number c of
+-- context products (a product page: 1; a cart: its main lines; 0: none), ARGV[4] trending
+-- items per seed category (0: none), ARGV[5..4+c] the context products, then the
+-- candidates the caller holds (its precomputed list) to check against the bought items.
+-- Seeds: the context products, then the shopper's ARGV[1] most recent items.
 -- Returns {recent ids, {viewed-together ids of each seed, by rank}, {bought-together ids of
 -- each seed}, {trending ids of each distinct seed category}, bought ids among the
 -- neighbours and the candidates}.
 local n_recent, n_neigh = tonumber(ARGV[1]), tonumber(ARGV[2])
-local context, n_trend = ARGV[3], tonumber(ARGV[4])
+local n_context, n_trend = tonumber(ARGV[3]), tonumber(ARGV[4])
 local recent = redis.call('ZRANGE', KEYS[1], 0, n_recent - 1, 'REV')
 local seeds = {}
-if context ~= '0' then seeds[1] = context end
+for i = 5, 4 + n_context do seeds[#seeds + 1] = ARGV[i] end
 for _, id in ipairs(recent) do seeds[#seeds + 1] = id end
 local covis, cobuy, trend, cand, cats = {}, {}, {}, {}, {}
 for n, id in ipairs(seeds) do
@@ -32,7 +33,7 @@ for n, id in ipairs(seeds) do
 end
 local bought = {}
 if redis.call('SCARD', KEYS[2]) > 0 then
-  for i = 5, #ARGV do cand[#cand + 1] = ARGV[i] end
+  for i = 5 + n_context, #ARGV do cand[#cand + 1] = ARGV[i] end
   for _, t in ipairs(trend) do for _, x in ipairs(t) do cand[#cand + 1] = x end end
   for at = 1, #cand, 1000 do  -- unpack has a stack limit
     local chunk = {unpack(cand, at, math.min(at + 999, #cand))}
