@@ -452,6 +452,34 @@ def test_archive_is_final_and_hides_the_product(edge: EdgeServer, leaf: int) -> 
     assert back.json()["type"] == "/problems/invalid-transition"
 
 
+def test_a_stock_check_follows_every_change_of_a_level_it_has_answered_before(
+    edge: EdgeServer, leaf: int
+) -> None:
+    _, tok = token("seller")
+    p = create(edge, tok, leaf)
+    pid, sku = p["product_id"], p["variants"][0]["sku"]  # threshold 5
+    expected = 0
+    with httpx.Client(base_url=edge.url, timeout=10) as c:
+
+        def seen() -> tuple[int, str]:
+            (item,) = c.get(f"/inventory?sku={sku}&sku=NO-SUCH-SKU-2").json()["items"][:1]
+            return item["available"], item["status"]
+
+        for delta, status in ((9, "in_stock"), (-6, "low_stock"), (4, "in_stock"),
+                              (-7, "out_of_stock")):  # fmt: skip
+            for _ in range(6):  # both workers answer it (and remember the item)
+                assert seen()[0] == expected
+            body = {"delta": delta, "reason": "correction"}
+            r = c.post(f"/products/{pid}/variants/{sku}/stock", json=body, headers=headers(tok))
+            assert r.status_code == 200, r.text
+            expected += delta
+            deadline = time.monotonic() + 2  # each worker's copy goes with Redis' push
+            while seen()[0] != expected and time.monotonic() < deadline:
+                time.sleep(0.01)
+            for _ in range(6):
+                assert seen() == (expected, status)
+
+
 def test_stock_missing_from_redis_is_read_from_postgres_and_written_back(
     edge: EdgeServer, leaf: int, settings: config.Settings
 ) -> None:

@@ -241,6 +241,7 @@ def _shown(page: Page, levels: Sequence[int]) -> Shown:
 PUBLIC_CACHE_CONTROL: Final = "public, max-age=1"  # a CDN adds at most 1 s of staleness
 LIST_TTL_S: Final = 1.0  # a listing's in_stock flags are at most this old (like a CDN's)
 LIST_CACHE_MAX: Final = 4096  # listing pages per worker
+STOCK_ITEMS_MAX: Final = 200_000  # GET /inventory items remembered per worker (~25 MB)
 PRIVATE_CACHE_CONTROL: Final = "private, no-store"
 FEED_BLOCK_MAX_MS: Final = 200  # the change feed's longest blocking read
 
@@ -450,6 +451,8 @@ class Catalog:
         # product change moves on: a change is seen at once, and a busy listing is read from
         # PostgreSQL once per LIST_TTL_S at most, by one request while the others wait on it
         self._listing = alru_cache(maxsize=LIST_CACHE_MAX, ttl=LIST_TTL_S)(self._list_body)
+        # SKU -> (its stock value, its held value as read, its GET /inventory item)
+        self._stock_items: dict[str, tuple[bytes | None, bytes | None, bytes]] = {}
 
     # -- categories -------------------------------------------------------------------
 
@@ -539,11 +542,39 @@ class Catalog:
         """The stock check's answer (``Inventory`` as JSON) for valid SKUs (the pattern of
         ``rules.SKU_PATTERN``: nothing in a SKU needs escaping in JSON). One MGET, shared
         with the other reads of this event-loop tick; PostgreSQL for SKUs Redis lacks."""
+        n = len(skus)
         with redis_errors():
-            levels = await self.store.levels(skus)
+            raw = await self.store.raw(self.store.keys(skus))
+        # a SKU's item is formatted once per value read: the worker's copies hand back the
+        # same bytes objects until Redis pushes a change, so identity is "unchanged"
+        memo = self._stock_items
+        held = raw[n:] or [None] * n  # the checkout's counters, when the store reads them
+        items: list[bytes] = []
+        todo: list[int] = []
+        for i, sku in enumerate(skus):
+            hit = memo.get(sku)
+            if hit is not None and hit[0] is raw[i] and hit[1] is held[i]:
+                items.append(hit[2])
+            else:
+                items.append(b"")
+                todo.append(i)
+        if todo:
+            await self._stock_items_of(skus, raw[:n], held, todo, items)
+        return b'{"items":[' + b",".join(items) + b"]}"
+
+    async def _stock_items_of(
+        self, skus: Sequence[str], raw: list[bytes | None], held: list[bytes | None],
+        todo: list[int], items: list[bytes],
+    ) -> None:  # fmt: skip
+        """The items of ``skus[i]`` for i in ``todo`` from their values (``raw``, ``held``),
+        PostgreSQL for those Redis lacks; remembered by value."""
+        part = [raw[i] for i in todo]
+        if self.store.held is not None:
+            part += [held[i] for i in todo]
+        levels = self.store.parse(part, len(todo))
         found: dict[str, Variant] = {}
         if None in levels:
-            misses = [s for s, lv in zip(skus, levels, strict=True) if lv is None]
+            misses = [skus[i] for i, lv in zip(todo, levels, strict=True) if lv is None]
             with pg_errors():
                 found = await self.repo.stock_by_sku(misses)
             if found:
@@ -552,20 +583,23 @@ class Catalog:
                         (v.sku, StockLevel(v.stock_version, v.stock, v.low_stock_threshold))
                         for v in found.values()
                     )
-        items: list[bytes] = []
-        for sku, lv in zip(skus, levels, strict=True):
+        memo = self._stock_items
+        if len(memo) >= STOCK_ITEMS_MAX:
+            memo.clear()
+        for i, lv in zip(todo, levels, strict=True):
+            sku = skus[i]
             if lv is None:
                 v = found.get(sku)
                 if v is None:
-                    items.append(b'{"sku":"%s","available":0,"status":"unknown"}' % sku.encode())
+                    items[i] = b'{"sku":"%s","available":0,"status":"unknown"}' % sku.encode()
                     continue
                 lv = StockLevel(v.stock_version, v.stock, v.low_stock_threshold)
             status = rules.stock_status(lv.stock, lv.threshold)
-            items.append(
-                b'{"sku":"%s","available":%d,"status":"%s"}'
-                % (sku.encode(), lv.stock, status.encode())
-            )
-        return b'{"items":[' + b",".join(items) + b"]}"
+            items[i] = b'{"sku":"%s","available":%d,"status":"%s"}' % (
+                sku.encode(), lv.stock, status.encode()
+            )  # fmt: skip
+            if raw[i] is not None:  # read from Redis: the same values give the same item
+                memo[sku] = (raw[i], held[i], items[i])
 
     # -- pages ------------------------------------------------------------------------
 
