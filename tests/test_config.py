@@ -83,3 +83,20 @@ def test_jwt_max_ttl_is_at_most_the_time_revocations_are_kept(value: str, ok: bo
     else:
         with pytest.raises(config.ConfigError, match="jwt_max_ttl_s"):
             config.load(env)
+
+
+def test_recs_training_runs_every_six_hours_by_default() -> None:
+    assert config.load({**URLS, **config.dev_defaults()}).recs.train_interval_s == 21_600
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("0", True), ("60", True), ("604800", True), ("-1", False), ("604801", False), ("6h", False)],
+)
+def test_recs_train_interval_is_off_at_zero_and_at_most_a_week(value: str, ok: bool) -> None:
+    env = {**URLS, **config.dev_defaults(), "RECS_TRAIN_INTERVAL_S": value}
+    if ok:
+        assert config.load(env).recs.train_interval_s == int(value)
+    else:
+        with pytest.raises(config.ConfigError, match="train_interval_s"):
+            config.load(env)

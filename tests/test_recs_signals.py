@@ -312,9 +312,10 @@ async def test_outcomes_of_exposed_shoppers_count_for_their_arm(
     assert revenue == {str(user): 1400.0}  # the order's total after its 100 discount
 
 
-async def test_train_from_redis_learns_from_the_logged_signals_and_the_catalog(
-    settings: config.Settings, migrated: None, redis_client: aioredis.Redis, capsys: Any
-) -> None:
+async def log_shoppers(settings: config.Settings, redis_client: aioredis.Redis) -> None:
+    """The generated catalog's first 60 products in PostgreSQL, and the signals of 150
+    SYNTHETIC shoppers (user ids 700,000,000 + n) over them in ``redis_client``'s recs:log,
+    ending now: small enough to train in seconds."""
     await catalog_gen.load(settings.postgres.dsn, settings.redis.url, 60)
     pop = shoppers_gen.generate(150, 60, seed=11)
     store = RecsStore(redis_client)
@@ -327,6 +328,12 @@ async def test_train_from_redis_learns_from_the_logged_signals_and_the_catalog(
     ]  # fmt: skip
     for a in range(0, len(signals), 500):
         await store.apply(signals[a : a + 500])
+
+
+async def test_train_from_redis_learns_from_the_logged_signals_and_the_catalog(
+    settings: config.Settings, migrated: None, redis_client: aioredis.Redis, capsys: Any
+) -> None:
+    await log_shoppers(settings, redis_client)
     cfg = m.Config(factors=8, als_iterations=3, ranker_rounds=10, candidates=10)
     assert await train.train_live(cfg, promote=False, no_save=False) == 0
     out = capsys.readouterr().out

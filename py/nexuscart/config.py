@@ -134,6 +134,9 @@ class RecsSettings(msgspec.Struct, frozen=True):
     model_poll_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     # interactions kept in Redis for training (the offline store's recent window)
     log_maxlen: Annotated[int, msgspec.Meta(ge=1000)] = 2_000_000
+    # the service trains from the live store this often (0: never); a week at most, since a
+    # model older than that is staler than any schedule is meant to allow
+    train_interval_s: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400)] = 6 * 3600
     # the oldest a serving worker's snapshot of which products may be recommended (active,
     # in stock) may be; past it the routes answer 503
     stock_max_age_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 5.0
@@ -369,6 +372,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
         "log_maxlen",
         False,
         "interactions kept in Redis for training the recommendations",
+    ),
+    (
+        "RECS_TRAIN_INTERVAL_S",
+        "recs",
+        "train_interval_s",
+        False,
+        "the recommendations service trains from the live store this often (s; 0: never)",
     ),
     (
         "RECS_STOCK_MAX_AGE_S",

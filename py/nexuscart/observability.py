@@ -71,6 +71,12 @@ OUTBOX_AGE: Final = Gauge(
     "Age of the oldest entry waiting in the outbox (0 when empty)",
     ["outbox"],
 )
+PAYMENT_INTENT_CANCELS: Final = Counter(
+    "nexuscart_payments_intent_cancels_total",
+    "Intents of orders closed unpaid the payments sweeper asked the provider to cancel, by "
+    "outcome (canceled, too_late, refused, unavailable)",
+    ["outcome"],
+)
 HOLDS_EXPIRED: Final = Counter(
     "nexuscart_flash_sale_expired_units_total",
     "Units the inventory service released from holds that expired unpaid",
@@ -82,6 +88,16 @@ CONSERVATION_BROKEN: Final = Gauge(
 CONSERVATION_CHECKED: Final = Gauge(
     "nexuscart_flash_sale_conservation_check_timestamp_seconds",
     "Unix time of the last completed conservation check",
+)
+RECS_TRAINING_RUNS: Final = Counter(
+    "nexuscart_recs_training_runs_total",
+    "Scheduled training rounds of the recommendations, by outcome (promoted, kept, skipped, "
+    "failed)",
+    ["outcome"],
+)
+RECS_TRAINING_SECONDS: Final = Gauge(
+    "nexuscart_recs_training_seconds",
+    "Wall time of the last scheduled training run (its child process)",
 )
 
 

@@ -1,7 +1,8 @@
 """Composition root of the recommendation service: the consumer that keeps the live
-signals in Redis (orders.v1, catalog.v1, interactions.v1), the product backfill at start
-and, with RECS_DEMO_MODEL (scripts/server with its demo data), a SYNTHETIC demo model when
-none is active."""
+signals in Redis (orders.v1, catalog.v1, interactions.v1), the product backfill at start,
+the scheduled training (every RECS_TRAIN_INTERVAL_S, schedule.py) and, with
+RECS_DEMO_MODEL (scripts/server with its demo data), a SYNTHETIC demo model when none is
+active."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import logging
 import asyncpg
 import numpy as np
 
-from nexuscart import config
+from nexuscart import config, tasks
 from nexuscart.adapters import postgres, redis_conn
 from nexuscart.adapters.catalog_repo import CatalogRepo
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.adapters.recs_store import ExperimentStore, Item, RecsStore
 from nexuscart.app.recommendations import TOPICS, RecsSignals, decode
 from nexuscart.domain import recs as rules
+from services.recommendations.schedule import TrainingScheduler
 from services.runtime import consume
 
 log = logging.getLogger("nexuscart.recommendations")
@@ -74,7 +76,17 @@ async def main(stop: asyncio.Event) -> None:
             await registry.promote(version)
             log.info("recommendations: SYNTHETIC demo model %s trained and promoted", version)
         signals = RecsSignals(store, consumable, ExperimentStore(redis))
-        await consume(settings, "recommendations", TOPICS, signals.handle, stop, decode=decode)
+        training = None
+        if settings.recs.train_interval_s:
+            scheduler = TrainingScheduler(registry, settings.recs.train_interval_s)
+            training = asyncio.ensure_future(scheduler.run(stop))
+        try:
+            await consume(settings, "recommendations", TOPICS, signals.handle, stop, decode=decode)
+        finally:
+            if training is not None and stop.is_set():
+                await training  # it ends by itself on stop, its child killed
+            elif training is not None:
+                await tasks.stop(training)  # the consumer failed: cancelled, child killed too
     finally:
         await pool.close()
         await redis.aclose()

@@ -7,6 +7,11 @@ interactions) or from the live store (``--from-redis``: the signals the service 
 
     python -m services.recommendations train --synthetic 1000000 --products 20000
     python -m services.recommendations train --from-redis --promote
+
+With ``--from-redis``, a store that holds too few signals to learn from is no failure: the
+command says why on stderr and exits with NOTHING_TO_TRAIN. ``--json`` ends the output with
+one JSON line, ``{"version": ..., "metrics": {...}}`` or ``{"skipped": "<why>"}``: what the
+service's schedule reads (schedule.py).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -30,6 +35,10 @@ from services.recommendations import live
 from services.recommendations import model as m
 
 LABEL_DAYS = 7
+NOTHING_TO_TRAIN: Final = 3  # the exit status when the live store holds too few signals
+# shoppers who carted or ordered in the label window, at least: the ranker learns from four
+# fifths of them (a fifth is held out), and with none left it has nothing to learn
+MIN_LABEL_SHOPPERS: Final = 10
 
 
 def fit(
@@ -65,11 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-save", action="store_true", help="time the training only")
     ap.add_argument("--promote", action="store_true", help="make the new version active")
+    ap.add_argument("--json", action="store_true", help="end with a JSON line (--from-redis)")
     args = ap.parse_args(argv)
     cfg = m.Config(threads=args.threads)
     out = sys.stdout
     if args.from_redis:
-        return asyncio.run(train_live(cfg, args.promote, args.no_save))
+        return asyncio.run(train_live(cfg, args.promote, args.no_save, args.json))
     model, cat, product_ids, info = fit(args.synthetic, args.products, args.seed, cfg)
     out.write(
         f"SYNTHETIC {info['interactions']:,} interactions, {info['users']:,} users, "
@@ -119,7 +129,12 @@ def report(model: m.Model, train_s: float) -> None:
     out.write(f"held-out: {json.dumps(model.metrics)}\n")
 
 
-async def train_live(cfg: m.Config, promote: bool, no_save: bool) -> int:
+def _label_shoppers(data: live.LiveData, label_days: float) -> int:
+    window = data.events.between(int(data.t_end - label_days * m.DAY_S), data.t_end)
+    return len(m.unique(window.user[window.kind >= 1]))
+
+
+async def train_live(cfg: m.Config, promote: bool, no_save: bool, as_json: bool = False) -> int:
     """Train on recs:log and the catalog; the ranker's label window is the last fifth of the
     logged time, at most 7 days."""
     settings = config.load()
@@ -130,8 +145,19 @@ async def train_live(cfg: m.Config, promote: bool, no_save: bool) -> int:
         return pool
 
     try:
-        data = await live.load(redis, CatalogRepo(pg))
-        label_days = min(LABEL_DAYS, data.t_end / 5 / 86_400)
+        try:
+            data = await live.load(redis, CatalogRepo(pg))
+            label_days = min(LABEL_DAYS, data.t_end / 5 / 86_400)
+            if (n := _label_shoppers(data, label_days)) < MIN_LABEL_SHOPPERS:
+                raise LookupError(
+                    f"{n} shoppers carted or ordered in the label window, "
+                    f"fewer than {MIN_LABEL_SHOPPERS}"
+                )
+        except LookupError as exc:
+            sys.stderr.write(f"nothing to train: {exc}\n")
+            if as_json:
+                sys.stdout.write(json.dumps({"skipped": str(exc)}) + "\n")
+            return NOTHING_TO_TRAIN
         t1 = time.perf_counter()
         model = await asyncio.to_thread(
             m.train, data.events, data.catalog, len(data.user_ids), data.t_end, label_days, cfg
@@ -155,6 +181,8 @@ async def train_live(cfg: m.Config, promote: bool, no_save: bool) -> int:
         sys.stdout.write(
             f"saved {version}" + (f", promoted (was {before})" if promote else "") + "\n"
         )
+        if as_json:
+            sys.stdout.write(json.dumps({"version": version, "metrics": model.metrics}) + "\n")
         return 0
     finally:
         await pool.close()

@@ -14,6 +14,9 @@ Keys (this module owns them):
   pops one. Both keys change together in one Lua script (``recs_promote``,
   ``recs_rollback``).
 - ``recs:model:meta``: hash version -> meta.json, so the admin list needs no file access.
+- ``recs:train:lock``: held (``SET NX PX``, a random token) by the one replica of the
+  service whose scheduled training runs; released only by its holder (``recs_train_unlock``)
+  and expiring should the holder die.
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ from nexuscart.adapters.redis_conn import Script
 ACTIVE_KEY: Final = b"recs:model:active"
 HISTORY_KEY: Final = b"recs:model:history"
 META_KEY: Final = b"recs:model:meta"
+TRAIN_LOCK_KEY: Final = b"recs:train:lock"
 VERSION_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 _PROMOTE: Final = Script("recs_promote")
 _ROLLBACK: Final = Script("recs_rollback")
+_TRAIN_UNLOCK: Final = Script("recs_train_unlock")
 
 
 def _text(raw: object) -> str | None:
@@ -69,6 +74,7 @@ class ModelRegistry:
         if redis is not None:
             self._promote = _PROMOTE.for_client(redis)
             self._rollback = _ROLLBACK.for_client(redis)
+            self._train_unlock = _TRAIN_UNLOCK.for_client(redis)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -137,3 +143,18 @@ class ModelRegistry:
     async def versions(self) -> dict[str, dict[str, Any]]:
         raw = cast("dict[bytes, bytes]", await self.redis.hgetall(META_KEY))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    async def meta(self, version: str) -> dict[str, Any] | None:
+        """A registered version's meta.json (None: not registered)."""
+        raw = cast("bytes | None", await self.redis.hget(META_KEY, version))
+        return cast("dict[str, Any]", json.loads(raw)) if raw else None
+
+    # --- the training lock -----------------------------------------------------------------
+
+    async def lock_training(self, token: str, ttl_ms: int) -> bool:
+        """Take the training lock for ``ttl_ms``; False when another holder has it."""
+        return bool(await self.redis.set(TRAIN_LOCK_KEY, token, nx=True, px=ttl_ms))
+
+    async def unlock_training(self, token: str) -> bool:
+        """Release the lock if ``token`` still holds it (False: it expired, or is another's)."""
+        return bool(await self._train_unlock(keys=[TRAIN_LOCK_KEY], args=[token]))

@@ -1,6 +1,6 @@
 """Recommendation rules, pure: the features (defined once: name, type, source, freshness),
-the weight of each kind of signal, the offline measures and what may never be recommended
-(docs/recommendations.md).
+the weight of each kind of signal, the offline measures, what may never be recommended and
+which newly trained version is promoted (docs/recommendations.md).
 """
 
 from __future__ import annotations
@@ -224,4 +224,34 @@ def srm_statistic(observed: Sequence[int], weights: Sequence[int]) -> float:
         (o - n * w / total_w) ** 2 / (n * w / total_w)
         for o, w in zip(observed, weights, strict=True)
         if w > 0
+    )
+
+
+# --- scheduled training: which new version becomes active ------------------------------------
+
+PROMOTE_METRIC: Final = "ndcg@10_blend"  # meta.json "metrics": the blend's holdout NDCG@10
+# each version is measured on its own holdout (new signals, another fifth of the shoppers):
+# a drop this small is noise, and the newer version knows the newer products and shoppers
+PROMOTE_TOLERANCE: Final = 0.005
+
+
+def promotion(
+    new: Mapping[str, float], active: Mapping[str, float] | None,
+    tolerance: float = PROMOTE_TOLERANCE,
+) -> tuple[bool, str]:  # fmt: skip
+    """Whether a newly trained version (its metrics) should replace the active one (its
+    metrics; None: no version is active), and why, for the log. A version without a holdout
+    measure (no held-out shopper) replaces only nothing; an active one without it is
+    replaced by any measured version."""
+    if active is None:
+        return True, "no version is active"
+    n, a = new.get(PROMOTE_METRIC), active.get(PROMOTE_METRIC)
+    if n is None or not math.isfinite(n):
+        return False, f"the new version has no holdout {PROMOTE_METRIC}"
+    if a is None or not math.isfinite(a):
+        return True, f"the active version has no holdout {PROMOTE_METRIC} to compare"
+    if n >= a - tolerance:
+        return True, f"{PROMOTE_METRIC} {n:.4f} against the active version's {a:.4f}"
+    return False, (
+        f"{PROMOTE_METRIC} {n:.4f} is below the active version's {a:.4f} by more than {tolerance}"
     )
