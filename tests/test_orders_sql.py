@@ -33,6 +33,7 @@ FAN_OUT = {
     "reconcile_sale_orders",
     "users_page",
     "payments_refund_due",
+    "payments_cancel_due",  # the cancel sweeper's poll, like the refund sweeper's
     "payments_reconcile",
     "payments_paid_orders",
     "orders_admin_page",

@@ -34,7 +34,12 @@ from hypothesis import strategies as st
 from devtools import devstack
 from nexuscart import config, events
 from nexuscart.adapters import kafka, postgres
-from nexuscart.adapters.payments_provider import Intent, IntentRequest, ProviderUnavailable
+from nexuscart.adapters.payments_provider import (
+    CancelResult,
+    Intent,
+    IntentRequest,
+    ProviderUnavailable,
+)
 from nexuscart.adapters.payments_repo import Change, OrderToPay, PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.app.errors import Refused
@@ -216,10 +221,15 @@ class Recording(StripeProvider):
     def __init__(self, s: config.StripeSettings, **kw: Any):
         super().__init__(s, **kw)
         self.keys: list[str] = []
+        self.cancels: list[tuple[str, str]] = []  # (intent, idempotency key)
 
     async def create_intent(self, req: IntentRequest) -> Intent:
         self.keys.append(req.idempotency_key)
         return await super().create_intent(req)
+
+    async def cancel_intent(self, ref: str, idempotency_key: str) -> CancelResult:
+        self.cancels.append((ref, idempotency_key))
+        return await super().cancel_intent(ref, idempotency_key)
 
 
 def test_kill_9_between_the_stripe_call_and_the_outbox_write_leaves_one_row_and_one_event(
@@ -530,7 +540,7 @@ def test_payment_events_reach_payments_v1_through_the_outbox_keyed_by_user(world
 # --- the service on orders.v1 ----------------------------------------------------------------
 
 
-def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
+def test_the_service_opens_payments_for_reservations_and_cancels_the_intents_of_released_orders(
     world: World,
 ) -> None:
     paid, released = new_order(), new_order()
@@ -576,7 +586,8 @@ def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
         try:
             while time.monotonic() < deadline and not task.done():
                 a, b = await row(world.pool, paid), await row(world.pool, released)
-                if a is not None and a["requested"] and b is not None and b["order_closed"]:
+                # the released order's intent is cancelled by the service's sweeper
+                if a is not None and a["requested"] and b is not None and b["status"] == "canceled":
                     break
                 await asyncio.sleep(0.1)
         finally:
@@ -585,8 +596,8 @@ def test_the_service_opens_payments_for_reservations_and_closes_released_orders(
 
     world.run(scenario())
     assert world.run(outbox_types(world.pool, paid)) == ["PaymentRequested"]  # once, not twice
-    assert world.run(outbox_types(world.pool, released)) == ["PaymentRequested"]
-    assert state_of(world, released) == ("pending", 0, 0, True)
+    assert world.run(outbox_types(world.pool, released)) == ["PaymentRequested", "PaymentFailed"]
+    assert state_of(world, released) == ("canceled", 0, 0, True)
 
 
 def test_a_poison_order_in_a_batch_is_dead_lettered_alone_and_the_others_requested_once(

@@ -1,7 +1,7 @@
 """The payment rules, pure (domain/payments.py, app/payments.webhook_facts,
 services/payments/reconcile.check, the Stripe adapter's retry classification): facts fold
 into the same state in any order and any number of times, the announced effects, refund
-limits, derived keys."""
+limits, when a closed order's intent is to be cancelled, derived keys."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from services.payments.reconcile import check
 facts = st.lists(
     st.one_of(
         st.builds(rules.Fact, st.just("succeeded"), st.integers(1, 10_000)),
-        st.builds(rules.Fact, st.sampled_from(["failed", "canceled", "closed"])),
+        st.builds(rules.Fact, st.sampled_from(["failed", "canceled", "closed", "cancel_refused"])),
         st.builds(rules.Fact, st.just("refunded"), st.integers(1, 10_000)),
     ),
     max_size=8,
@@ -70,6 +70,35 @@ def test_a_late_success_owes_everything_not_refunded_yet() -> None:
     assert rules.late_refund_owed(fold([rules.Fact("succeeded", 700)])) == 0  # order lives
 
 
+def test_only_a_pending_payment_of_a_closed_order_has_its_intent_cancelled() -> None:
+    closed = fold([rules.Fact("closed")])
+    assert rules.cancel_due(closed)
+    assert not rules.cancel_due(rules.State())  # the order lives: the buyer may pay
+    # the provider settled it (our cancel's answer or a webhook), or refused to cancel it
+    settled = [
+        rules.Fact("canceled"),
+        rules.Fact("failed"),
+        rules.Fact("cancel_refused"),
+        rules.Fact("succeeded", 700),  # a late payment: refunded, not cancelled
+    ]
+    for fact in settled:
+        assert not rules.cancel_due(rules.apply(closed, fact)), fact
+
+
+def test_a_success_after_our_cancel_wins_and_is_owed_back_in_full() -> None:
+    closed = fold([rules.Fact("closed")])
+    canceled = rules.apply(closed, rules.Fact("canceled"))
+    assert rules.effects(closed, canceled).failed == "canceled"  # PaymentFailed, once
+    paid = rules.apply(canceled, rules.Fact("succeeded", 700))
+    assert rules.effects(canceled, paid).succeeded
+    assert rules.late_refund_owed(paid) == 700
+    # a refused cancel is recorded and announces nothing; a success is owed back the same way
+    refused = rules.apply(closed, rules.Fact("cancel_refused"))
+    assert (refused.status, refused.cancel_refused) == (rules.PENDING, True)
+    assert rules.effects(closed, refused) == rules.Effects()
+    assert rules.late_refund_owed(rules.apply(refused, rules.Fact("succeeded", 700))) == 700
+
+
 def test_refunds_never_exceed_what_was_captured() -> None:
     paid = fold([rules.Fact("succeeded", 1000)])
     assert rules.check_refund(paid, None, 0) == 1000
@@ -89,6 +118,8 @@ def test_keys_and_event_ids_are_derived_from_the_order() -> None:
     assert rules.event_id("pay_42", "succeeded") == rules.event_id("pay_42", "succeeded")
     assert rules.event_id("pay_42", "succeeded") != rules.event_id("pay_42", "failed")
     assert rules.refund_key(42, "admin", "k1") != rules.refund_key(42, "admin", "k2")
+    assert rules.cancel_key(42) == rules.cancel_key(42) != rules.cancel_key(43)
+    assert rules.cancel_key(42) not in (rules.intent_key(42), rules.refund_key(42, "late"))
 
 
 def _event(kind: str, **obj: object) -> WebhookEvent:
@@ -152,6 +183,12 @@ def test_reconciliation_names_every_mismatch_and_passes_clean_books() -> None:
         )
     }
     assert kinds == {"paid-order-without-succeeded-payment", "late-payment-not-refunded"}
+    # an intent we cancelled for an expired order is clean; a success after it, unrefunded,
+    # is a late payment like any other
+    assert check([_pay("canceled", 0, 0, True, "EXPIRED")], [], []) == []
+    assert {m.kind for m in check([_pay("succeeded", 500, 0, True, "EXPIRED")], [], [])} == {
+        "late-payment-not-refunded"
+    }
     assert {m.kind for m in check([_pay("succeeded", 500, 200, False, None)], [], [])} == {
         "payment-without-order",
         "refund-without-action",

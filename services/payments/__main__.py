@@ -1,7 +1,7 @@
 """`python -m services.payments` runs the payments service (orders.v1 -> payment intents, the
-refund sweeper); `python -m services.payments reconcile` checks the money (exit 1 on any
-mismatch); `python -m services.payments demo-pay USER_ID ORDER_ID [--edge URL]` pays an order
-on the local stack (docs/payments.md)."""
+sweeper of late refunds and of closed orders' intents); `python -m services.payments
+reconcile` checks the money (exit 1 on any mismatch); `python -m services.payments demo-pay
+USER_ID ORDER_ID [--edge URL]` pays an order on the local stack (docs/payments.md)."""
 
 import asyncio
 import sys

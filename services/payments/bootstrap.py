@@ -1,6 +1,6 @@
 """Composition root of the payments service: the orders.v1 consumer that opens payments,
-the refund sweeper, the provider's counters in the log; and the reconcile and demo-pay
-commands."""
+the sweeper (late refunds; the intents of orders closed unpaid cancelled), the provider's
+counters in the log; and the reconcile and demo-pay commands."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import msgspec
@@ -28,7 +28,8 @@ from services.payments.reconcile import check
 from services.runtime import consume, sleep_or_stop
 
 log = logging.getLogger("nexuscart.payments")
-SWEEP_EVERY_S = 0.5  # a late payment is refunded within about this long after both facts
+# a late payment is refunded, and a closed order's intent cancelled, within about this long
+SWEEP_EVERY_S = 0.5
 STATS_EVERY_S = 10.0
 
 
@@ -41,16 +42,21 @@ def build(settings: config.Settings, pool: asyncpg.Pool) -> tuple[Payments, Stri
 
 
 async def sweep(payments: Payments, stop: asyncio.Event) -> None:
+    passes: tuple[tuple[str, Callable[[], Awaitable[int]]], ...] = (
+        ("refund", payments.sweep),
+        ("cancel", payments.cancel_closed),
+    )
     while not stop.is_set():
-        try:
-            await payments.sweep()
-        except ProviderUnavailable as exc:
-            log.warning("refund sweep waits for the provider: %s", exc)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("refund sweep failed, retrying: %r", exc)
-        except Exception:
-            # a bug must not stop the consumer beside it (nor crash-loop the service)
-            log.exception("refund sweep failed; retrying")
+        for name, one_pass in passes:  # each guarded alone: one failing never stops the other
+            try:
+                await one_pass()
+            except ProviderUnavailable as exc:
+                log.warning("%s sweep waits for the provider: %s", name, exc)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("%s sweep failed, retrying: %r", name, exc)
+            except Exception:
+                # a bug must not stop the consumer beside it (nor crash-loop the service)
+                log.exception("%s sweep failed; retrying", name)
         await sleep_or_stop(stop, SWEEP_EVERY_S)
 
 

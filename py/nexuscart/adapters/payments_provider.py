@@ -41,6 +41,14 @@ class RefundResult(msgspec.Struct, frozen=True):
     status: str
 
 
+class CancelResult(msgspec.Struct, frozen=True):
+    # True: the provider cancelled the intent (nobody can pay it any more). False: it would
+    # not, because the intent had moved on (succeeded, processing, canceled): not an outage
+    # and not a mistake, the intent's own webhooks tell what became of it
+    canceled: bool
+    status: str  # the intent's status word as the provider reported it ("" if it did not)
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -49,6 +57,8 @@ class PaymentProvider(Protocol):
     async def refund(
         self, ref: str, amount_cents: int, idempotency_key: str, metadata: dict[str, str]
     ) -> RefundResult: ...
+
+    async def cancel_intent(self, ref: str, idempotency_key: str) -> CancelResult: ...
 
     async def confirm_test(self, ref: str, payment_method: str) -> str:
         """Confirm with a test payment method (the local demo); the provider's status."""

@@ -2,8 +2,8 @@
 payments_outbox tables (migration 0006). SQL lives in sql/queries/*.sql; this module binds
 parameters, folds facts under the row lock (domain/payments.py) and writes the events of a
 change into the outbox in the same transaction. Every statement carries user_id (single
-shard on Citus) except the background polls (outbox relay, refund sweeper) and the
-reconciliation's reads."""
+shard on Citus) except the background polls (outbox relay, refund and cancel sweepers) and
+the reconciliation's reads."""
 
 from __future__ import annotations
 
@@ -40,10 +40,17 @@ class Payment(NamedTuple):
     captured_cents: int
     refunded_cents: int
     order_closed: bool
+    cancel_refused: bool
 
     @property
     def state(self) -> rules.State:
-        return rules.State(self.status, self.captured_cents, self.refunded_cents, self.order_closed)
+        return rules.State(
+            self.status,
+            self.captured_cents,
+            self.refunded_cents,
+            self.order_closed,
+            self.cancel_refused,
+        )
 
     def folded(self, facts: Sequence[rules.Fact]) -> tuple[rules.State, Payment]:
         """The state after ``facts`` (the domain's fold), and this payment carrying it."""
@@ -55,6 +62,7 @@ class Payment(NamedTuple):
             captured_cents=after.captured_cents,
             refunded_cents=after.refunded_cents,
             order_closed=after.order_closed,
+            cancel_refused=after.cancel_refused,
         )
 
 
@@ -412,6 +420,7 @@ class PaymentsRepo:
                 [r.captured_cents for r in rows],
                 [r.refunded_cents for r in rows],
                 [r.order_closed for r in rows],
+                [r.cancel_refused for r in rows],
             )
         await self._outbox(conn, evs)
 
@@ -551,6 +560,7 @@ class PaymentsRepo:
             after.captured_cents,
             after.refunded_cents,
             after.order_closed,
+            after.cancel_refused,
         )
 
     async def _outbox(
@@ -576,6 +586,11 @@ class PaymentsRepo:
     async def refund_due(self, limit: int) -> list[tuple[int, str]]:
         p = await self._pool()
         rows = await p.fetch(query("payments_refund_due"), limit)
+        return [(r["user_id"], r["payment_id"]) for r in rows]
+
+    async def cancel_due(self, limit: int) -> list[tuple[int, str]]:
+        p = await self._pool()
+        rows = await p.fetch(query("payments_cancel_due"), limit)
         return [(r["user_id"], r["payment_id"]) for r in rows]
 
     async def outbox_batch(self, limit: int) -> list[OutboxRow]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -38,6 +39,7 @@ from tenacity import (
 
 from nexuscart import observability
 from nexuscart.adapters.payments_provider import (
+    CancelResult,
     Intent,
     IntentRequest,
     ProviderRefused,
@@ -49,6 +51,9 @@ from nexuscart.config import StripeSettings
 T = TypeVar("T")
 
 CIRCUIT: Final = "stripe"
+# Stripe's 400 to cancelling an intent that moved on (succeeded, processing, canceled): an
+# answer about the intent, not a fault of the call
+UNEXPECTED_STATE: Final = "payment_intent_unexpected_state"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -251,6 +256,28 @@ class StripeProvider:
         }
         r = await self._call("refund", lambda: self._post("/v1/refunds", params, idempotency_key))
         return RefundResult(ref=r["id"], amount_cents=amount_cents, status=r.get("status") or "")
+
+    async def cancel_intent(self, ref: str, idempotency_key: str) -> CancelResult:
+        """Cancel an intent as abandoned: the request of the SDK's
+        ``PaymentIntentService.cancel_async`` (its path, the id quoted as it quotes it),
+        read as a dict like the others. The refusal because the intent moved on is caught
+        inside the retried call, so neither tenacity nor the breaker counts it as a failure."""
+        path = f"/v1/payment_intents/{urllib.parse.quote_plus(ref)}/cancel"
+        params: dict[str, Any] = {"cancellation_reason": "abandoned"}
+
+        async def cancel() -> CancelResult:
+            try:
+                pi = await self._post(path, params, idempotency_key)
+            except stripe.InvalidRequestError as exc:
+                if exc.code != UNEXPECTED_STATE:
+                    raise
+                # Stripe sends the intent with the error: its status says where it went
+                found = None if exc.error is None else exc.error.payment_intent
+                return CancelResult(False, str(getattr(found, "status", None) or ""))
+            # a 2xx is the cancellation (stripe-mock answers it with a canned status)
+            return CancelResult(True, str(pi.get("status") or ""))
+
+        return await self._call("cancel_intent", cancel)
 
     async def confirm_test(self, ref: str, payment_method: str) -> str:
         pi = await self._call(

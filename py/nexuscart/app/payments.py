@@ -1,13 +1,14 @@
 """Payments use cases: open a payment for an order, learn from the provider's webhooks and
-from the order's end, refund (late payments, admins, buyers' cancellations), and the
-buyer's view. Handlers (edge/payments.py) and the payments service (services/payments) call
-these; the rules are in domain/payments.py, the SQL in adapters/payments_repo.py, the
-provider behind adapters/payments_provider.PaymentProvider.
+from the order's end, cancel the intent of an order that ended unpaid, refund (late
+payments, admins, buyers' cancellations), and the buyer's view. Handlers (edge/payments.py)
+and the payments service (services/payments) call these; the rules are in
+domain/payments.py, the SQL in adapters/payments_repo.py, the provider behind
+adapters/payments_provider.PaymentProvider.
 
 Money never moves twice: every provider call carries an idempotency key derived from the
-order (the intent) or from the refund's reservation (a refund), and every write that follows
-it is keyed the same way, so a retry, a redelivery or a crash between the call and the write
-repeats the same call and writes nothing new.
+order (the intent, its cancellation) or from the refund's reservation (a refund), and every
+write that follows it is keyed the same way, so a retry, a redelivery or a crash between the
+call and the write repeats the same call and writes nothing new.
 """
 
 from __future__ import annotations
@@ -312,8 +313,9 @@ class Payments:
                 )
 
     async def order_closed(self, user_id: int, order_id: int, source: Envelope | None) -> str:
-        """The order's hold ended without a sale: a payment that succeeds (or succeeded) for
-        it is owed back (the sweeper refunds it)."""
+        """The order's hold ended without a sale: its open intent is to be cancelled
+        (``cancel_closed``), and a payment that succeeds (or succeeded) for it is owed back
+        (the sweeper refunds it)."""
         pid = rules.payment_id(order_id)
         outcome, _ = await self.repo.apply(
             user_id,
@@ -490,6 +492,47 @@ class Payments:
             pid, pay.order_id, r.amount_cents, self.late_refunds,
         )  # fmt: skip
         return 1
+
+    # -- intents of closed orders ----------------------------------------------------------------
+
+    async def cancel_closed(self, limit: int = 100) -> int:
+        """One pass of the cancel sweeper: the open intent of an order whose hold ended unpaid
+        is cancelled at the provider, so the buyer can no longer pay for an order that is
+        gone. The answer is folded into the payment: ``canceled``, or ``cancel_refused`` when
+        the intent had moved on (succeeded, processing): it is not asked again, and a success
+        is refunded by ``sweep`` like any late payment. Raises ProviderUnavailable while the
+        provider is down (the rows stay due; the next pass asks again, with the same key).
+        Answers how many intents it cancelled."""
+        canceled = 0
+        for user_id, pid in await self.repo.cancel_due(limit):
+            canceled += await self._cancel_intent(user_id, pid)
+        return canceled
+
+    async def _cancel_intent(self, user_id: int, pid: str) -> int:
+        pay = await self.repo.get(user_id, pid)
+        if pay is None or not pay.provider_ref or not rules.cancel_due(pay.state):
+            return 0  # settled since the poll (a webhook, another sweeper)
+        key = rules.cancel_key(pay.order_id)
+        try:
+            result = await self.provider.cancel_intent(pay.provider_ref, key)
+        except ProviderUnavailable:
+            observability.PAYMENT_INTENT_CANCELS.labels("unavailable").inc()
+            raise
+        except ProviderRefused as exc:
+            # refused for another reason (the key, the account): a person must look; asked
+            # again next pass, as a refused refund is
+            observability.PAYMENT_INTENT_CANCELS.labels("refused").inc()
+            log.error("cancel of the intent of %s (user %s) refused: %s", pid, user_id, exc)
+            return 0
+        fact = rules.Fact("canceled" if result.canceled else "cancel_refused")
+        await self.repo.apply(user_id, pid, [fact])
+        outcome = "canceled" if result.canceled else "too_late"
+        observability.PAYMENT_INTENT_CANCELS.labels(outcome).inc()
+        log.info(
+            "intent of payment %s of closed order %s: %s (provider status %r)",
+            pid, pay.order_id, outcome, result.status,
+        )  # fmt: skip
+        return int(result.canceled)
 
     # -- the buyer's side ----------------------------------------------------------------------
 

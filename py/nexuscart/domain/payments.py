@@ -11,7 +11,10 @@ of times, gives the same state (webhooks arrive twice, late and out of order):
 * ``captured_cents`` and ``refunded_cents`` are the highest amounts any fact reported (the
   provider reports cumulative amounts, so a late fact with a lower figure is older).
 * ``order_closed``: the order's hold ended without a sale (expired, cancelled); it never
-  reopens. A succeeded payment of a closed order owes a refund of what is not refunded yet.
+  reopens. A succeeded payment of a closed order owes a refund of what is not refunded yet;
+  a pending one's intent is cancelled at the provider (``cancel_due``).
+* ``cancel_refused``: the provider refused to cancel the intent because it had moved on
+  (succeeded, or processing); it is not asked again, the intent's own webhooks settle it.
 
 A refund fact seen before the success implies the capture: the status becomes succeeded.
 """
@@ -49,6 +52,12 @@ def intent_key(order_id: int) -> str:
     return f"nexuscart-intent-{order_id}"
 
 
+def cancel_key(order_id: int) -> str:
+    """The provider idempotency key of the cancellation of the order's intent: sweepers
+    racing, or a retry after a crash, ask for the same cancellation."""
+    return f"nexuscart-cancel-{order_id}"
+
+
 def refund_key(order_id: int, kind: str, client_key: str = "") -> str:
     """The provider idempotency key (and our refund row's key) of a refund: ``late`` and
     ``cancel`` are once per order; ``admin`` once per admin Idempotency-Key."""
@@ -63,10 +72,11 @@ def event_id(payment: str, what: str) -> uuid.UUID:
 
 class Fact(msgspec.Struct, frozen=True):
     """One thing learnt about a payment. ``kind``: the provider said the intent ``failed``,
-    was ``canceled`` or ``succeeded`` (with ``amount_cents`` captured), or that
-    ``refunded_cents`` in total went back; or the order ``closed`` (hold ended)."""
+    was ``canceled`` (a webhook, or its answer to our cancel) or ``succeeded`` (with
+    ``amount_cents`` captured), that ``refunded_cents`` in total went back, or refused to
+    cancel the intent (``cancel_refused``); or the order ``closed`` (hold ended)."""
 
-    kind: Literal["failed", "canceled", "succeeded", "refunded", "closed"]
+    kind: Literal["failed", "canceled", "succeeded", "refunded", "closed", "cancel_refused"]
     amount_cents: int = 0
 
 
@@ -75,6 +85,7 @@ class State(msgspec.Struct, frozen=True):
     captured_cents: int = 0
     refunded_cents: int = 0
     order_closed: bool = False
+    cancel_refused: bool = False
 
 
 def apply(state: State, fact: Fact) -> State:
@@ -83,6 +94,7 @@ def apply(state: State, fact: Fact) -> State:
     captured = state.captured_cents
     refunded = state.refunded_cents
     closed = state.order_closed
+    cancel_refused = state.cancel_refused
     if fact.kind in (FAILED, CANCELED, SUCCEEDED):
         if RANK[fact.kind] > RANK[status]:
             status = fact.kind
@@ -94,7 +106,9 @@ def apply(state: State, fact: Fact) -> State:
         captured = max(captured, refunded)
     elif fact.kind == "closed":
         closed = True
-    return State(status, captured, refunded, closed)
+    elif fact.kind == "cancel_refused":
+        cancel_refused = True
+    return State(status, captured, refunded, closed, cancel_refused)
 
 
 class Effects(msgspec.Struct, frozen=True):
@@ -120,6 +134,14 @@ def late_refund_owed(state: State) -> int:
     if state.status == SUCCEEDED and state.order_closed:
         return max(0, state.captured_cents - state.refunded_cents)
     return 0
+
+
+def cancel_due(state: State) -> bool:
+    """Whether the payment's intent is to be cancelled at the provider: its order closed
+    unpaid and the provider has not settled the intent (nor refused to cancel it), so the
+    buyer could still pay for an order that is gone. (An intent must exist: the caller
+    checks the payment has one.)"""
+    return state.status == PENDING and state.order_closed and not state.cancel_refused
 
 
 class RefundRefused(ValueError):

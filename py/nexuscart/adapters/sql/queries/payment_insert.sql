@@ -7,4 +7,5 @@ INSERT INTO payments (user_id, payment_id, order_id, sale_id, amount_cents, curr
 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)
 ON CONFLICT (user_id, payment_id) DO NOTHING
 RETURNING user_id, payment_id, order_id, sale_id, amount_cents, currency, status, provider,
-          provider_ref, client_secret, requested, captured_cents, refunded_cents, order_closed
+          provider_ref, client_secret, requested, captured_cents, refunded_cents, order_closed,
+          cancel_refused

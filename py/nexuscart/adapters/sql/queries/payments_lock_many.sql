@@ -10,4 +10,4 @@ FROM unnest($1::bigint[], $2::text[]) AS k(user_id, payment_id)
 WHERE p.user_id = ANY($1::bigint[]) AND p.user_id = k.user_id AND p.payment_id = k.payment_id
 RETURNING p.user_id, p.payment_id, p.order_id, p.sale_id, p.amount_cents, p.currency,
           p.status, p.provider, p.provider_ref, p.client_secret, p.requested,
-          p.captured_cents, p.refunded_cents, p.order_closed
+          p.captured_cents, p.refunded_cents, p.order_closed, p.cancel_refused
