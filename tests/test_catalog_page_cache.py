@@ -1,12 +1,14 @@
 """The per-worker page cache in process, on the real PostgreSQL and Redis: concurrent first
 views of a product share one build; a build that began before a change is neither stored
-nor joined by views that come after the change."""
+nor joined by views that come after the change; a page one worker built is shared with the
+others through Redis, and a change (or a build that read the product before it) never
+leaves the old page shared."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import asyncpg
 import msgspec
@@ -39,18 +41,31 @@ class CountingRepo(CatalogRepo):
 
 
 @pytest.fixture
-async def catalog(settings: config.Settings, migrated: None) -> AsyncIterator[Catalog]:
+async def workers(settings: config.Settings, migrated: None) -> AsyncIterator[list[Catalog]]:
+    """Two workers' catalogs: their own page caches, the same PostgreSQL and Redis."""
     pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
 
     async def pg() -> asyncpg.Pool:
         return pool
 
     client = aioredis.Redis.from_url(settings.redis.url)
-    cache = PageCache(300.0, 1000)
-    cache.enable()
-    yield Catalog(CountingRepo(pg), CatalogStore(client), cache)
+    caches = [PageCache(300.0, 1000) for _ in range(2)]
+    for cache in caches:
+        cache.enable()
+    yield [Catalog(CountingRepo(pg), CatalogStore(client), cache) for cache in caches]
     await client.aclose()
     await pool.close()
+
+
+@pytest.fixture
+def catalog(workers: list[Catalog]) -> Catalog:
+    return workers[0]
+
+
+async def _announce(catalog: Catalog, pid: int) -> None:
+    """What a writer does after its commit (``Catalog._after_write``)."""
+    catalog.cache.drop(pid)
+    await catalog.store.publish_changed(pid)
 
 
 async def _product(catalog: Catalog, title: str) -> int:
@@ -102,7 +117,7 @@ async def test_views_after_a_change_do_not_join_a_build_that_began_before_it(
         )
 
     await catalog.repo.write(pid, 1, uuid.uuid4().hex, rename)
-    catalog.cache.drop(pid)  # ...the change is announced while it runs
+    await _announce(catalog, pid)  # ...the change is announced while it runs
     late = await catalog.page(pid)
     await early
     assert late is not None
@@ -158,3 +173,72 @@ async def test_a_cached_page_shows_the_stock_redis_has_at_each_view(catalog: Cat
     later = await catalog.show(page)
     assert b'"available":40,"stock_status":"in_stock"' in later.body
     assert repo.reads == reads
+
+
+def _rename(title: str) -> Callable[[Product], Change]:
+    def change(cur: Product) -> Change:
+        return Change(
+            title=title,
+            description="",
+            brand="Acme",
+            category_id=1,
+            attributes={},
+            images=[],
+            status="active",
+        )
+
+    return change
+
+
+def _reads(catalog: Catalog) -> int:
+    assert isinstance(catalog.repo, CountingRepo)
+    return catalog.repo.reads
+
+
+async def test_a_page_one_worker_built_is_shared_with_the_other_with_its_live_stock(
+    workers: list[Catalog],
+) -> None:
+    a, b = workers
+    pid = await _product(a, "Shared")
+    built = await a.page(pid)
+    assert built is not None
+    reads = _reads(b)
+    got = await b.page(pid)
+    assert _reads(b) == reads  # from Redis: no PostgreSQL read, no build
+    assert got is not None
+    assert (got.body, got.etag, got.headers) == (built.body, built.etag, built.headers)
+    (sku,) = got.skus
+    await b.store.set_levels([(sku, StockLevel(7, 3, 5))])
+    assert b'"available":3,"stock_status":"low_stock"' in (await b.show(got)).body
+
+
+async def test_an_announced_change_takes_the_shared_page_away(workers: list[Catalog]) -> None:
+    a, b = workers
+    pid = await _product(a, "Before")
+    assert await a.page(pid) is not None  # shared
+    await a.repo.write(pid, 1, uuid.uuid4().hex, _rename("After"))
+    await _announce(a, pid)
+    reads = _reads(b)
+    page = await b.page(pid)
+    assert page is not None
+    assert b'"title":"After"' in page.body
+    assert _reads(b) == reads + 1  # built from PostgreSQL
+
+
+async def test_a_build_that_read_the_product_before_a_change_is_not_shared(
+    workers: list[Catalog],
+) -> None:
+    a, b = workers
+    pid = await _product(a, "Before")
+    _, gen = await a.store.shared_page(pid)  # a build notes the generation, then reads...
+    old = await a._build(pid)
+    await a.repo.write(pid, 1, uuid.uuid4().hex, _rename("After"))
+    await _announce(a, pid)  # ...and the change is announced before it shares
+    await a._share(old, gen)
+    assert await a.store.shared_page(pid) == (None, b"1")
+    page = await b.page(pid)
+    assert page is not None
+    assert b'"title":"After"' in page.body
+    blob, gen = await b.store.shared_page(pid)  # and that build is shared, at the new one
+    assert blob is not None
+    assert gen == b"1"

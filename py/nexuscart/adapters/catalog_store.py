@@ -12,6 +12,11 @@ Keys (this module owns them):
   drops that product from its page cache. A stream rather than pub/sub: a worker whose
   read failed resumes where it was (and serves uncached meanwhile). Capped near
   CHANGES_MAXLEN entries.
+- ``cat:{p<id>}:page``: the product's page as one worker built it, shared with the others
+  (``share_page``; its layout is the caller's), expiring like a worker's page;
+  ``cat:{p<id>}:gen``: the product's generation, moved on by every announced change, which
+  deletes the shared page first (``publish_changed``). Tagged per product: the put script's
+  two keys share a slot.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ STOCK_PREFIX: Final = b"cat:stk:"
 CHANGES_STREAM: Final = b"cat:changes"
 CHANGES_MAXLEN: Final = 100_000
 _SET: Final = Script("cat_stock_set")
+_PAGE_PUT: Final = Script("cat_page_put")
 LOAD_BATCH: Final = 500  # SKUs per script call when loading many
 _ABSENT: Final[Any] = object()  # a key without a copy (None is a copy: no such key)
 
@@ -41,6 +47,14 @@ class StockLevel(NamedTuple):
 
 def stock_key(sku: str) -> bytes:
     return STOCK_PREFIX + sku.encode()
+
+
+def page_key(product_id: int) -> bytes:
+    return b"cat:{p%d}:page" % product_id
+
+
+def page_gen_key(product_id: int) -> bytes:
+    return b"cat:{p%d}:gen" % product_id
 
 
 def parse_level(raw: bytes | None) -> StockLevel | None:
@@ -74,6 +88,7 @@ class CatalogStore:
         self.copies = copies
         self._batch = TickBatch(pipe) if pipe is not None else None
         self._set = _SET.for_client(client)
+        self._page_put = _PAGE_PUT.for_client(client)
 
     async def set_levels(self, levels: Iterable[tuple[str, StockLevel]]) -> int:
         """Write SKUs' levels where Redis has an older version (or none); returns how many
@@ -155,12 +170,32 @@ class CatalogStore:
         return out
 
     async def publish_changed(self, product_id: int) -> None:
-        await self.client.xadd(
+        """Announce a committed change: the shared page goes and the generation moves on
+        before the stream entry is added (in that order, on one connection), so a worker
+        that drops its page on the entry builds from PostgreSQL, not from the old page."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(page_gen_key(product_id))
+        pipe.delete(page_key(product_id))
+        pipe.xadd(
             CHANGES_STREAM,
             {b"p": str(product_id).encode()},
             maxlen=CHANGES_MAXLEN,
             approximate=True,
         )
+        await pipe.execute()
+
+    async def shared_page(self, product_id: int) -> tuple[bytes | None, bytes]:
+        """The product's shared page (None: none) and its generation, in one read (shared
+        with the other reads of this event-loop tick): a page built from PostgreSQL after
+        this read may be shared under that generation."""
+        page, gen = await self._mget([page_key(product_id), page_gen_key(product_id)])
+        return page, gen or b"0"
+
+    async def share_page(self, product_id: int, gen: bytes, page: bytes, ttl_ms: int) -> bool:
+        """Store a page for the other workers, unless the product changed since ``gen``
+        was read (False then)."""
+        keys = [page_key(product_id), page_gen_key(product_id)]
+        return bool(await self._page_put(keys=keys, args=[gen, page, ttl_ms]))
 
     async def changes_head(self) -> bytes:
         """The id of the newest change ("0-0" when none): where a follower starts."""

@@ -204,6 +204,7 @@ class Page:
     expires_at: float  # monotonic
     parts: tuple[bytes, ...] = ()
     keys: list[bytes] = field(default_factory=list)
+    skus: tuple[str, ...] = ()
     thresholds: tuple[int, ...] = ()
     version: int = 0
     cache_control: str = ""
@@ -217,6 +218,22 @@ class Page:
 
 
 _MISSING: Final = Page(0, "missing", 0, b"", "", [], [], 0.0)  # cached "no such product"
+
+
+class SharedPage(msgspec.Struct, array_like=True, frozen=True):
+    """A page as the workers share it in Redis (``CatalogStore.share_page``): what a build
+    from PostgreSQL makes, without the stock, which every view reads live anyway."""
+
+    status: str
+    seller_id: int
+    version: int
+    parts: list[bytes]
+    skus: list[str]
+    thresholds: list[int]
+
+
+_shared_encoder: Final = msgspec.msgpack.Encoder()
+_shared_decoder: Final = msgspec.msgpack.Decoder(SharedPage)
 # a variant's stock in the body as encoded at build time: an int no level reaches (the
 # variant's index added) and an empty status, cut out and replaced per view
 _MARK: Final = 1 << 60
@@ -647,20 +664,30 @@ class Catalog:
             assert sep, "a variant's stock not found in its page"
             parts.append(head)
         parts.append(cut)
-        cc = PUBLIC_CACHE_CONTROL if p.status == "active" else PRIVATE_CACHE_CONTROL
+        shared = SharedPage(
+            p.status, p.seller_id, p.version, parts, [v.sku for v in p.variants],
+            [v.low_stock_threshold for v in p.variants],
+        )  # fmt: skip
+        return self._assemble(product_id, shared, levels, live)
+
+    def _assemble(self, product_id: int, s: SharedPage, levels: list[int], live: bool) -> Page:
+        """The page of a build (from PostgreSQL, or shared by another worker) with the
+        stock levels read for it."""
+        cc = PUBLIC_CACHE_CONTROL if s.status == "active" else PRIVATE_CACHE_CONTROL
         page = Page(
             product_id=product_id,
-            status=p.status,
-            seller_id=p.seller_id,
+            status=s.status,
+            seller_id=s.seller_id,
             body=b"",
             etag="",
             headers=[],
             headers_304=[],
             expires_at=self.cache.expiry(),
-            parts=tuple(parts),
-            keys=self.store.keys([v.sku for v in p.variants]),
-            thresholds=tuple(v.low_stock_threshold for v in p.variants),
-            version=p.version,
+            parts=tuple(s.parts),
+            keys=self.store.keys(s.skus),
+            skus=tuple(s.skus),
+            thresholds=tuple(s.thresholds),
+            version=s.version,
             cache_control=cc,
             live=live,
         )
@@ -713,9 +740,45 @@ class Catalog:
         return None if page.status == "missing" else page
 
     async def _build_and_keep(self, product_id: int, began: int) -> Page:
-        built = await self._build(product_id)
+        built, gen = await self._shared(product_id)
+        if built is None:
+            built = await self._build(product_id)
+            if gen is not None and built.live:
+                await self._share(built, gen)
         self.cache.put(built if built is not _MISSING else _missing(product_id, self.cache), began)
         return built
+
+    async def _shared(self, product_id: int) -> tuple[Page | None, bytes | None]:
+        """The page another worker built (None: none, or a stock level Redis lacks, which
+        PostgreSQL has), and the product's generation to share a new build under (None:
+        Redis failed, nothing to share)."""
+        try:
+            with redis_errors():
+                blob, gen = await self.store.shared_page(product_id)
+                if blob is None:
+                    return None, gen
+                s = _shared_decoder.decode(blob)
+                found = await self.store.levels(s.skus)
+        except Unavailable:
+            return None, None
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None, gen  # another layout (a deploy): built again, shared anew
+        levels = [lv.stock for lv in found if lv is not None]
+        if len(levels) < len(found):
+            return None, gen
+        return self._assemble(product_id, s, levels, True), gen
+
+    async def _share(self, page: Page, gen: bytes) -> None:
+        """Best effort: a page not shared is built again by the next worker that needs it."""
+        blob = _shared_encoder.encode(
+            SharedPage(page.status, page.seller_id, page.version, list(page.parts),
+                       list(page.skus), list(page.thresholds))
+        )  # fmt: skip
+        # half a worker's TTL: a page taken from it near its end is kept by that worker
+        # for at most one TTL more, so the last-resort bound stays 1.5 TTLs
+        ttl_ms = int(self.cache.ttl_s * 500)
+        with contextlib.suppress(Unavailable), redis_errors():
+            await self.store.share_page(page.product_id, gen, blob, ttl_ms)
 
     def _built(self, product_id: int, future: asyncio.Future[Page]) -> None:
         building = self._building.get(product_id)
