@@ -92,9 +92,16 @@ _CATEGORY_HEADERS: Final = [("cache-control", "public, max-age=60")]
 _LIST_HEADERS: Final = [("cache-control", "public, max-age=1")]
 
 
+# a query's sku value -> the SKU it names, for the values found valid before (the stock
+# check's batches draw from the same popular SKUs); cleared whole when full
+_known_skus: dict[str, str] = {}
+KNOWN_SKUS_MAX: Final = 200_000
+
+
 def _skus(query: str) -> list[str]:
     """The ``sku`` parameters of a query string, in order (repeated ``sku=``)."""
     skus: list[str] = []
+    known = _known_skus
     for part in query.split("&"):
         name, _, value = part.partition("=")
         if name != "sku":
@@ -106,9 +113,14 @@ def _skus(query: str) -> list[str]:
                 "Invalid query parameter",
                 f"at most {rules.INVENTORY_BATCH_MAX} sku parameters",
             )
-        sku = unquote(value) if "%" in value else value
-        if not _SKU.match(sku):
-            raise HTTPError(400, "bad-query", "Invalid query parameter", f"sku {sku[:64]!r}")
+        sku = known.get(value)
+        if sku is None:
+            sku = unquote(value) if "%" in value else value
+            if not _SKU.match(sku):
+                raise HTTPError(400, "bad-query", "Invalid query parameter", f"sku {sku[:64]!r}")
+            if len(known) >= KNOWN_SKUS_MAX:
+                known.clear()
+            known[value] = sku
         skus.append(sku)
     if not skus:
         raise HTTPError(400, "bad-query", "Invalid query parameter", "sku required")

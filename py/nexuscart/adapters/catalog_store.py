@@ -36,6 +36,7 @@ CHANGES_MAXLEN: Final = 100_000
 _SET: Final = Script("cat_stock_set")
 _PAGE_PUT: Final = Script("cat_page_put")
 LOAD_BATCH: Final = 500  # SKUs per script call when loading many
+KEYS_MAX: Final = 200_000  # SKUs whose keys a store remembers (cleared whole when full)
 _ABSENT: Final[Any] = object()  # a key without a copy (None is a copy: no such key)
 
 
@@ -88,6 +89,7 @@ class CatalogStore:
         self.copies = copies
         self._batch = TickBatch(pipe) if pipe is not None else None
         self._set = _SET.for_client(client)
+        self._keys: dict[str, tuple[bytes, bytes]] = {}  # SKU -> (stock key, held key)
         self._page_put = _PAGE_PUT.for_client(client)
 
     async def set_levels(self, levels: Iterable[tuple[str, StockLevel]]) -> int:
@@ -115,11 +117,21 @@ class CatalogStore:
         return n
 
     def keys(self, skus: Sequence[str]) -> list[bytes]:
-        """The keys ``levels`` reads for these SKUs (a product page keeps them, built once)."""
-        keys = [STOCK_PREFIX + s.encode() for s in skus]
-        if self.held is not None:
-            keys += [self.held[0](s) for s in skus]
-        return keys
+        """The keys ``levels`` reads for these SKUs (a product page keeps them, built once):
+        each SKU's stock key, then each one's held key."""
+        known = self._keys
+        pairs = []
+        for s in skus:
+            pair = known.get(s)
+            if pair is None:
+                pair = (stock_key(s), self.held[0](s) if self.held is not None else b"")
+                if len(known) >= KEYS_MAX:
+                    known.clear()
+                known[s] = pair
+            pairs.append(pair)
+        if self.held is None:
+            return [p[0] for p in pairs]
+        return [p[0] for p in pairs] + [p[1] for p in pairs]
 
     async def levels(self, skus: Sequence[str]) -> list[StockLevel | None]:
         """Each SKU's level (None: Redis does not know it). One MGET."""
