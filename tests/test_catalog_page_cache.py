@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -68,10 +69,8 @@ async def _announce(catalog: Catalog, pid: int) -> None:
     await catalog.store.publish_changed(pid)
 
 
-async def _product(catalog: Catalog, title: str) -> int:
-    sku = f"PC-{uuid.uuid4().hex[:10]}"
-    pid = rules.created_product_id(99, uuid.uuid4().hex)
-    change = Change(
+def _change(title: str, **more: Any) -> Change:
+    return Change(
         title=title,
         description="",
         brand="Acme",
@@ -79,12 +78,23 @@ async def _product(catalog: Catalog, title: str) -> int:
         attributes={},
         images=[],
         status="active",
-        new_variants=[VariantFields(sku, 500, "USD", {}, 5)],
-        event="ProductCreated",
+        **more,
+    )
+
+
+async def _product(catalog: Catalog, title: str) -> int:
+    sku = f"PC-{uuid.uuid4().hex[:10]}"
+    pid = rules.created_product_id(99, uuid.uuid4().hex)
+    change = _change(
+        title, new_variants=[VariantFields(sku, 500, "USD", {}, 5)], event="ProductCreated"
     )
     await catalog.repo.claim_skus(pid, [sku])
     await catalog.repo.create(pid, 99, change, "fp")
     return pid
+
+
+def _rename(title: str) -> Callable[[Product], Change]:
+    return lambda _: _change(title)
 
 
 async def test_concurrent_first_views_share_one_build(catalog: Catalog) -> None:
@@ -104,19 +114,7 @@ async def test_views_after_a_change_do_not_join_a_build_that_began_before_it(
     pid = await _product(catalog, "Before")
     early = asyncio.ensure_future(catalog.page(pid))  # a build begins...
     await asyncio.sleep(0)
-
-    def rename(cur: Product) -> Change:
-        return Change(
-            title="After",
-            description="",
-            brand="Acme",
-            category_id=1,
-            attributes={},
-            images=[],
-            status="active",
-        )
-
-    await catalog.repo.write(pid, 1, uuid.uuid4().hex, rename)
+    await catalog.repo.write(pid, 1, uuid.uuid4().hex, _rename("After"))
     await _announce(catalog, pid)  # ...the change is announced while it runs
     late = await catalog.page(pid)
     await early
@@ -173,21 +171,6 @@ async def test_a_cached_page_shows_the_stock_redis_has_at_each_view(catalog: Cat
     later = await catalog.show(page)
     assert b'"available":40,"stock_status":"in_stock"' in later.body
     assert repo.reads == reads
-
-
-def _rename(title: str) -> Callable[[Product], Change]:
-    def change(cur: Product) -> Change:
-        return Change(
-            title=title,
-            description="",
-            brand="Acme",
-            category_id=1,
-            attributes={},
-            images=[],
-            status="active",
-        )
-
-    return change
 
 
 def _reads(catalog: Catalog) -> int:
