@@ -210,6 +210,7 @@ def build(settings: config.Settings | None = None) -> Deps:
         catalog_store,
         page_cache,
         on_stock_low=lambda: metrics.inc("catalog_stock_low_total"),
+        on_page_built=lambda source: metrics.inc("catalog_page_builds_total", source),
     )
     # the edge calls Stripe only for refunds: fail fast (one attempt per request, the client
     # retries with its Idempotency-Key; the sweeper finishes the rest)

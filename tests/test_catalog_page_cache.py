@@ -182,12 +182,15 @@ async def test_a_page_one_worker_built_is_shared_with_the_other_with_its_live_st
     workers: list[Catalog],
 ) -> None:
     a, b = workers
+    sources: list[str] = []
+    a.on_page_built = b.on_page_built = sources.append  # the edge's metric
     pid = await _product(a, "Shared")
     built = await a.page(pid)
     assert built is not None
     reads = _reads(b)
     got = await b.page(pid)
     assert _reads(b) == reads  # from Redis: no PostgreSQL read, no build
+    assert sources == ['source="built"', 'source="shared"']
     assert got is not None
     assert (got.body, got.etag, got.headers) == (built.body, built.etag, built.headers)
     (sku,) = got.skus

@@ -20,6 +20,7 @@ EDGE_LABELS = {
     "dependency_failures_total": "dependency",
     "flash_sale_gate_decisions_total": "decision",
     "payments_webhooks_total": "outcome",
+    "catalog_page_builds_total": "source",
 }
 
 

@@ -448,6 +448,11 @@ EDGE_METRICS: Final[dict[str, tuple[str, str]]] = {
     ),
     "payments_webhooks_total": ("counter", "Stripe webhooks by outcome"),
     "catalog_stock_low_total": ("counter", "Stock level changes that crossed the low mark"),
+    "catalog_page_builds_total": (
+        "counter",
+        "Product pages a worker did not have, by source: shared (another worker's, from "
+        "Redis) or built (from PostgreSQL)",
+    ),
     "catalog_stock_copies_dropped_total": (
         "counter",
         "Copied stock values dropped on Redis' invalidation push (ADR 0019)",

@@ -232,6 +232,8 @@ class SharedPage(msgspec.Struct, array_like=True, frozen=True):
     thresholds: list[int]
 
 
+_BUILT: Final = 'source="built"'
+_SHARED: Final = 'source="shared"'
 _shared_encoder: Final = msgspec.msgpack.Encoder()
 _shared_decoder: Final = msgspec.msgpack.Decoder(SharedPage)
 # a variant's stock in the body as encoded at build time: an int no level reaches (the
@@ -452,11 +454,14 @@ class Catalog:
         store: CatalogStore,
         cache: PageCache,
         on_stock_low: Callable[[], None] = lambda: None,
+        on_page_built: Callable[[str], None] = lambda _: None,
     ):
         self.repo = repo
         self.store = store
         self.cache = cache
         self.on_stock_low = on_stock_low  # the metric
+        # the metric of pages this worker did not have: 'source="shared"' or 'source="built"'
+        self.on_page_built = on_page_built
         self._categories: dict[int, repo_mod.Category] = {}
         self._children: dict[int, list[int]] = {}
         self._tree_body: bytes = b""
@@ -743,8 +748,11 @@ class Catalog:
         built, gen = await self._shared(product_id)
         if built is None:
             built = await self._build(product_id)
+            self.on_page_built(_BUILT)
             if gen is not None and built.live:
                 await self._share(built, gen)
+        else:
+            self.on_page_built(_SHARED)
         self.cache.put(built if built is not _MISSING else _missing(product_id, self.cache), began)
         return built
 
