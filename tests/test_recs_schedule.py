@@ -33,6 +33,7 @@ from nexuscart.adapters.recs_registry import (
 from nexuscart.adapters.recs_store import LOG_KEY
 from nexuscart.domain import recs as rules
 from services.recommendations.schedule import TrainingScheduler
+from tests.conftest import ROOT
 from tests.test_recs_signals import _until, log_shoppers
 
 METRIC = rules.PROMOTE_METRIC
@@ -262,3 +263,81 @@ async def test_the_service_stopping_kills_a_running_child_at_once(
     assert dead(int(pids.read_text()))
     assert sum(map(runs, ("promoted", "kept", "skipped", "failed"))) == counted  # no outcome
     assert await own_db.get(TRAIN_LOCK_KEY) is None
+
+
+# a service's scheduler running one round of ``argv[3]`` (its pid file argv[4]; the lock's
+# time to live argv[5]), as a process of its own so that the test can SIGKILL it
+_SERVICE = """
+import asyncio, sys
+from pathlib import Path
+import redis.asyncio as aioredis
+from nexuscart.adapters.recs_registry import ModelRegistry
+from services.recommendations.schedule import TrainingScheduler
+
+async def main() -> None:
+    registry = ModelRegistry(Path(sys.argv[2]), aioredis.Redis.from_url(sys.argv[1]))
+    command = [sys.executable, "-c", sys.argv[3], sys.argv[4], "60"]
+    sched = TrainingScheduler(registry, 3600, command=command, lock_ttl_s=float(sys.argv[5]))
+    await sched.round(asyncio.Event())
+
+asyncio.run(main())
+"""
+
+
+def gone(pid: int) -> bool:
+    """Dead, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
+
+
+async def test_a_service_killed_with_sigkill_takes_its_training_child_with_it(
+    own_db: aioredis.Redis, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _SERVICE, os.environ["REDIS_URL"], str(tmp_path / "models"),
+        SLOW_SKIP, str(pids), "1.0", cwd=ROOT,
+    )  # fmt: skip
+    try:
+
+        async def started() -> bool:
+            return pids.exists() and pids.read_text().endswith("\n")
+
+        await _until(started, 20)
+        child = int(pids.read_text())
+        service.kill()  # no chance to stop its child
+        await service.wait()
+
+        async def child_gone() -> bool:
+            return gone(child)
+
+        await _until(child_gone, 5)
+    finally:
+        if service.returncode is None:
+            service.kill()
+            await service.wait()
+
+    async def lock_free() -> bool:  # nobody keeps the dead replica's lock: it expires
+        return await own_db.get(TRAIN_LOCK_KEY) is None
+
+    await _until(lock_free, 5)
+
+
+async def test_a_round_longer_than_the_locks_life_keeps_the_lock_until_it_ends(
+    registry: ModelRegistry, own_db: aioredis.Redis, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    sched = TrainingScheduler(registry, 3600, command=fake_command(SLOW_SKIP, pids, 2.0),
+                              lock_ttl_s=0.6)  # fmt: skip
+    other = TrainingScheduler(registry, 3600, command=fake_command(SLOW_SKIP, pids, 0))
+    running = asyncio.ensure_future(sched.round(asyncio.Event()))
+    await asyncio.sleep(1.5)  # well past the lock's 0.6 s
+    assert await own_db.get(TRAIN_LOCK_KEY) is not None
+    assert await other.round(asyncio.Event()) is None  # still this round's
+    assert await running == "skipped"
+    assert await own_db.get(TRAIN_LOCK_KEY) is None
+    assert len(pids.read_text().split()) == 1

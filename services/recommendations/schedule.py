@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
+import os
+import signal
 import sys
 import time
 import uuid
@@ -21,7 +26,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from nexuscart import observability
+from nexuscart import observability, tasks
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.domain import recs as rules
 from services.runtime import sleep_or_stop
@@ -34,10 +39,27 @@ TRAIN_COMMAND: Final = (
 # 1M interactions train in about a minute here (docs/recommendations.md), so the default
 # RECS_LOG_MAXLEN (2M) should take a few; a child still running after this is stuck
 TRAIN_TIMEOUT_S: Final = 1800.0
-# the lock outlives the child's timeout, so only a replica that died leaves it to expire
-LOCK_MARGIN_S: Final = 60.0
+# the lock lives this long unless its holder, while it trains, keeps it (every third of it):
+# a replica that dies frees it within this time
+LOCK_TTL_S: Final = 60.0
 
 Outcome = Literal["promoted", "kept", "skipped", "failed"]
+
+_PR_SET_PDEATHSIG: Final = 1
+_libc_name = ctypes.util.find_library("c")
+_prctl = getattr(ctypes.CDLL(_libc_name), "prctl", None) if _libc_name else None
+
+
+def _die_with_parent(parent: int) -> None:
+    """The child's preexec_fn: a service killed with SIGKILL (no chance to stop its child)
+    takes its training with it, instead of leaving it to run on, up to the timeout, with
+    nobody to read its answer. The kernel sends the signal; a parent already gone by the
+    time it is asked for is seen by the pid check. Only a prctl resolved before the fork:
+    nothing here takes a lock."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 class Summary(msgspec.Struct, frozen=True):
@@ -52,10 +74,12 @@ class TrainingScheduler:
     def __init__(
         self, registry: ModelRegistry, interval_s: float, *,
         timeout_s: float = TRAIN_TIMEOUT_S, command: Sequence[str] = TRAIN_COMMAND,
+        lock_ttl_s: float = LOCK_TTL_S,
     ) -> None:  # fmt: skip
         self.registry = registry
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.lock_ttl_ms = int(lock_ttl_s * 1000)
         self.command = tuple(command)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -71,14 +95,14 @@ class TrainingScheduler:
         came first). Never raises: a failed round waits for the next one."""
         token = uuid.uuid4().hex
         try:
-            if not await self.registry.lock_training(
-                token, int((self.timeout_s + LOCK_MARGIN_S) * 1000)
-            ):
+            if not await self.registry.lock_training(token, self.lock_ttl_ms):
                 log.info("recommendations: another replica is training; none this round")
                 return None
+            keeper = asyncio.ensure_future(self._keep_lock(token))
             try:
                 outcome = await self._train(stop)
             finally:
+                await tasks.stop(keeper)
                 await self.registry.unlock_training(token)
         except Exception:
             log.warning("recommendations: scheduled training failed", exc_info=True)
@@ -86,6 +110,16 @@ class TrainingScheduler:
         if outcome is not None:
             observability.RECS_TRAINING_RUNS.labels(outcome).inc()
         return outcome
+
+    async def _keep_lock(self, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lock_ttl_ms / 3000)
+            try:
+                if not await self.registry.refresh_training(token, self.lock_ttl_ms):
+                    log.warning("recommendations: the training lock was lost (it expired)")
+                    return
+            except Exception as exc:  # Redis away: try again; the lock may expire meanwhile
+                log.warning("recommendations: the training lock not kept: %r", exc)
 
     async def _train(self, stop: asyncio.Event) -> Outcome | None:
         t0 = time.monotonic()
@@ -118,8 +152,9 @@ class TrainingScheduler:
         """The command's exit status and output; None when it was killed (timeout, stop)."""
         pipe = asyncio.subprocess.PIPE
         proc = await asyncio.create_subprocess_exec(
-            *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe
-        )
+            *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+        )  # fmt: skip
         done = asyncio.ensure_future(proc.communicate())
         stopped = asyncio.ensure_future(stop.wait())
         try:

@@ -15,8 +15,9 @@ Keys (this module owns them):
   ``recs_rollback``).
 - ``recs:model:meta``: hash version -> meta.json, so the admin list needs no file access.
 - ``recs:train:lock``: held (``SET NX PX``, a random token) by the one replica of the
-  service whose scheduled training runs; released only by its holder (``recs_train_unlock``)
-  and expiring should the holder die.
+  service whose scheduled training runs; kept alive by its holder while it trains
+  (``recs_train_refresh``), released only by it (``recs_train_unlock``), and expiring soon
+  after the holder dies.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ VERSION_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 _PROMOTE: Final = Script("recs_promote")
 _ROLLBACK: Final = Script("recs_rollback")
 _TRAIN_UNLOCK: Final = Script("recs_train_unlock")
+_TRAIN_REFRESH: Final = Script("recs_train_refresh")
 
 
 def _text(raw: object) -> str | None:
@@ -75,6 +77,7 @@ class ModelRegistry:
             self._promote = _PROMOTE.for_client(redis)
             self._rollback = _ROLLBACK.for_client(redis)
             self._train_unlock = _TRAIN_UNLOCK.for_client(redis)
+            self._train_refresh = _TRAIN_REFRESH.for_client(redis)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -154,6 +157,10 @@ class ModelRegistry:
     async def lock_training(self, token: str, ttl_ms: int) -> bool:
         """Take the training lock for ``ttl_ms``; False when another holder has it."""
         return bool(await self.redis.set(TRAIN_LOCK_KEY, token, nx=True, px=ttl_ms))
+
+    async def refresh_training(self, token: str, ttl_ms: int) -> bool:
+        """Keep the lock ``ttl_ms`` more if ``token`` still holds it (False: it does not)."""
+        return bool(await self._train_refresh(keys=[TRAIN_LOCK_KEY], args=[token, ttl_ms]))
 
     async def unlock_training(self, token: str) -> bool:
         """Release the lock if ``token`` still holds it (False: it expired, or is another's)."""
