@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
@@ -17,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexuscart import config
-from nexuscart.adapters.catalog_store import CatalogStore, StockLevel, stock_key
+from nexuscart.adapters.catalog_store import (
+    CatalogStore,
+    StockLevel,
+    page_gen_key,
+    page_key,
+    stock_key,
+)
 from nexuscart.adapters.key_mirror import KeyMirror
 from nexuscart.adapters.redis_pipe import RedisPipe, TickBatch
 
@@ -220,3 +227,23 @@ async def test_a_stock_read_takes_the_copied_keys_from_the_copies_and_reads_the_
     finally:
         pipe.close()
         await redis_client.delete(ka, kb)
+
+
+async def test_a_shared_page_read_is_not_tracked_so_its_changes_push_nothing(
+    settings: config.Settings, redis_client: aioredis.Redis
+) -> None:
+    """The shared pages' keys change with every product change; read on the tracking pipe,
+    each change would be pushed to every worker as if stock had moved."""
+    pushed: list[int] = []
+    m = KeyMirror(max_keys=100, on_invalidated=pushed.append)
+    pipe = await _pipe(settings, m)
+    store = CatalogStore(redis_client, pipe, copies=m)
+    pid = 10**15 + secrets.randbelow(10**9)
+    try:
+        assert await store.shared_page(pid) == (None, b"0")
+        await store.publish_changed(pid)
+        assert await pipe.execute([(b"PING",)]) == [b"PONG"]  # a push would be in before it
+        assert pushed == []
+    finally:
+        pipe.close()
+        await redis_client.delete(page_key(pid), page_gen_key(pid))

@@ -13,7 +13,7 @@ Keys (this module owns them):
   read failed resumes where it was (and serves uncached meanwhile). Capped near
   CHANGES_MAXLEN entries.
 - ``cat:{p<id>}:page``: the product's page as one worker built it, shared with the others
-  (``share_page``; its layout is the caller's), expiring like a worker's page;
+  (``share_page``; its layout is the caller's), expiring within a worker's page TTL;
   ``cat:{p<id>}:gen``: the product's generation, moved on by every announced change, which
   deletes the shared page first (``publish_changed``). Tagged per product: the put script's
   two keys share a slot.
@@ -197,10 +197,14 @@ class CatalogStore:
         await pipe.execute()
 
     async def shared_page(self, product_id: int) -> tuple[bytes | None, bytes]:
-        """The product's shared page (None: none) and its generation, in one read (shared
-        with the other reads of this event-loop tick): a page built from PostgreSQL after
-        this read may be shared under that generation."""
-        page, gen = await self._mget([page_key(product_id), page_gen_key(product_id)])
+        """The product's shared page (None: none) and its generation, in one read: a page
+        built from PostgreSQL after this read may be shared under that generation. On the
+        pooled client, not the hot-read pipe: the pipe's reads are tracked for the stock
+        copies, and these keys' changes are no stock change to be pushed."""
+        page, gen = cast(
+            "list[bytes | None]",
+            await self.client.mget([page_key(product_id), page_gen_key(product_id)]),
+        )
         return page, gen or b"0"
 
     async def share_page(self, product_id: int, gen: bytes, page: bytes, ttl_ms: int) -> bool:
