@@ -196,6 +196,8 @@ def build(settings: config.Settings | None = None) -> Deps:
     catalog_pipe = RedisPipe(
         s.redis.url, timeout, tracking=(stock_copies.invalidate, stock_copies.reset)
     )
+    # the shared pages' reads (ADR 0020): a lean connection of their own, not tracked
+    pages_pipe = RedisPipe(s.redis.url, timeout)
     # live stock reads answer what is available: less what everyday orders reserved or sold
     catalog_store = CatalogStore(
         client,
@@ -203,6 +205,7 @@ def build(settings: config.Settings | None = None) -> Deps:
         held=(reservations.level_key, reservations.held_units),
         mirror=reservations.ReservationStore(client).mirror_levels,
         copies=stock_copies,
+        plain=pages_pipe,
     )
     page_cache = PageCache(s.catalog.page_ttl_s, s.catalog.page_cache_max)
     catalog = Catalog(
@@ -271,6 +274,7 @@ def build(settings: config.Settings | None = None) -> Deps:
     deps.background.append(ChangeFeed(catalog_store, page_cache, block_ms=block_ms).run)
     deps.closers.append(store.close)
     deps.closers.append(catalog_pipe.close)
+    deps.closers.append(pages_pipe.close)
     deps.closers.append(accounts.close)
     return deps
 

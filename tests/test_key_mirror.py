@@ -237,13 +237,16 @@ async def test_a_shared_page_read_is_not_tracked_so_its_changes_push_nothing(
     pushed: list[int] = []
     m = KeyMirror(max_keys=100, on_invalidated=pushed.append)
     pipe = await _pipe(settings, m)
-    store = CatalogStore(redis_client, pipe, copies=m)
+    plain = RedisPipe(settings.redis.url, 2.0)  # as edge/deps.py wires it
+    store = CatalogStore(redis_client, pipe, copies=m, plain=plain)
     pid = 10**15 + secrets.randbelow(10**9)
     try:
         assert await store.shared_page(pid) == (None, b"0")
         await store.publish_changed(pid)
         assert await pipe.execute([(b"PING",)]) == [b"PONG"]  # a push would be in before it
         assert pushed == []
+        assert await store.shared_page(pid) == (None, b"1")
     finally:
+        plain.close()
         pipe.close()
         await redis_client.delete(page_key(pid), page_gen_key(pid))

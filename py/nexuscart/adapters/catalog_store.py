@@ -79,6 +79,7 @@ class CatalogStore:
         held: tuple[Callable[[str], bytes], Callable[[bytes | None], int]] | None = None,
         mirror: Callable[[Sequence[tuple[str, StockLevel]]], Awaitable[None]] | None = None,
         copies: KeyMirror | None = None,
+        plain: RedisPipe | None = None,
     ):
         self.client = client
         self.pipe = pipe  # the lean connection for the hot reads (GET /inventory, pages)
@@ -88,6 +89,8 @@ class CatalogStore:
         # (the pipe must track them: RedisPipe(tracking=(copies.invalidate, copies.reset)))
         self.copies = copies
         self._batch = TickBatch(pipe) if pipe is not None else None
+        # reads that must not be tracked (shared pages): a lean connection without tracking
+        self._plain = TickBatch(plain) if plain is not None else None
         self._set = _SET.for_client(client)
         self._keys: dict[str, tuple[bytes, bytes]] = {}  # SKU -> (stock key, held key)
         self._page_put = _PAGE_PUT.for_client(client)
@@ -145,7 +148,7 @@ class CatalogStore:
         read before parsing them); this worker's copies answer the keys they have."""
         copies = self.copies
         if copies is None or self._batch is None:
-            return await self._mget(keys)
+            return await self._mget(keys, self._batch)
         values = copies.get(keys)
         if values is not None:
             return values
@@ -154,15 +157,15 @@ class CatalogStore:
         got = [known.get(k, _ABSENT) for k in keys]
         missing = [k for k, v in zip(keys, got, strict=True) if v is _ABSENT]
         began = copies.begin()
-        reply = await self._mget(missing)
+        reply = await self._mget(missing, self._batch)
         copies.put(missing, reply, began)
         read = iter(reply)
         return [next(read) if v is _ABSENT else v for v in got]
 
-    async def _mget(self, keys: list[bytes]) -> list[bytes | None]:
-        if self._batch is None:
+    async def _mget(self, keys: list[bytes], batch: TickBatch | None) -> list[bytes | None]:
+        if batch is None:
             return cast("list[bytes | None]", await self.client.mget(keys))
-        (reply,) = await self._batch.execute([(b"MGET", *keys)])
+        (reply,) = await batch.execute([(b"MGET", *keys)])
         if isinstance(reply, Exception):
             raise reply
         return cast("list[bytes | None]", reply)
@@ -197,14 +200,11 @@ class CatalogStore:
         await pipe.execute()
 
     async def shared_page(self, product_id: int) -> tuple[bytes | None, bytes]:
-        """The product's shared page (None: none) and its generation, in one read: a page
-        built from PostgreSQL after this read may be shared under that generation. On the
-        pooled client, not the hot-read pipe: the pipe's reads are tracked for the stock
-        copies, and these keys' changes are no stock change to be pushed."""
-        page, gen = cast(
-            "list[bytes | None]",
-            await self.client.mget([page_key(product_id), page_gen_key(product_id)]),
-        )
+        """The product's shared page (None: none) and its generation, in one read (sent with
+        the other misses of this event-loop tick): a page built from PostgreSQL after this
+        read may be shared under that generation. Not on the stock pipe: its reads are
+        tracked for the stock copies, and these keys' changes are no stock change to push."""
+        page, gen = await self._mget([page_key(product_id), page_gen_key(product_id)], self._plain)
         return page, gen or b"0"
 
     async def share_page(self, product_id: int, gen: bytes, page: bytes, ttl_ms: int) -> bool:
