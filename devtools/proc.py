@@ -9,8 +9,6 @@ module and not a library.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -20,24 +18,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nexuscart.children import die_with_parent
+
 
 class StartError(RuntimeError):
     """A process did not become ready. The first line says which and why; the log's tail
     follows on indented lines."""
-
-
-_PR_SET_PDEATHSIG = 1
-_libc_name = ctypes.util.find_library("c")
-_prctl: Any = (
-    getattr(ctypes.CDLL(_libc_name, use_errno=True), "prctl", None) if _libc_name else None
-)
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: if the supervisor is SIGKILLed (no chance to clean up), the kernel sends
-    the child SIGTERM. Only a prctl resolved before fork: nothing here takes a lock."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def group_alive(pgid: int) -> bool:
@@ -150,8 +136,8 @@ class Process:
             os.nice(self.nice)
         if self.idle:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        if self.die_with_parent:
-            _die_with_parent()
+        if self.die_with_parent:  # the supervisor SIGKILLed: the child gets SIGTERM
+            die_with_parent(signal.SIGTERM)
 
     def _copy(self) -> None:
         assert self.proc is not None

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import logging
 import os
@@ -28,6 +26,7 @@ import msgspec
 
 from nexuscart import observability, tasks
 from nexuscart.adapters.recs_registry import ModelRegistry
+from nexuscart.children import die_with_parent
 from nexuscart.domain import recs as rules
 from services.runtime import sleep_or_stop
 
@@ -44,22 +43,6 @@ TRAIN_TIMEOUT_S: Final = 1800.0
 LOCK_TTL_S: Final = 60.0
 
 Outcome = Literal["promoted", "kept", "skipped", "failed"]
-
-_PR_SET_PDEATHSIG: Final = 1
-_libc_name = ctypes.util.find_library("c")
-_prctl = getattr(ctypes.CDLL(_libc_name), "prctl", None) if _libc_name else None
-
-
-def _die_with_parent(parent: int) -> None:
-    """The child's preexec_fn: a service killed with SIGKILL (no chance to stop its child)
-    takes its training with it, instead of leaving it to run on, up to the timeout, with
-    nobody to read its answer. The kernel sends the signal; a parent already gone by the
-    time it is asked for is seen by the pid check. Only a prctl resolved before the fork:
-    nothing here takes a lock."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 class Summary(msgspec.Struct, frozen=True):
@@ -153,7 +136,8 @@ class TrainingScheduler:
         pipe = asyncio.subprocess.PIPE
         proc = await asyncio.create_subprocess_exec(
             *self.command, stdin=asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            # a service killed with SIGKILL takes its training with it
+            preexec_fn=functools.partial(die_with_parent, signal.SIGKILL, os.getpid()),
         )  # fmt: skip
         done = asyncio.ensure_future(proc.communicate())
         stopped = asyncio.ensure_future(stop.wait())
