@@ -193,7 +193,8 @@ async def test_a_page_one_worker_built_is_shared_with_the_other_with_its_live_st
     assert sources == ['source="built"', 'source="shared"']
     assert got is not None
     assert (got.body, got.etag, got.headers) == (built.body, built.etag, built.headers)
-    (sku,) = got.skus
+    assert got.shared is not None
+    (sku,) = got.shared.skus
     await b.store.set_levels([(sku, StockLevel(7, 3, 5))])
     assert b'"available":3,"stock_status":"low_stock"' in (await b.show(got)).body
 
@@ -220,7 +221,8 @@ async def test_a_build_that_read_the_product_before_a_change_is_not_shared(
     old = await a._build(pid)
     await a.repo.write(pid, 1, uuid.uuid4().hex, _rename("After"))
     await _announce(a, pid)  # ...and the change is announced before it shares
-    await a._share(old, gen)
+    assert old.shared is not None
+    await a._share(pid, old.shared, gen)
     assert await a.store.shared_page(pid) == (None, b"1")
     page = await b.page(pid)
     assert page is not None

@@ -55,7 +55,9 @@ def settle(w: World) -> None:
 
 
 def closed_with_intent(w: World) -> tuple[OrderToPay, str]:
-    """An order whose intent was opened at stripe-mock, then whose hold ended; its intent."""
+    """An order whose intent was opened at stripe-mock, then whose hold ended (what earlier
+    tests left due cancelled first); its intent."""
+    settle(w)
     order = new_order()
     assert w.run(w.payments.request(order)) == "requested"
     assert w.run(w.payments.order_closed(order.user_id, order.order_id, None)) == "applied"
@@ -114,7 +116,6 @@ UNEXPECTED_STATE = {
 def test_a_closed_orders_open_intent_is_canceled_once_and_its_payment_says_so(
     world: World,  # noqa: F811
 ) -> None:
-    settle(world)
     order, ref = closed_with_intent(world)
     provider, payments = recording(world)
     before = cancels("canceled")
@@ -134,7 +135,6 @@ def test_a_closed_orders_open_intent_is_canceled_once_and_its_payment_says_so(
 def test_sweepers_racing_over_a_closed_order_send_one_cancellation_key(
     world: World,  # noqa: F811
 ) -> None:
-    settle(world)
     order, ref = closed_with_intent(world)
     provider, payments = recording(world)
 
@@ -177,7 +177,6 @@ def free_port() -> int:
 def test_while_the_provider_is_down_the_payment_waits_and_the_service_keeps_sweeping(
     world: World,  # noqa: F811
 ) -> None:
-    settle(world)
     order, ref = closed_with_intent(world)
     down, payments = recording(
         world,
@@ -213,7 +212,6 @@ def test_while_the_provider_is_down_the_payment_waits_and_the_service_keeps_swee
 def test_a_cancel_refused_for_another_reason_is_asked_again_next_pass(
     world: World,  # noqa: F811
 ) -> None:
-    settle(world)
     order, ref = closed_with_intent(world)
     missing = {"type": "invalid_request_error", "code": "resource_missing", "message": "No such"}
     before = cancels("refused")
@@ -257,7 +255,6 @@ def refunded_once(w: World, order: OrderToPay) -> None:
 def test_a_success_arriving_after_the_intent_was_canceled_is_refunded_exactly_once(
     world: World,  # noqa: F811
 ) -> None:
-    settle(world)
     order, ref = closed_with_intent(world)
     provider, payments = recording(world)
     assert world.run(payments.cancel_closed()) == 1
@@ -273,7 +270,6 @@ def test_a_success_arriving_after_the_intent_was_canceled_is_refunded_exactly_on
 def test_stripe_refusing_the_cancel_of_a_succeeded_intent_is_an_answer_and_the_payment_refunded(
     world: World,  # noqa: F811
 ) -> None:
-    settle(world)
     order, ref = closed_with_intent(world)
     before = cancels("too_late")
 

@@ -204,13 +204,13 @@ class Page:
     expires_at: float  # monotonic
     parts: tuple[bytes, ...] = ()
     keys: list[bytes] = field(default_factory=list)
-    skus: tuple[str, ...] = ()
     thresholds: tuple[int, ...] = ()
     version: int = 0
     cache_control: str = ""
     live: bool = False
     # the last answer, reused while the stock values read stay the same
     memo: list[Any] = field(default_factory=list)
+    shared: SharedPage | None = None  # what the build made, as the workers share it
 
     @property
     def built(self) -> Shown:
@@ -690,11 +690,11 @@ class Catalog:
             expires_at=self.cache.expiry(),
             parts=tuple(s.parts),
             keys=self.store.keys(s.skus),
-            skus=tuple(s.skus),
             thresholds=tuple(s.thresholds),
             version=s.version,
             cache_control=cc,
             live=live,
+            shared=s,
         )
         built = _shown(page, levels)
         page.memo[:] = [None, levels, built]
@@ -746,14 +746,13 @@ class Catalog:
 
     async def _build_and_keep(self, product_id: int, began: int) -> Page:
         built, gen = await self._shared(product_id)
+        share = built is None
         if built is None:
             built = await self._build(product_id)
-            self.on_page_built(_BUILT)
-            if gen is not None and built.live:
-                await self._share(built, gen)
-        else:
-            self.on_page_built(_SHARED)
+        self.on_page_built(_BUILT if share else _SHARED)
         self.cache.put(built if built is not _MISSING else _missing(product_id, self.cache), began)
+        if share and gen is not None and built.live and built.shared is not None:
+            await self._share(product_id, built.shared, gen)  # views from now on hit the cache
         return built
 
     async def _shared(self, product_id: int) -> tuple[Page | None, bytes | None]:
@@ -776,17 +775,14 @@ class Catalog:
             return None, gen
         return self._assemble(product_id, s, levels, True), gen
 
-    async def _share(self, page: Page, gen: bytes) -> None:
+    async def _share(self, product_id: int, shared: SharedPage, gen: bytes) -> None:
         """Best effort: a page not shared is built again by the next worker that needs it."""
-        blob = _shared_encoder.encode(
-            SharedPage(page.status, page.seller_id, page.version, list(page.parts),
-                       list(page.skus), list(page.thresholds))
-        )  # fmt: skip
+        blob = _shared_encoder.encode(shared)
         # half a worker's TTL: a page taken from it near its end is kept by that worker
         # for at most one TTL more, so the last-resort bound stays 1.5 TTLs
         ttl_ms = int(self.cache.ttl_s * 500)
         with contextlib.suppress(Unavailable), redis_errors():
-            await self.store.share_page(page.product_id, gen, blob, ttl_ms)
+            await self.store.share_page(product_id, gen, blob, ttl_ms)
 
     def _built(self, product_id: int, future: asyncio.Future[Page]) -> None:
         building = self._building.get(product_id)
