@@ -467,7 +467,12 @@ def main() -> int:
             # fresh buyers for every run: a token range of its own
             write_tokens(tokens, secret, 10_000_000 * (n + 1), args.buyers)
             sale = create_sale(srv.url, secret, units=args.units, limit=1)
+            cpu0 = cpu_by_part(srv.pid)
             storm = purchases(sale, args.seconds)
+            # what each part took of the two cores while wrk ran: the pipeline catching up on
+            # the run's holds competes with the edge for them
+            cpu1 = cpu_by_part(srv.pid)
+            storm["cpu_s"] = {part: cpu1[part] - cpu0.get(part, 0.0) for part in cpu1}
             h = held(sale)
             orders = asyncio.run(orders_of_sale(server.env["PG_DSN"], sale, h, 60))
             # the next run starts on a drained pipeline: every order's payment intent asked for
@@ -480,6 +485,8 @@ def main() -> int:
                 file=sys.stderr,
             )
         results["sell_out"] = runs
+        results["sell_out_seconds"] = args.seconds
+        results["cores"] = os.cpu_count()
         # After the sell-out, fresh buyers keep coming: count every Redis command (INFO
         # commandstats, background polling and services included) per rejected request.
         write_tokens(tokens, secret, 90_000_000, args.buyers // 2)
@@ -566,6 +573,22 @@ def report(res: dict[str, Any]) -> None:
         *(f"| {part} | {us:,.0f} |" for part, us in sorted(cpu.items(), key=lambda kv: -kv[1])),
         f"| total | {sum(cpu.values()):,.0f} |",
     ]
+    runs = res["sell_out"]
+    parts = sorted(runs[0].get("cpu_s", {}), key=lambda p: -sum(r["cpu_s"][p] for r in runs))
+    if parts:
+        lines += [
+            "",
+            "CPU seconds each part used while wrk ran a sell-out storm (user + system; the "
+            "load generator's own is not in it; "
+            f"{res['cores'] * res['sell_out_seconds']} core-seconds in a run):",
+            "",
+            "| part | " + " | ".join(f"run {n}" for n in range(1, len(runs) + 1)) + " |",
+            "|---|" + "---|" * len(runs),
+            *(
+                f"| {part} | " + " | ".join(f"{r['cpu_s'][part]:.1f}" for r in runs) + " |"
+                for part in parts
+            ),
+        ]
     lines += [
         "",
         "Open loop (vegeta, fixed offered rate):",

@@ -4,17 +4,20 @@
 -- KEYS[1] recs:recent:<user>, KEYS[2] recs:bought:<user> (a user 0's: empty)
 -- ARGV[1] recent items to expand, ARGV[2] neighbours per seed, ARGV[3] the number c of
 -- context products (a product page: 1; a cart: its main lines; 0: none), ARGV[4] trending
--- items per seed category (0: none), ARGV[5..4+c] the context products, then the
--- candidates the caller holds (its precomputed list) to check against the bought items.
+-- items per seed category (0: none), ARGV[5] the most bought items returned whole,
+-- ARGV[6..5+c] the context products, then the candidates the caller holds (its
+-- precomputed list) to check against the bought items.
 -- Seeds: the context products, then the shopper's ARGV[1] most recent items.
 -- Returns {recent ids, {viewed-together ids of each seed, by rank}, {bought-together ids of
--- each seed}, {trending ids of each distinct seed category}, bought ids among the
--- neighbours and the candidates}.
+-- each seed}, {trending ids of each distinct seed category}, bought ids, whole}: whole is 1
+-- when the bought ids are the shopper's whole set (at most ARGV[5] items), else 0 and they
+-- are those among the neighbours, the trending items and the candidates.
 local n_recent, n_neigh = tonumber(ARGV[1]), tonumber(ARGV[2])
 local n_context, n_trend = tonumber(ARGV[3]), tonumber(ARGV[4])
+local inline_max = tonumber(ARGV[5])
 local recent = redis.call('ZRANGE', KEYS[1], 0, n_recent - 1, 'REV')
 local seeds = {}
-for i = 5, 4 + n_context do seeds[#seeds + 1] = ARGV[i] end
+for i = 6, 5 + n_context do seeds[#seeds + 1] = ARGV[i] end
 for _, id in ipairs(recent) do seeds[#seeds + 1] = id end
 local covis, cobuy, trend, cand, cats = {}, {}, {}, {}, {}
 for n, id in ipairs(seeds) do
@@ -31,9 +34,12 @@ for n, id in ipairs(seeds) do
     end
   end
 end
-local bought = {}
-if redis.call('SCARD', KEYS[2]) > 0 then
-  for i = 5 + n_context, #ARGV do cand[#cand + 1] = ARGV[i] end
+local bought, n_bought = {}, redis.call('SCARD', KEYS[2])
+if n_bought > 0 and n_bought <= inline_max then
+  return {recent, covis, cobuy, trend, redis.call('SMEMBERS', KEYS[2]), 1}
+end
+if n_bought > 0 then
+  for i = 6 + n_context, #ARGV do cand[#cand + 1] = ARGV[i] end
   for _, t in ipairs(trend) do for _, x in ipairs(t) do cand[#cand + 1] = x end end
   for at = 1, #cand, 1000 do  -- unpack has a stack limit
     local chunk = {unpack(cand, at, math.min(at + 999, #cand))}
@@ -41,4 +47,4 @@ if redis.call('SCARD', KEYS[2]) > 0 then
     for i, h in ipairs(hit) do if h == 1 then bought[#bought + 1] = chunk[i] end end
   end
 end
-return {recent, covis, cobuy, trend, bought}
+return {recent, covis, cobuy, trend, bought, n_bought == 0 and 1 or 0}
