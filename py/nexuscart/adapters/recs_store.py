@@ -86,8 +86,8 @@ class Item(NamedTuple):
 class Live(NamedTuple):
     """What ``serve`` read: the shopper's recent items (newest first), the viewed-together
     and bought-together neighbours of each seed (the context product, then the recent
-    items), by rank, trending in the seeds' categories, and which of the neighbours and
-    candidates the shopper bought."""
+    items), by rank, trending in the seeds' categories, and what the shopper bought: all of
+    it when the set is small, else those of the neighbours and candidates (``serve``)."""
 
     recent: list[int]
     covis: list[list[int]]
