@@ -19,13 +19,11 @@ local recent = redis.call('ZRANGE', KEYS[1], 0, n_recent - 1, 'REV')
 local seeds = {}
 for i = 6, 5 + n_context do seeds[#seeds + 1] = ARGV[i] end
 for _, id in ipairs(recent) do seeds[#seeds + 1] = id end
-local covis, cobuy, trend, cand, cats = {}, {}, {}, {}, {}
+local covis, cobuy, trend, cats = {}, {}, {}, {}
 for n, id in ipairs(seeds) do
   -- by rank, not by score: a Lua string per score made each read 3x dearer
   covis[n] = redis.call('ZRANGE', 'recs:covis:' .. id, 0, n_neigh - 1, 'REV')
   cobuy[n] = redis.call('ZRANGE', 'recs:cobuy:' .. id, 0, n_neigh - 1, 'REV')
-  for _, x in ipairs(covis[n]) do cand[#cand + 1] = x end
-  for _, x in ipairs(cobuy[n]) do cand[#cand + 1] = x end
   if n_trend > 0 then
     local c = redis.call('HGET', 'recs:item:' .. id, 'c')
     if c and not cats[c] then
@@ -34,17 +32,21 @@ for n, id in ipairs(seeds) do
     end
   end
 end
-local bought, n_bought = {}, redis.call('SCARD', KEYS[2])
-if n_bought > 0 and n_bought <= inline_max then
-  return {recent, covis, cobuy, trend, redis.call('SMEMBERS', KEYS[2]), 1}
+local n_bought = redis.call('SCARD', KEYS[2])
+if n_bought <= inline_max then  -- none, or few enough to send whole
+  local all = n_bought > 0 and redis.call('SMEMBERS', KEYS[2]) or {}
+  return {recent, covis, cobuy, trend, all, 1}
 end
-if n_bought > 0 then
-  for i = 6 + n_context, #ARGV do cand[#cand + 1] = ARGV[i] end
-  for _, t in ipairs(trend) do for _, x in ipairs(t) do cand[#cand + 1] = x end end
-  for at = 1, #cand, 1000 do  -- unpack has a stack limit
-    local chunk = {unpack(cand, at, math.min(at + 999, #cand))}
-    local hit = redis.call('SMISMEMBER', KEYS[2], unpack(chunk))
-    for i, h in ipairs(hit) do if h == 1 then bought[#bought + 1] = chunk[i] end end
-  end
+-- a large set is checked item by item: the neighbours, the trending items and the caller's
+-- candidates
+local cand, bought = {}, {}
+for _, lists in ipairs({covis, cobuy, trend}) do
+  for _, ids in ipairs(lists) do for _, x in ipairs(ids) do cand[#cand + 1] = x end end
 end
-return {recent, covis, cobuy, trend, bought, n_bought == 0 and 1 or 0}
+for i = 6 + n_context, #ARGV do cand[#cand + 1] = ARGV[i] end
+for at = 1, #cand, 1000 do  -- unpack has a stack limit
+  local chunk = {unpack(cand, at, math.min(at + 999, #cand))}
+  local hit = redis.call('SMISMEMBER', KEYS[2], unpack(chunk))
+  for i, h in ipairs(hit) do if h == 1 then bought[#bought + 1] = chunk[i] end end
+end
+return {recent, covis, cobuy, trend, bought, 0}
