@@ -21,6 +21,7 @@ from nexuscart.adapters.catalog_store import CatalogStore
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.key_mirror import KeyMirror
 from nexuscart.adapters.orders_repo import OrdersRepo
+from nexuscart.adapters.payments_inbox import WebhookInbox
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.adapters.promotions import PromotionsRepo
@@ -218,6 +219,7 @@ def build(settings: config.Settings | None = None) -> Deps:
     # the edge calls Stripe only for refunds: fail fast (one attempt per request, the client
     # retries with its Idempotency-Key; the sweeper finishes the rest)
     stripe = StripeProvider(s.stripe, timeout_s=timeout, attempts=1, retry_budget_s=timeout)
+    payments_pipe = RedisPipe(s.redis.url, timeout)
     deps = Deps(
         settings=settings,
         redis=client,
@@ -228,9 +230,16 @@ def build(settings: config.Settings | None = None) -> Deps:
         accounts=accounts,
         catalog=catalog,
         metrics=metrics,
-        payments=Payments(PaymentsRepo(pg), stripe, s.stripe.webhook_secret),
+        # webhooks are recorded in the payments inbox (the service applies them): their own
+        # lean pipelined connection per worker
+        payments=Payments(
+            PaymentsRepo(pg),
+            stripe,
+            s.stripe.webhook_secret,
+            inbox=WebhookInbox(client, payments_pipe),
+        ),
     )
-    deps.closers.append(stripe.aclose)
+    deps.closers += [stripe.aclose, payments_pipe.close]
     deps.orders = Orders(OrdersRepo(pg), ReservationStore(client), deps.payments)
     deps.promotions = Promotions(PromotionsRepo(pg, client))
     # carts and checkouts: their own lean pipelined connection per worker

@@ -67,7 +67,9 @@ def routes(deps: Deps) -> list[Route]:
             "POST",
             "/webhooks/stripe",
             stripe_webhook,
-            "Stripe's webhook: signed events (Stripe-Signature), applied once per event id",
+            "Stripe's webhook: signed events (Stripe-Signature), recorded durably in the "
+            "payments inbox before the 200 and applied by the payments service once per event "
+            "id; 503 with Retry-After while the inbox is full",
             responses={200: WebhookOutcome},
             tags=("payments",),
         ),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -44,6 +46,13 @@ def run(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
     tune_gc()  # imports and setup done: the records in flight are what the collector sees
     uvloop.run(wrapper())
+
+
+def consumer_name() -> str:
+    """A Redis stream consumer's name, unique per process: two consumers under one name
+    would share (and hide) each other's pending entries, and a restarted one must not look
+    like the one that died."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

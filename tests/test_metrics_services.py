@@ -21,8 +21,8 @@ from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.adapters.payments_stripe import LATENCY_BUCKETS, CallStats
 from services.outbox_relay import pg_outbox
-from services.outbox_relay.relay import OutboxRelay, consumer_name
-from services.runtime import ConsumerLoop
+from services.outbox_relay.relay import OutboxRelay
+from services.runtime import ConsumerLoop, consumer_name
 from tests.test_consumer_loop import pool  # noqa: F401  (the pool fixture)
 from tests.test_flash_sale_store import buy, new_sale
 

@@ -24,7 +24,8 @@ from devtools.proc import Process
 from nexuscart import config, events
 from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import OUTBOX_GROUP, FlashSaleStore
-from services.outbox_relay.relay import OutboxRelay, consumer_name
+from services.outbox_relay.relay import OutboxRelay
+from services.runtime import consumer_name
 from tests.test_flash_sale_store import buy, new_sale
 
 ROOT = Path(__file__).resolve().parent.parent

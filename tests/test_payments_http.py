@@ -7,10 +7,12 @@ never above the capture; a buyer cancels a paid order and gets everything back o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -18,11 +20,13 @@ import httpx
 import stripe
 
 from nexuscart import auth, config
-from nexuscart.adapters import postgres
+from nexuscart.adapters import postgres, redis_conn
+from nexuscart.adapters.payments_inbox import WebhookInbox
 from nexuscart.adapters.payments_repo import OrderToPay, PaymentsRepo
 from nexuscart.adapters.payments_stripe import StripeProvider
 from nexuscart.app.payments import Payments
 from services.payments.bootstrap import demo_pay_main
+from services.payments.inbox import WebhookApplier
 from tests.conftest import EdgeServer
 
 SECRET = config.dev_defaults()["JWT_SECRET"]
@@ -60,23 +64,44 @@ def signed(body: bytes, secret: str = WEBHOOK_SECRET, ts: int | None = None) -> 
     return {"stripe-signature": str(header), "content-type": "application/json"}
 
 
+@contextlib.asynccontextmanager
+async def service_payments(settings: config.Settings) -> AsyncIterator[Payments]:
+    """The payments use cases as the payments service builds them (the default inbox)."""
+    pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
+    client = redis_conn.connect(settings.redis)
+
+    async def pg() -> asyncpg.Pool:
+        return pool
+
+    provider = StripeProvider(settings.stripe)
+    try:
+        yield Payments(PaymentsRepo(pg), provider, inbox=WebhookInbox(client))
+    finally:
+        await provider.aclose()
+        await client.aclose()
+        await pool.close()
+
+
 def open_payment(settings: config.Settings, order: OrderToPay) -> None:
     """What the payments service does for an order event: the intent with stripe-mock."""
 
     async def run() -> None:
-        pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
-
-        async def pg() -> asyncpg.Pool:
-            return pool
-
-        provider = StripeProvider(settings.stripe)
-        try:
-            await Payments(PaymentsRepo(pg), provider).request(order)
-        finally:
-            await provider.aclose()
-            await pool.close()
+        async with service_payments(settings) as payments:
+            await payments.request(order)
 
     asyncio.run(run())
+
+
+def apply_webhooks(settings: config.Settings) -> list[tuple[str, str]]:
+    """What the payments service does with the webhooks the edge recorded: apply them (event
+    id, outcome)."""
+
+    async def run() -> list[tuple[str, str]]:
+        async with service_payments(settings) as payments:
+            assert payments.inbox is not None
+            return await WebhookApplier(payments, payments.inbox).drain()
+
+    return asyncio.run(run())
 
 
 def new_order(amount: int = 1_000) -> OrderToPay:
@@ -111,11 +136,14 @@ def test_the_webhook_refuses_forgeries_and_applies_a_signed_event_once(
         assert view.json()["status"] == "pending"
         first = c.post(url, content=body, headers=signed(body))
         again = c.post(url, content=body, headers=signed(body))
-        assert (first.status_code, first.json()["outcome"]) == (200, "applied")
-        assert (again.status_code, again.json()["outcome"]) == (200, "duplicate")
+        assert (first.status_code, first.json()["outcome"]) == (200, "accepted")
+        assert (again.status_code, again.json()["outcome"]) == (200, "accepted")
         unknown = body.replace(b"payment_intent.succeeded", b"customer.created")
         r = c.post(url, content=unknown, headers=signed(unknown))
         assert (r.status_code, r.json()["outcome"]) == (200, "ignored")
+        # the payments service applies the event once; its repeat is a duplicate
+        mine = [o for e, o in apply_webhooks(settings) if e == json.loads(body)["id"]]
+        assert mine == ["applied", "duplicate"]
         view = c.get(
             f"{edge.url}/orders/{order.order_id}/payment", headers=bearer(order.user_id, "customer")
         )
@@ -133,7 +161,7 @@ def test_the_webhook_refuses_forgeries_and_applies_a_signed_event_once(
         )
         assert other.status_code == 404
         # the outcomes are counted on /metrics (workers publish theirs every second)
-        want = ('outcome="applied"', 'outcome="duplicate"', 'outcome="webhook-signature-invalid"')
+        want = ('outcome="accepted"', 'outcome="ignored"', 'outcome="webhook-signature-invalid"')
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             text = c.get(f"{edge.url}/metrics").text
@@ -154,6 +182,7 @@ def test_admin_partial_refunds_stop_at_the_capture_and_a_buyer_cancels_the_rest(
     refunds = f"{edge.url}/admin/orders/{order.order_id}/refunds"
     with httpx.Client(timeout=10) as c:
         assert c.post(f"{edge.url}/webhooks/stripe", content=body, headers=signed(body)).is_success
+        apply_webhooks(settings)  # as the payments service does
         spec = {"user_id": order.user_id, "amount_cents": 700}
         r = c.post(refunds, json=spec, headers=admin)
         assert r.status_code == 201, r.text
@@ -185,6 +214,7 @@ def test_demo_pay_confirms_with_the_test_card_and_delivers_the_signed_webhook(
     open_payment(settings, order)
     argv = [str(order.user_id), str(order.order_id), "--edge", edge.url]
     assert asyncio.run(demo_pay_main(argv)) == 0
+    apply_webhooks(settings)  # as the payments service does
     with httpx.Client(timeout=10) as c:
         view = c.get(
             f"{edge.url}/orders/{order.order_id}/payment", headers=bearer(order.user_id, "customer")

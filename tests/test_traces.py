@@ -20,7 +20,8 @@ from nexuscart import _core, config, events, observability
 from nexuscart.adapters import kafka
 from nexuscart.adapters.flash_sales import FlashSaleStore
 from nexuscart.app.flash_sales import FlashSales
-from services.outbox_relay.relay import OutboxRelay, consumer_name
+from services.outbox_relay.relay import OutboxRelay
+from services.runtime import consumer_name
 from tests.test_consumer_loop import Harness, pool  # noqa: F401  (the pool fixture)
 from tests.test_flash_sale_store import new_sale
 

@@ -71,6 +71,16 @@ OUTBOX_AGE: Final = Gauge(
     "Age of the oldest entry waiting in the outbox (0 when empty)",
     ["outbox"],
 )
+PAYMENT_WEBHOOKS_APPLIED: Final = Counter(
+    "nexuscart_payments_webhooks_applied_total",
+    "Webhook inbox entries the payments service took out of the inbox, by outcome (applied, "
+    "duplicate, unknown, dead: to the dead-letter stream)",
+    ["outcome"],
+)
+PAYMENT_INBOX_BACKLOG: Final = Gauge(
+    "nexuscart_payments_webhook_inbox_entries",
+    "Webhooks recorded by the edge and not applied yet, as last measured",
+)
 PAYMENT_INTENT_CANCELS: Final = Counter(
     "nexuscart_payments_intent_cancels_total",
     "Intents of orders closed unpaid the payments sweeper asked the provider to cancel, by "

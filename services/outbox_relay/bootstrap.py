@@ -22,9 +22,9 @@ from services.outbox_relay import pg_outbox
 from services.outbox_relay.catalog import CatalogOutboxRelay
 from services.outbox_relay.payments import PaymentsOutboxRelay
 from services.outbox_relay.pg_outbox import PgOutboxRelay
-from services.outbox_relay.relay import OutboxRelay, consumer_name
+from services.outbox_relay.relay import OutboxRelay
 from services.outbox_relay.users import UsersOutboxRelay
-from services.runtime import sleep_or_stop
+from services.runtime import consumer_name, sleep_or_stop
 
 MEASURE_EVERY_S = 5.0  # as often as Prometheus scrapes (scripts/server, compose)
 

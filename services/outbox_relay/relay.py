@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections.abc import Sequence
 
@@ -25,12 +23,6 @@ from nexuscart.adapters.flash_sales import FlashSaleStore, OutboxEntry
 from nexuscart.events import ORDERS_TOPIC
 
 log = logging.getLogger("nexuscart.relay")
-
-
-def consumer_name() -> str:
-    """Unique per process: two relays under one name would share (and hide) each other's
-    pending entries, and a restarted relay must not look like the one that died."""
-    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 class OutboxRelay:

@@ -1,6 +1,7 @@
 """Composition root of the payments service: the orders.v1 consumer that opens payments,
-the sweeper (late refunds; the intents of orders closed unpaid cancelled), the provider's
-counters in the log; and the reconcile and demo-pay commands."""
+the webhook loop (applies what the edge recorded in the webhook inbox), the sweeper (late
+refunds; the intents of orders closed unpaid cancelled), the provider's counters in the
+log; and the reconcile and demo-pay commands."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ import msgspec
 import stripe
 
 from nexuscart import config, events, observability
-from nexuscart.adapters import postgres
+from nexuscart.adapters import postgres, redis_conn
+from nexuscart.adapters.payments_inbox import WebhookInbox
 from nexuscart.adapters.payments_provider import ProviderUnavailable
 from nexuscart.adapters.payments_repo import PaymentsRepo
 from nexuscart.adapters.payments_stripe import LATENCY_BUCKETS, StripeProvider
 from nexuscart.app.payments import Payments
 from nexuscart.domain import payments as rules
+from services.payments.inbox import WebhookApplier
 from services.payments.reconcile import check
 from services.runtime import consume, sleep_or_stop
 
@@ -33,12 +36,14 @@ SWEEP_EVERY_S = 0.5
 STATS_EVERY_S = 10.0
 
 
-def build(settings: config.Settings, pool: asyncpg.Pool) -> tuple[Payments, StripeProvider]:
+def build(
+    settings: config.Settings, pool: asyncpg.Pool, inbox: WebhookInbox | None = None
+) -> tuple[Payments, StripeProvider]:
     async def pg() -> asyncpg.Pool:
         return pool
 
     provider = StripeProvider(settings.stripe)
-    return Payments(PaymentsRepo(pg), provider), provider
+    return Payments(PaymentsRepo(pg), provider, inbox=inbox), provider
 
 
 async def sweep(payments: Payments, stop: asyncio.Event) -> None:
@@ -73,10 +78,13 @@ async def report(provider: StripeProvider, stop: asyncio.Event) -> None:
 async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     pool = await postgres.create_pool(settings.postgres, timeout_s=10.0)
-    payments, provider = build(settings, pool)
+    client = redis_conn.connect(settings.redis)
+    inbox = WebhookInbox(client)
+    payments, provider = build(settings, pool, inbox)
     unregister = observability.register(observability.PaymentsCollector(provider, LATENCY_BUCKETS))
     try:
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(WebhookApplier(payments, inbox).run(stop))
             tasks.create_task(sweep(payments, stop))
             tasks.create_task(report(provider, stop))
             tasks.create_task(
@@ -91,6 +99,7 @@ async def main(stop: asyncio.Event) -> None:
     finally:
         unregister()
         await provider.aclose()
+        await client.aclose()
         await pool.close()
 
 

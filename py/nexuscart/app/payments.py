@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Final
 
 import msgspec
 import stripe
 
 from nexuscart import observability
+from nexuscart.adapters.payments_inbox import InboxEntry, InboxFull, WebhookInbox
 from nexuscart.adapters.payments_provider import (
     Intent,
     IntentRequest,
@@ -37,7 +38,7 @@ from nexuscart.adapters.payments_repo import (
     PaymentsRepo,
     Refund,
 )
-from nexuscart.app.errors import Refused, Unavailable, pg_errors
+from nexuscart.app.errors import Refused, Unavailable, pg_errors, redis_errors
 from nexuscart.domain import orders as order_rules
 from nexuscart.domain import payments as rules
 from nexuscart.events import (
@@ -120,8 +121,26 @@ def webhook_facts(ev: WebhookEvent) -> list[rules.Fact] | None:
 
 
 class WebhookOutcome(msgspec.Struct, frozen=True):
-    outcome: str  # applied | duplicate | ignored
+    # accepted (recorded in the inbox; the payments service applies it, once per event id)
+    # | ignored (a type we do not act on, or no order in the metadata: nothing recorded)
+    outcome: str
     detail: str = ""
+
+
+def webhook_change(ev: WebhookEvent) -> Change | WebhookOutcome:
+    """The change a verified provider event makes to its payment, or why it makes none."""
+    facts = webhook_facts(ev)
+    if facts is None:
+        return WebhookOutcome("ignored", f"type {ev.type} is not handled")
+    md = ev.data.object.metadata
+    user_id, order_id = _int(md.get("user_id")), _int(md.get("order_id"))
+    if user_id is None or order_id is None:
+        return WebhookOutcome("ignored", "no order in the metadata")
+    sale_raw = md.get("sale_id") or None
+    sale_id = _int(sale_raw) if sale_raw else None
+    obj = ev.data.object
+    create = OrderToPay(user_id, order_id, sale_id, obj.amount, obj.currency.lower())
+    return Change(user_id, rules.payment_id(order_id), tuple(facts), create, (ev.id, ev.type))
 
 
 class PaymentView(msgspec.Struct, frozen=True):
@@ -172,63 +191,6 @@ def refund_view(r: Refund) -> RefundView:
     )
 
 
-Applied = tuple[str, Payment | None]
-
-
-class ChangeBatcher:
-    """Webhook changes of one loop tick applied in one transaction (PaymentsRepo.apply_many):
-    one commit for a burst instead of one per event. At most ``max_in_flight`` batches run
-    at once (each holds a pooled connection); changes that arrive meanwhile wait for the
-    next batch. Each caller gets its own change's outcome, only after the commit."""
-
-    def __init__(self, repo: PaymentsRepo, max_batch: int = 256, max_in_flight: int = 4):
-        self.repo = repo
-        self.max_batch = max_batch
-        self.slots = asyncio.Semaphore(max_in_flight)
-        self.pending: list[tuple[Change, asyncio.Future[Applied]]] = []
-        self.waiting = False  # a runner is queued for a slot: new changes join its batch
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def submit(self, change: Change) -> asyncio.Future[Applied]:
-        fut: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        self.pending.append((change, fut))
-        if not self.waiting:
-            self._spawn()
-        return fut
-
-    def _spawn(self) -> None:
-        self.waiting = True
-        task = asyncio.ensure_future(self._run())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _run(self) -> None:
-        async with self.slots:
-            self.waiting = False
-            batch = self.pending[: self.max_batch]
-            del self.pending[: self.max_batch]
-            if self.pending:
-                self._spawn()
-            if not batch:
-                return
-            try:
-                results = await self.repo.apply_many([c for c, _ in batch])
-            except BaseException as exc:  # the whole transaction failed: every caller hears
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for (_, fut), r in zip(batch, results, strict=True):
-                if fut.done():
-                    continue  # its caller went away (a cancelled request)
-                if isinstance(r, BaseException):
-                    fut.set_exception(r)
-                else:
-                    fut.set_result(r)
-
-
 class Payments:
     def __init__(
         self,
@@ -236,14 +198,15 @@ class Payments:
         provider: PaymentProvider,
         webhook_secret: str = "",
         webhook_tolerance_s: int = WEBHOOK_TOLERANCE_S,
+        inbox: WebhookInbox | None = None,
     ):
         self.repo = repo
         self.provider = provider
         self.webhook_secret = webhook_secret
         self.webhook_tolerance_s = webhook_tolerance_s
+        self.inbox = inbox  # webhooks: the edge records them, the service applies them
         self.late_refunds = 0
         self._slots = asyncio.Semaphore(ORDER_CONCURRENCY)
-        self.webhooks = ChangeBatcher(repo)
 
     # -- the order side ------------------------------------------------------------------------
 
@@ -387,24 +350,41 @@ class Payments:
 
     # -- the provider's side ---------------------------------------------------------------------
 
-    async def apply_webhook(self, ev: WebhookEvent) -> WebhookOutcome:
-        """Apply a verified provider event, once per event id, recorded durably before the
-        caller answers 2xx. Unknown types and events without our metadata are ignored
-        (acknowledged, nothing changes)."""
-        facts = webhook_facts(ev)
-        if facts is None:
-            return WebhookOutcome("ignored", f"type {ev.type} is not handled")
-        md = ev.data.object.metadata
-        user_id, order_id = _int(md.get("user_id")), _int(md.get("order_id"))
-        if user_id is None or order_id is None:
-            return WebhookOutcome("ignored", "no order in the metadata")
-        sale_raw = md.get("sale_id") or None
-        sale_id = _int(sale_raw) if sale_raw else None
-        obj = ev.data.object
-        create = OrderToPay(user_id, order_id, sale_id, obj.amount, obj.currency.lower())
-        change = Change(user_id, rules.payment_id(order_id), tuple(facts), create, (ev.id, ev.type))
-        outcome, _ = await self.webhooks.submit(change)
-        return WebhookOutcome(outcome)
+    async def apply_inbox(
+        self, entries: Sequence[InboxEntry], transient: Callable[[BaseException], bool]
+    ) -> list[tuple[str, str]]:
+        """Apply inbox entries (the service's webhook loop): one transaction for the batch,
+        then the entries leave the inbox. An entry that does not decode, or that the
+        database refuses alone for its data (not ``transient``), goes to the dead-letter
+        stream. Any other failure raises and leaves every entry in the inbox, to be applied
+        again (each event id is recorded once: what committed is a duplicate then). Answers
+        (provider event id or inbox entry id, outcome) per entry: applied | duplicate |
+        unknown (no payment and nothing to open one with) | dead."""
+        assert self.inbox is not None
+        good: list[tuple[InboxEntry, Change, str]] = []
+        out: list[tuple[str, str]] = []
+        dead: list[tuple[InboxEntry, str]] = []
+        for e in entries:
+            if e.change is None or e.change.webhook is None:
+                dead.append((e, "not a webhook change"))
+                out.append((e.entry_id.decode(), "dead"))
+            else:
+                good.append((e, e.change, e.change.webhook[0]))
+        results = await self.repo.apply_many([c for _, c, _ in good]) if good else []
+        done: list[bytes] = []
+        for r in results:
+            if isinstance(r, BaseException) and transient(r):
+                raise r
+        for (e, _, event_id), r in zip(good, results, strict=True):
+            if isinstance(r, BaseException):
+                dead.append((e, f"refused by the database: {r!r}"))
+                out.append((event_id, "dead"))
+            else:
+                done.append(e.entry_id)
+                out.append((event_id, r[0]))
+        await self.inbox.dead(dead)
+        await self.inbox.done(done)
+        return out
 
     # -- refunds -------------------------------------------------------------------------------
 
@@ -559,8 +539,17 @@ class Payments:
             ev = decode_webhook(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise Refused(400, "malformed-body", "Webhook body is not an event", str(exc)) from None
-        with pg_errors():
-            return await self.apply_webhook(ev)
+        change = webhook_change(ev)
+        if isinstance(change, WebhookOutcome):
+            return change
+        assert self.inbox is not None, "the edge's Payments records webhooks in the inbox"
+        try:
+            with redis_errors():
+                await self.inbox.add(change)
+        except InboxFull:
+            log.error("webhook inbox full: is the payments service applying it?")
+            raise Unavailable("payments inbox") from None
+        return WebhookOutcome("accepted")
 
     async def buyer_payment(self, user_id: int, order_id: int) -> PaymentView:
         with pg_errors():
