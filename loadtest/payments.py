@@ -8,10 +8,12 @@ environment names them):
                through retries + breaker, the payment row, PaymentRequested in the outbox)
                for new orders, the same concurrency: intents/s, and its ratio to 1.
   3. verify    the webhook signature check alone, in-process (the SDK's verifier): checks/s
-  4. webhooks  POST /webhooks/stripe on the edge under Granian (--workers), open loop
-               (vegeta) at --webhook-rate/s, every request a distinct payment_intent.succeeded
-               signed up front (verified, deduplicated, applied, PaymentSucceeded in the
-               outbox): answered 2xx/s, p50/p99.
+  4. webhooks  POST /webhooks/stripe on scripts/serve.py as shipped (its own stack, --workers
+               edge workers, the services on), open loop (vegeta) at --webhook-rate/s, every
+               request a distinct payment_intent.succeeded signed up front (verified,
+               recorded in the payments inbox): answered 2xx/s, p50/p99; then how long after
+               the run the payments service had applied them all (PaymentSucceeded in the
+               outbox) and how many payments succeeded.
   5. pipeline  CPU per order of the two consumers behind checkout, in this process:
                --orders encoded OrderPlaced records (3 lines, distinct users) decoded and fed
                in consumer batches of --batch to the payments service's handler (intent at
@@ -23,7 +25,7 @@ Not measured here: OrderPlaced -> PaymentRequested latency under a 2,000 orders/
 (it needs the purchase storm, the relay and the service together; see docs/payments.md).
 
 Usage: scripts/bench payments [--seconds 10] [--concurrency 32] [--workers 2]
-                              [--webhook-rate 2000] [--orders 5000] [--batch 500]
+                              [--webhook-rate 5000] [--orders 5000] [--batch 500]
                               [--phases ceiling,intents,verify,webhooks,pipeline]
 Writes loadtest/reports/payments-<time>.md and .json, and prints the table.
 """
@@ -46,14 +48,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import msgspec
 import stripe
 import uvloop
+from aiokafka import AIOKafkaConsumer
 
 from devtools import devstack
-from loadtest.storm import save_report, vegeta
+from loadtest.storm import Server, save_report, vegeta
 from nexuscart import config, events
-from nexuscart.adapters import postgres
+from nexuscart.adapters import kafka, payments_inbox, postgres, redis_conn
 from nexuscart.adapters.payments_repo import OrderToPay
 from services.orders.projector import OrdersProjector
 from services.payments import bootstrap as payments_service
@@ -233,36 +237,165 @@ async def phases(args: argparse.Namespace, settings: config.Settings) -> dict[st
         out["verify"] = {"per_s": round(n / (time.monotonic() - t0), 1)}
 
     if "webhooks" in args.phases:
-        edge = devstack.GranianServer("edge.app:app", {}, workers=args.workers, cwd=ROOT)
-        try:
-            # open loop (vegeta): every request a distinct event, signed up front (valid for
-            # 300 s, longer than any bounded run), so the client does no HMAC while it sends
-            n = args.webhook_rate * int(args.seconds)
-            targets = Path(tempfile.mkdtemp(prefix="nexuscart-bench-")) / "webhooks.jsonl"
-            with targets.open("w") as f:
-                for _ in range(n):
-                    b = succeeded_body(new_order())
-                    f.write(
-                        json.dumps(
-                            {
-                                "method": "POST",
-                                "url": f"{edge.url}/webhooks/stripe",
-                                "body": base64.b64encode(b).decode(),
-                                "header": {
-                                    "Stripe-Signature": [sign(b, secret)],
-                                    "Content-Type": ["application/json"],
-                                },
-                            }
-                        )
-                        + "\n"
-                    )
-            out["webhooks"] = vegeta(targets, args.webhook_rate, int(args.seconds))
-        finally:
-            edge.stop()
+        out["webhooks"] = await webhooks(args)
+    if "stream" in args.phases:
+        out["stream"] = await stream(args)
     return out
 
 
-PHASES = ("ceiling", "intents", "verify", "webhooks", "pipeline")
+async def webhooks(args: argparse.Namespace) -> dict[str, Any]:
+    """Phase 4 on ``scripts/serve.py`` as shipped (its own stack; the payments service
+    applying the inbox under SCHED_IDLE): the edge's answers, then how long after the run
+    the service had applied every event, and how many payments that made succeed."""
+    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+    server = Server(args.workers, work)
+    try:
+        secret = server.env["STRIPE_WEBHOOK_SECRET"]
+        # open loop (vegeta): every request a distinct event, signed up front (valid for
+        # 300 s, longer than any bounded run), so the client does no HMAC while it sends
+        n = args.webhook_rate * int(args.seconds)
+        orders = [new_order() for _ in range(n)]
+        signed = []
+        for order in orders:
+            b = succeeded_body(order)
+            signed.append((base64.b64encode(b).decode(), sign(b, secret)))
+        bare = devstack.GranianServer(
+            "loadtest.bare_app:app", {}, workers=args.workers, cwd=ROOT, ready_path="/"
+        )
+        try:  # the same requests, offered at the same rate, to a bare Granian endpoint
+            ceiling = vegeta(
+                targets(work / "bare.jsonl", f"{bare.url}/", signed),
+                args.webhook_rate,
+                int(args.seconds),
+            )
+        finally:
+            bare.stop()
+        path = targets(work / "webhooks.jsonl", f"{server.url}/webhooks/stripe", signed)
+        res = vegeta(path, args.webhook_rate, int(args.seconds))
+        res["bare"] = ceiling
+        res["applied"] = await applied_after(server.env, orders, timeout_s=300)
+        return res
+    finally:
+        server.stop()
+
+
+WARMUP_S = 3
+
+
+async def stream(args: argparse.Namespace) -> dict[str, Any]:
+    """Phase 6 on ``scripts/serve.py`` as shipped: OrderPlaced records produced to orders.v1
+    at --stream-rate/s (open loop, 10 ms ticks) for --seconds; each order's time until its
+    PaymentRequested reached payments.v1 (the payments service's intent at stripe-mock, the
+    row and the event committed, the outbox relayed), as a consumer of that topic sees it.
+    The first WARMUP_S of orders (the service's consumer joining its group, first
+    connections) are sent at the same rate but not counted."""
+    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+    server = Server(args.workers, work)
+    try:
+        kafka_settings = config.KafkaSettings(server.env["KAFKA_BOOTSTRAP"], "nexuscart-bench")
+        warm = args.stream_rate * WARMUP_S
+        records = placed_records(warm + args.stream_rate * int(args.seconds))
+        envs = [events.decode(r) for r in records]
+        measured = {e.data.order_id for e in envs[warm:]}
+        consumer = AIOKafkaConsumer(
+            events.PAYMENTS_TOPIC,
+            bootstrap_servers=kafka_settings.bootstrap,
+            auto_offset_reset="earliest",  # the server's stack is new: only this run's events
+        )
+        producer = kafka.producer(kafka_settings, "bench")
+        await consumer.start()
+        await producer.start()
+        sent: dict[int, float] = {}
+        seen: dict[int, float] = {}
+
+        async def produce() -> None:
+            t0, tick = time.monotonic(), 0.01
+            per_tick = max(1, round(args.stream_rate * tick))
+            for i in range(0, len(records), per_tick):
+                await asyncio.sleep(max(0.0, t0 + (i // per_tick) * tick - time.monotonic()))
+                now = time.time()
+                for raw, env in zip(records[i : i + per_tick], envs[i : i + per_tick], strict=True):
+                    await producer.send(events.ORDERS_TOPIC, raw, key=env.key.encode())
+                    sent[env.data.order_id] = now
+            await producer.flush()
+
+        async def consume(deadline: float) -> None:
+            while len(seen) < len(records) and time.monotonic() < deadline:
+                got = await consumer.getmany(timeout_ms=200)
+                now = time.time()
+                for recs in got.values():
+                    for r in recs:
+                        env = events.decode(r.value)
+                        if isinstance(env.data, events.PaymentRequested):
+                            seen.setdefault(env.data.order_id, now)
+
+        try:
+            await asyncio.gather(produce(), consume(time.monotonic() + args.seconds + 300))
+        finally:
+            await producer.stop()
+            await consumer.stop()
+    finally:
+        server.stop()
+    lat = sorted(1000 * (t - sent[o]) for o, t in seen.items() if o in measured)
+    got = [t for o, t in seen.items() if o in measured]
+    span = (max(got) - min(sent[o] for o in measured)) if got else 0.0
+
+    def pct(q: float) -> float:
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 1) if lat else 0.0
+
+    return {
+        "offered_per_s": args.stream_rate,
+        "orders": len(measured),
+        "requested": len(got),
+        "requested_per_s": round(len(got) / span, 1) if span else 0.0,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "max_ms": round(lat[-1], 1) if lat else 0.0,
+    }
+
+
+def targets(path: Path, url: str, signed: list[tuple[str, str]]) -> Path:
+    """vegeta's targets: a POST of each (base64 body, Stripe-Signature) to ``url``."""
+    with path.open("w") as f:
+        for body, signature in signed:
+            target = {
+                "method": "POST",
+                "url": url,
+                "body": body,
+                "header": {"Stripe-Signature": [signature], "Content-Type": ["application/json"]},
+            }
+            f.write(json.dumps(target) + "\n")
+    return path
+
+
+async def applied_after(
+    env: dict[str, str], orders: list[OrderToPay], timeout_s: float
+) -> dict[str, Any]:
+    """Wait for the payments service to empty the webhook inbox: seconds it took after the
+    run ended, and the bench's payments that succeeded."""
+    client = redis_conn.connect(config.RedisSettings(env["REDIS_URL"]))
+    t0 = time.monotonic()
+    try:
+        # polling another process's stream
+        while (left := int(await client.xlen(payments_inbox.STREAM))) and (  # noqa: ASYNC110
+            time.monotonic() - t0 < timeout_s
+        ):
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+    drained_s = time.monotonic() - t0
+    conn = await asyncpg.connect(env["PG_DSN"])
+    try:
+        paid = await conn.fetchval(
+            "SELECT count(*) FROM payments WHERE status = 'succeeded' AND payment_id = ANY($1)",
+            [f"pay_{o.order_id}" for o in orders],
+        )
+    finally:
+        await conn.close()
+    return {"drained_s": round(drained_s, 1), "left_in_inbox": left, "succeeded": paid}
+
+
+PHASES = ("ceiling", "intents", "verify", "webhooks", "pipeline", "stream")
 
 
 def main() -> int:
@@ -270,23 +403,24 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--webhook-rate", type=int, default=2000, help="signed events/s offered")
+    ap.add_argument("--webhook-rate", type=int, default=5000, help="signed events/s offered")
+    ap.add_argument("--stream-rate", type=int, default=2000, help="OrderPlaced/s produced")
     ap.add_argument("--orders", type=int, default=5000, help="OrderPlaced records (pipeline)")
     ap.add_argument("--batch", type=int, default=500, help="records per consumer batch")
     ap.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset")
     args = ap.parse_args()
     args.webhook_rate = max(1, min(args.webhook_rate, 10_000))
+    args.stream_rate = max(1, min(args.stream_rate, 10_000))
     args.seconds = max(0.5, min(args.seconds, 120.0))  # bounded
     args.concurrency = max(1, min(args.concurrency, 256))
     args.orders = max(1, min(args.orders, 100_000))
     args.batch = max(1, min(args.batch, 2_000))  # ConsumerLoop's max_records
     args.phases = [p for p in args.phases.split(",") if p in PHASES]
-    # the edge (webhooks) needs Redis and Kafka too; the other phases PostgreSQL + stripe-mock
-    parts = tuple(devstack.PARTS) if "webhooks" in args.phases else ("postgres", "stripe")
-    stack = devstack.start_stack(parts=parts)
+    # the other phases need PostgreSQL + stripe-mock (webhooks: a server with its own stack)
+    stack = devstack.start_stack(parts=("postgres", "stripe"))
     try:
         os.environ.update({**config.dev_defaults(), **stack.env})
-        # config requires them; no phase but webhooks (whole stack) connects to them
+        # config requires them; no phase here connects to them
         os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:1/0")
         os.environ.setdefault("KAFKA_BOOTSTRAP", "127.0.0.1:1")
         settings = config.load()
@@ -308,6 +442,14 @@ def main() -> int:
     return 0
 
 
+def vegeta_row(name: str, r: dict[str, Any]) -> str:
+    ok = r["status_codes"].get("200", 0)
+    return (
+        f"| {name} | {ok} | {r['requests'] - ok} | {round(r['throughput'], 1)} |"
+        f" {round(r['p50_ms'], 2)} | {round(r['p99_ms'], 2)} |"
+    )
+
+
 def report(res: dict[str, Any]) -> str:
     rows = [
         "| phase | ok | errors | per s | p50 ms | p99 ms |",
@@ -323,15 +465,27 @@ def report(res: dict[str, Any]) -> str:
     if "webhooks" in res:
         w = res["webhooks"]
         rows.append(
-            f"| webhooks (offered {w['rate']}/s) | {w['status_codes'].get('200', 0)} |"
-            f" {w['requests'] - w['status_codes'].get('200', 0)} | {round(w['throughput'], 1)} |"
-            f" {round(w['p50_ms'], 2)} | {round(w['p99_ms'], 2)} |"
+            vegeta_row(f"bare Granian, the same requests (offered {w['rate']}/s)", w["bare"])
         )
+        rows.append(vegeta_row(f"webhooks (offered {w['rate']}/s)", w))
     text = "\n".join(rows) + "\n\n"
     if "ratio_to_ceiling" in res.get("intents", {}):
         text += f"intents / stripe-mock ceiling: {res['intents']['ratio_to_ceiling']}\n"
     if "verify" in res:
         text += f"signature checks in-process: {res['verify']['per_s']}/s\n"
+    if "stream" in res:
+        st = res["stream"]
+        text += (
+            f"\nOrderPlaced -> PaymentRequested (offered {st['offered_per_s']}/s, {st['orders']}"
+            f" orders): {st['requested']} requested, {st['requested_per_s']}/s; p50"
+            f" {st['p50_ms']} ms, p99 {st['p99_ms']} ms, max {st['max_ms']} ms\n"
+        )
+    if "applied" in res.get("webhooks", {}):
+        a = res["webhooks"]["applied"]
+        text += (
+            f"webhooks applied by the payments service: inbox empty {a['drained_s']} s after the"
+            f" run ({a['left_in_inbox']} left), {a['succeeded']} payments succeeded\n"
+        )
     if "pipeline" in res:
         text += (
             "\n| consumer (OrderPlaced, in process) | orders | per s | CPU ms per order |"

@@ -25,6 +25,9 @@ log = logging.getLogger("nexuscart.relay.pg")
 
 BATCH: Final = 500
 IDLE_S: Final = 0.2  # poll interval while the outbox is empty: the event's added delay
+# poll interval after a batch that was not full: events still arriving wait this long, not
+# IDLE_S, and a poll still takes a few milliseconds' worth of rows, not one at a time
+BUSY_S: Final = 0.02
 
 
 class Row(Protocol):
@@ -95,4 +98,4 @@ class PgOutboxRelay(Generic[R]):
                 await sleep_or_stop(stop, 0.5)
                 continue
             if n < self.batch:
-                await sleep_or_stop(stop, self.idle_s)
+                await sleep_or_stop(stop, self.idle_s if n == 0 else min(BUSY_S, self.idle_s))

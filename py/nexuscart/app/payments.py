@@ -54,6 +54,9 @@ log = logging.getLogger("nexuscart.payments")
 ID_MAX: Final = 2**63 - 1
 # provider calls in flight per payments process (the pool and Stripe's rate limit bound it)
 ORDER_CONCURRENCY: Final = 32
+# intents stored (with their PaymentRequested) per transaction as the provider answers: one
+# concurrency window, so an order's event waits ~one window of calls, not its whole batch
+STORE_GROUP: Final = ORDER_CONCURRENCY
 # how old a signed webhook may be (Stripe's SDK default): an older one is a replay
 WEBHOOK_TOLERANCE_S: Final = 300
 # the orders.v1 events payments act on after an order's placement
@@ -219,9 +222,11 @@ class Payments:
     async def request_many(self, orders: Sequence[tuple[OrderToPay, Envelope | None]]) -> list[str]:
         """``request`` for a consumer batch: the rows opened with one statement, the
         provider asked concurrently (at most ``ORDER_CONCURRENCY`` calls at once), the
-        intents and their PaymentRequested stored in one transaction. Every order's call
-        finishes and every answer got is stored before a ProviderUnavailable is raised, so
-        a retried batch asks only for what is missing (and with the same keys)."""
+        intents and their PaymentRequested stored a group at a time as the answers come
+        (``STORE_GROUP``: an order waits for its group, not for the whole batch). Every
+        order's call finishes and every answer got is stored before a ProviderUnavailable
+        (or a failed store) is raised, so a retried batch asks only for what is missing, and
+        with the same keys (a group whose store failed is asked again: the same intents)."""
         known = await self.repo.open_many([o for o, _ in orders], self.provider.name)
         answers = ["exists"] * len(orders)
         todo: list[tuple[int, Payment, OrderToPay, Envelope | None]] = []
@@ -236,28 +241,37 @@ class Payments:
             # payment a webhook created first (we crashed after the call) still needs the
             # intent's id, which a refund is made against
             todo.append((n, pay, order, env))
-        got = await asyncio.gather(
-            *(self._intent(o, env) for _, _, o, env in todo), return_exceptions=True
-        )
-        records: list[IntentRecord] = []
-        failed: BaseException | None = None
-        for (n, pay, order, env), r in zip(todo, got, strict=True):
-            if isinstance(r, ProviderRefused):
-                log.warning("payment of order %s refused by the provider: %s", order.order_id, r)
+        answered: list[IntentRecord] = []
+        storing = asyncio.Lock()
+
+        async def store() -> None:
+            async with storing:
+                group = answered[:]
+                del answered[:]
+                if group:
+                    await self.repo.record_intents(group)
+
+        async def ask(n: int, pay: Payment, order: OrderToPay, env: Envelope | None) -> None:
+            try:
+                r = await self._intent(order, env)
+            except ProviderRefused as exc:
+                log.warning("payment of order %s refused by the provider: %s", order.order_id, exc)
                 pid = rules.payment_id(order.order_id)
                 await self.repo.apply(order.user_id, pid, [rules.Fact("canceled")], create=order)
                 answers[n] = "refused"
-            elif isinstance(r, BaseException):
-                failed = failed or r
-            else:
-                records.append(
-                    IntentRecord(pay, r.ref, r.client_secret, None if env is None else env.id)
-                )
-                answers[n] = "requested"
-        if records:
-            await self.repo.record_intents(records)
-        if failed is not None:
-            raise failed
+                return
+            answered.append(
+                IntentRecord(pay, r.ref, r.client_secret, None if env is None else env.id)
+            )
+            answers[n] = "requested"
+            if len(answered) >= STORE_GROUP:
+                await store()
+
+        got = await asyncio.gather(*(ask(*t) for t in todo), return_exceptions=True)
+        await store()  # the last group
+        for r in got:
+            if isinstance(r, BaseException):
+                raise r
         return answers
 
     async def _intent(self, order: OrderToPay, env: Envelope | None) -> Intent:
