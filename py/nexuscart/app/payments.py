@@ -561,8 +561,8 @@ class Payments:
             with redis_errors():
                 await self.inbox.add(change)
         except InboxFull:
-            log.error("webhook inbox full: is the payments service applying it?")
-            raise Unavailable("payments inbox") from None
+            # counted per request (dependency_failures_total), alerted on the backlog
+            raise Unavailable("payments-inbox") from None
         return WebhookOutcome("accepted")
 
     async def buyer_payment(self, user_id: int, order_id: int) -> PaymentView:
