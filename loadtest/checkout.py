@@ -150,6 +150,31 @@ async def _orders_and_backlog(redis_url: str) -> tuple[int, int]:
     return seq, backlog
 
 
+async def _commands_per_s(redis_url: str) -> float:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        a = int((await client.info("stats"))["total_commands_processed"])
+        await asyncio.sleep(1.0)
+        b = int((await client.info("stats"))["total_commands_processed"])
+    finally:
+        await client.aclose()
+    return float(b - a - 2)  # less this probe's own
+
+
+def settled_after(redis_url: str, quiet_per_s: float, limit_s: float) -> float | None:
+    """Seconds until the services have caught up with the previous phase: Redis serves
+    fewer than ``quiet_per_s`` commands/s (the recommendation service applies a cart
+    write's signal for each one it was sent, long after the phase; measured meanwhile,
+    the checkouts would share Redis with that backlog, not with their own signals)."""
+    t = time.monotonic()
+    while time.monotonic() - t < limit_s:
+        if asyncio.run(_commands_per_s(redis_url)) < quiet_per_s:
+            return time.monotonic() - t
+    return None
+
+
 def drained_after(redis_url: str, limit_s: float = 120.0) -> float | None:
     """Seconds until the checkout outbox is empty (the relay moved it to Kafka)."""
     t = time.monotonic()
@@ -166,8 +191,11 @@ def _table(r: dict[str, Any]) -> str:
     drained = (
         "not within 120 s" if r["outbox_drained_s"] is None else f"{r['outbox_drained_s']:.1f} s"
     )
+    settled = "not within --settle" if r["settled_s"] is None else f"{r['settled_s']:.0f} s"
     out += [
         "",
+        f"Between the cart and checkout phases the services caught up with the cart writes'"
+        f" signals (Redis below 2,000 commands/s) in {settled}.",
         f"Orders placed: {c['orders']} in {r['seconds']} s ({c['orders_per_s']:.0f}/s); outbox "
         f"backlog at the end {c['backlog']}, drained to Kafka {drained} later.",
     ]
@@ -183,6 +211,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--warmup", type=int, default=30, help="s of page views, then cart writes")
     ap.add_argument("--server-arg", action="append", default=[])
+    ap.add_argument(
+        "--settle", type=int, default=180, help="s at most to wait for the services between phases"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-checkout-"))
@@ -217,6 +248,7 @@ def main() -> int:
         results["cart"] = {**r, "connections": conns}
         print(f"cart: {r['rps']:.0f} req/s, p99 {r['p99']}", file=sys.stderr)
 
+        results["settled_s"] = settled_after(srv.env["REDIS_URL"], 2_000, args.settle)
         before, _ = asyncio.run(_orders_and_backlog(srv.env["REDIS_URL"]))
         r = wrk(srv.url, SCRIPT, args.seconds, conns, {"REQS": str(checkout_file)})
         after, backlog = asyncio.run(_orders_and_backlog(srv.env["REDIS_URL"]))
