@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import contextlib
 import hashlib
 import os
 import pwd
@@ -40,10 +41,19 @@ class StackError(StartError):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: every socket stays bound until all are chosen (two
+    ``free_port()`` calls in a row can get the same port back from the kernel)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def _which(name: str, *extra_dirs: str) -> str | None:
@@ -319,10 +329,12 @@ def kafka_server(workdir: Path, port: int | None = None) -> Server:
     if java is None:
         raise _missing("java (a JDK 17 runtime)")
     cp = kafka_classpath()
-    port = port or free_port()
+    # the controller's port must differ from the broker's (found once as the same one)
+    port, ctrl_port = (port, free_port()) if port else tuple(free_ports(2))
+    while ctrl_port == port:
+        ctrl_port = free_port()
     kdir = workdir / "kafka"
     kdir.mkdir(parents=True, exist_ok=True)
-    ctrl_port = free_port()
     props = kdir / "server.properties"
     props.write_text(
         "\n".join(

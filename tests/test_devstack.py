@@ -113,3 +113,10 @@ def test_a_stack_dir_the_postgres_user_can_reach_keeps_the_data_inside() -> None
         assert devstack.pg_home(workdir / "not" / "yet") == workdir / "not" / "yet"
     finally:
         workdir.rmdir()
+
+
+def test_ports_chosen_together_are_distinct() -> None:
+    # Kafka's broker and controller ports were once the same (two free_port() calls in a
+    # row): each port is now held bound until all are chosen
+    ports = devstack.free_ports(64)
+    assert len(set(ports)) == 64
