@@ -64,6 +64,8 @@ def query_paths(n: int, distinct: int, seed: int = 5, cold: bool = False) -> lis
             params = [("q", j.q.split()[0])]  # a single word, as typed in a search box
         if cold:
             params.append(("price_min", str(i)))  # unique: no cached answer
+            # and a valid range (a price_min above price_max is a 400, not a search)
+            params = [(k, str(max(int(v), i)) if k == "price_max" else v) for k, v in params]
         shapes.append(params)
     if cold:
         return ["/search?" + urlencode(p) for p in shapes]
