@@ -80,7 +80,7 @@ class WebhookApplier:
         return out
 
     async def drain(self) -> list[tuple[str, str]]:
-        """Apply until the inbox holds nothing new (tests, the bench): the outcomes."""
+        """Apply until the inbox holds nothing new (tests): the outcomes."""
         out: list[tuple[str, str]] = []
         while got := await self.run_once(wait=False):
             out += got
