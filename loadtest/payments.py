@@ -20,13 +20,15 @@ environment names them):
                stripe-mock, row, PaymentRequested) and then to the orders projector; process
                CPU ms per order (time.process_time: stripe-mock's and PostgreSQL's CPU are
                not in it) and orders/s of each.
-
-Not measured here: OrderPlaced -> PaymentRequested latency under a 2,000 orders/s stream
-(it needs the purchase storm, the relay and the service together; see docs/payments.md).
+  6. stream    OrderPlaced -> PaymentRequested on scripts/serve.py as shipped: OrderPlaced
+               records produced to orders.v1 at --stream-rate/s (open loop) for --seconds
+               after WARMUP_S of the same, each order timed until its PaymentRequested is
+               read from payments.v1: p50/p99/max and the intents/s achieved.
 
 Usage: scripts/bench payments [--seconds 10] [--concurrency 32] [--workers 2]
-                              [--webhook-rate 5000] [--orders 5000] [--batch 500]
-                              [--phases ceiling,intents,verify,webhooks,pipeline]
+                              [--webhook-rate 5000] [--stream-rate 2000] [--orders 5000]
+                              [--batch 500]
+                              [--phases ceiling,intents,verify,webhooks,pipeline,stream]
 Writes loadtest/reports/payments-<time>.md and .json, and prints the table.
 """
 
