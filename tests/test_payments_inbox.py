@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from nexuscart.adapters import redis_conn
-from nexuscart.adapters.payments_inbox import WebhookInbox
+from nexuscart.adapters.payments_inbox import GROUP, WebhookInbox
 from nexuscart.adapters.payments_repo import Change, OrderToPay, PaymentsRepo
 from nexuscart.app.errors import Unavailable
 from nexuscart.app.payments import Payments
@@ -147,6 +147,28 @@ def test_entries_a_dead_consumer_held_are_taken_over(
     successor._next_claim = 0.0  # due now (every claim_every_s otherwise)
     assert world.run(successor.drain()) == [(e, "applied") for e in events]
     assert world.run(inbox.backlog()) == 0
+
+
+def test_consumers_of_services_gone_are_deleted_once_they_hold_nothing(
+    world: World,  # noqa: F811
+) -> None:
+    inbox = world.payments.inbox
+    assert inbox is not None
+    world.run(inbox.join())
+    event = accept(world)[0]
+    assert len(world.run(inbox.read("gone-holding", 10))) == 1  # died holding an entry
+    world.run(inbox.read("gone-empty", 10))  # died holding nothing
+    successor = WebhookApplier(world.payments, inbox, claim_idle_ms=100)
+    time.sleep(0.2)
+
+    async def names() -> set[str]:
+        infos = await inbox.client.xinfo_consumers(inbox.stream, GROUP)
+        return {i["name"].decode() for i in infos}
+
+    assert world.run(successor.drain()) == [(event, "applied")]  # taken over, then dropped
+    left = world.run(names())
+    assert "gone-empty" not in left
+    assert "gone-holding" not in left  # its entry was claimed first: it held nothing then
 
 
 def test_a_full_inbox_refuses_the_webhook_and_records_nothing(

@@ -5,8 +5,9 @@ Entries leave the inbox only after their transaction committed (or, for an entry
 never apply, after it is in the dead-letter stream). Any number of services can run: each
 reads new entries as its own consumer of one group and, every ``claim_every_s``, takes over
 the entries another consumer has held unacknowledged for ``claim_idle_ms`` (a service that
-died mid-batch). The database records each provider event id once, so an entry applied twice
-(a slow consumer and its successor) changes nothing the second time.
+died mid-batch), then deletes the consumers idle as long that hold nothing. The database
+records each provider event id once, so an entry applied twice (a slow consumer and its
+successor) changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class WebhookApplier:
             async for page in self.inbox.claim(self.consumer, self.claim_idle_ms, self.batch):
                 log.info("took over %d webhook inbox entries", len(page))
                 out += await self._apply(page)
+            await self.inbox.drop_idle_consumers(self.consumer, self.claim_idle_ms)
             self._next_claim = time.monotonic() + self.claim_every_s
         block_ms = self.block_ms if wait else None
         entries = await self.inbox.read(self.consumer, self.batch, block_ms=block_ms)

@@ -6,7 +6,8 @@ always``, so the entry is on disk (ADR 0003). The service reads entries as one c
 the ``payments`` group, applies a batch in one transaction, then acknowledges and deletes
 them (``done``); an entry it cannot decode or the database refuses goes to the dead-letter
 stream (``dead``). Entries another consumer was given and left unacknowledged (a service
-that died) are taken over with ``claim``. Script: lua/pay_inbox_add.lua.
+that died) are taken over with ``claim``, and consumers idle and empty are deleted.
+Scripts: lua/pay_inbox_add.lua, lua/outbox_drop_consumer.lua.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ GROUP: Final = "payments"
 # busy store's webhooks, a bound on Redis memory (~300 bytes each) while the service is down
 MAX_BACKLOG: Final = 1_000_000
 ADD: Final = Script("pay_inbox_add")
+# shared with the flash-sale outbox: delete a stream consumer only if it holds nothing
+DROP_CONSUMER: Final = Script("outbox_drop_consumer")
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(Change)
@@ -73,6 +76,7 @@ class WebhookInbox:
         self.stream = stream
         self.dead_stream = stream + b":dead"
         self.max_backlog = max_backlog
+        self._drop = DROP_CONSUMER.for_client(client)
 
     async def add(self, change: Change) -> None:
         """Record ``change`` durably; raises InboxFull (nothing recorded) or a Redis error
@@ -120,6 +124,18 @@ class WebhookInbox:
             if nxt in (b"0-0", "0-0"):
                 return
             cursor = nxt
+
+    async def drop_idle_consumers(self, keep: str, min_idle_ms: int) -> int:
+        """Delete the group's consumers (but ``keep``) idle for ``min_idle_ms`` that hold
+        nothing: each service start takes a new name, and the group would only grow. The
+        script re-checks "holds nothing" atomically. Answers how many went."""
+        infos: Any = await self.client.xinfo_consumers(self.stream, GROUP)
+        dropped = 0
+        for c in infos:
+            name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
+            if name != keep and int(c["idle"]) >= min_idle_ms and int(c["pending"]) == 0:
+                dropped += int(await self._drop(keys=[self.stream], args=[GROUP, name]))
+        return dropped
 
     async def done(self, entry_ids: Sequence[bytes]) -> None:
         """Applied (committed): acknowledge and delete, in one round trip."""
