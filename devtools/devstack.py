@@ -329,10 +329,11 @@ def kafka_server(workdir: Path, port: int | None = None) -> Server:
     if java is None:
         raise _missing("java (a JDK 17 runtime)")
     cp = kafka_classpath()
-    # the controller's port must differ from the broker's (found once as the same one)
-    port, ctrl_port = (port, free_port()) if port else tuple(free_ports(2))
-    while ctrl_port == port:
-        ctrl_port = free_port()
+    # chosen together, the controller's port differs from the broker's (two free_port()
+    # calls once gave both the same port), and from a broker port given by the caller
+    free = free_ports(3)
+    port = port or free[0]
+    ctrl_port = next(p for p in free[1:] if p != port)
     kdir = workdir / "kafka"
     kdir.mkdir(parents=True, exist_ok=True)
     props = kdir / "server.properties"

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
 from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError, TickCoalescer
+from nexuscart.adapters.stream_groups import StreamConsumer, StreamGroup
 from nexuscart.domain.flash_sale import MAX_SALE_ID, Sale
 
 STREAMS_INDEX: Final = b"fs:streams"  # set of every sale's outbox stream key
@@ -30,7 +31,6 @@ PURCHASE: Final = Script("fs_purchase")
 RELEASE: Final = Script("fs_release")
 CONFIRM: Final = Script("fs_confirm")
 UPSERT: Final = Script("fs_upsert")
-DROP_CONSUMER: Final = Script("outbox_drop_consumer")
 
 
 class SaleKeys:
@@ -101,10 +101,7 @@ class OutboxEntry(NamedTuple):
     traceparent: bytes | None = None  # W3C trace context of a traced purchase
 
 
-class OutboxConsumer(NamedTuple):
-    name: str
-    pending: int
-    idle_ms: int
+OutboxConsumer = StreamConsumer
 
 
 def _meta_to_sale(meta: dict[bytes, bytes]) -> Sale:
@@ -205,7 +202,7 @@ class FlashSaleStore:
         self._release = RELEASE.for_client(client)
         self._confirm = CONFIRM.for_client(client)
         self._upsert = UPSERT.for_client(client)
-        self._drop_consumer = DROP_CONSUMER.for_client(client)
+        self._relay = StreamGroup(client, OUTBOX_GROUP)
 
     def close(self) -> None:
         if self.batcher is not None:
@@ -400,11 +397,7 @@ class FlashSaleStore:
 
     async def join_outbox(self, stream: bytes) -> None:
         """Create the relay group on ``stream`` (from its first entry); already there is fine."""
-        try:
-            await self.client.xgroup_create(stream, OUTBOX_GROUP, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self._relay.join(stream)
 
     async def read_outbox(
         self,
@@ -416,47 +409,23 @@ class FlashSaleStore:
     ) -> list[OutboxEntry]:
         """New entries for ``consumer`` (waiting up to ``block_ms``), or with ``own_pending``
         the entries it was given earlier and has not acknowledged."""
-        entries: Any = await self.client.xreadgroup(
-            OUTBOX_GROUP,
-            consumer,
-            dict.fromkeys(streams, "0" if own_pending else ">"),
-            count=count,
-            block=None if own_pending else block_ms,
-        )
-        out: list[OutboxEntry] = []
-        for stream, items in entries or []:
-            out.extend(_entries(stream, items))
-        return out
+        got = await self._relay.read(consumer, streams, count, block_ms, own_pending)
+        return [e for stream, items in got for e in _entries(stream, items)]
 
     async def claim_outbox(
         self, consumer: str, stream: bytes, min_idle_ms: int, count: int
     ) -> AsyncIterator[list[OutboxEntry]]:
         """Takes over, page by page, every entry of ``stream`` that another consumer was
         given and has not acknowledged for ``min_idle_ms`` (a relay that died or hangs)."""
-        cursor: bytes | str = "0-0"
-        while True:
-            nxt, items, *_ = await self.client.xautoclaim(
-                stream, OUTBOX_GROUP, consumer, min_idle_ms, cursor, count=count
-            )
-            page = _entries(stream, items)
-            if page:
-                yield page
-            if nxt in (b"0-0", "0-0"):
-                return
-            cursor = nxt
+        async for items in self._relay.claim(consumer, stream, min_idle_ms, count):
+            yield _entries(stream, items)
 
     async def ack_outbox(self, entries: Sequence[OutboxEntry]) -> None:
         """The entries are in Kafka: acknowledge and delete them, in one round trip."""
         by_stream: dict[bytes, list[bytes]] = {}
         for e in entries:
             by_stream.setdefault(e.stream, []).append(e.entry_id)
-        if not by_stream:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, OUTBOX_GROUP, *ids)
-            pipe.xdel(stream, *ids)
-        await pipe.execute()
+        await self._relay.ack(by_stream)
 
     async def outbox_consumers(self, stream: bytes) -> list[OutboxConsumer]:
         """The relays reading ``stream`` (none before the group exists)."""
@@ -466,28 +435,8 @@ class FlashSaleStore:
         self, streams: Iterable[bytes]
     ) -> dict[bytes, list[OutboxConsumer]]:
         """The consumers of many streams, with what each holds, in one round trip."""
-        names = list(streams)
-        pipe = self.client.pipeline(transaction=False)
-        for stream in names:
-            pipe.xinfo_consumers(stream, OUTBOX_GROUP)
-        replies = await pipe.execute(raise_on_error=False)
-        out: dict[bytes, list[OutboxConsumer]] = {}
-        for stream, rows in zip(names, replies, strict=True):
-            if isinstance(rows, aioredis.ResponseError):
-                if "no such key" in str(rows) or "NOGROUP" in str(rows):
-                    out[stream] = []  # the group is not there (yet)
-                    continue
-                raise rows
-            out[stream] = [
-                OutboxConsumer(
-                    name=r["name"].decode() if isinstance(r["name"], bytes) else r["name"],
-                    pending=int(r["pending"]),
-                    idle_ms=int(r["idle"]),
-                )
-                for r in rows
-            ]
-        return out
+        return await self._relay.consumers(streams)
 
     async def drop_outbox_consumer(self, stream: bytes, consumer: str) -> bool:
         """Delete ``consumer`` from the group if (checked atomically) it holds no entries."""
-        return bool(await self._drop_consumer([stream], [OUTBOX_GROUP, consumer]))
+        return await self._relay.drop_consumer(stream, consumer)

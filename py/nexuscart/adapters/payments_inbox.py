@@ -7,13 +7,14 @@ the ``payments`` group, applies a batch in one transaction, then acknowledges an
 them (``done``); an entry it cannot decode or the database refuses goes to the dead-letter
 stream (``dead``). Entries another consumer was given and left unacknowledged (a service
 that died) are taken over with ``claim``, and consumers idle and empty are deleted.
-Scripts: lua/pay_inbox_add.lua, lua/outbox_drop_consumer.lua.
+Script: lua/pay_inbox_add.lua; the group's reads, claims and acknowledgements:
+adapters/stream_groups.py, as the flash-sale outbox's.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
@@ -22,6 +23,7 @@ from nexuscart.adapters.payments_repo import Change
 from nexuscart.adapters.redis_conn import Script
 from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import Commands
+from nexuscart.adapters.stream_groups import Item, StreamGroup
 
 STREAM: Final = b"payments:webhooks:v1"
 GROUP: Final = "payments"
@@ -29,8 +31,6 @@ GROUP: Final = "payments"
 # busy store's webhooks, a bound on Redis memory (~300 bytes each) while the service is down
 MAX_BACKLOG: Final = 1_000_000
 ADD: Final = Script("pay_inbox_add")
-# shared with the flash-sale outbox: delete a stream consumer only if it holds nothing
-DROP_CONSUMER: Final = Script("outbox_drop_consumer")
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(Change)
@@ -55,8 +55,7 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes] | None) -> InboxEntry:
     return InboxEntry(entry_id, raw, change)
 
 
-def _entries(items: Iterable[Any]) -> list[InboxEntry]:
-    # XAUTOCLAIM answers a deleted entry as (id, None)
+def _entries(items: Iterable[Item]) -> list[InboxEntry]:
     return [_entry(eid, fields) for eid, fields in items]
 
 
@@ -76,7 +75,7 @@ class WebhookInbox:
         self.stream = stream
         self.dead_stream = stream + b":dead"
         self.max_backlog = max_backlog
-        self._drop = DROP_CONSUMER.for_client(client)
+        self.group = StreamGroup(client, GROUP)
 
     async def add(self, change: Change) -> None:
         """Record ``change`` durably; raises InboxFull (nothing recorded) or a Redis error
@@ -89,61 +88,37 @@ class WebhookInbox:
 
     async def join(self) -> None:
         """Create the group (from the stream's first entry); already there is fine."""
-        try:
-            await self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.group.join(self.stream)
 
     async def read(
         self, consumer: str, count: int, block_ms: int | None = None, own_pending: bool = False
     ) -> list[InboxEntry]:
         """New entries for ``consumer`` (waiting up to ``block_ms``), or with ``own_pending``
         those it was given before and has not acknowledged."""
-        got: Any = await self.client.xreadgroup(
-            GROUP,
-            consumer,
-            {self.stream: "0" if own_pending else ">"},
-            count=count,
-            block=None if own_pending else block_ms,
-        )
-        return [e for _, items in got or [] for e in _entries(items)]
+        got = await self.group.read(consumer, [self.stream], count, block_ms, own_pending)
+        return [e for _, items in got for e in _entries(items)]
 
     async def claim(
         self, consumer: str, min_idle_ms: int, count: int
     ) -> AsyncIterator[list[InboxEntry]]:
         """Take over, page by page, every entry another consumer was given and has not
         acknowledged for ``min_idle_ms`` (a service that died or hangs)."""
-        cursor: bytes | str = "0-0"
-        while True:
-            nxt, items, *_ = await self.client.xautoclaim(
-                self.stream, GROUP, consumer, min_idle_ms, cursor, count=count
-            )
-            if items:
-                yield _entries(items)
-            if nxt in (b"0-0", "0-0"):
-                return
-            cursor = nxt
+        async for items in self.group.claim(consumer, self.stream, min_idle_ms, count):
+            yield _entries(items)
 
     async def drop_idle_consumers(self, keep: str, min_idle_ms: int) -> int:
         """Delete the group's consumers (but ``keep``) idle for ``min_idle_ms`` that hold
-        nothing: each service start takes a new name, and the group would only grow. The
-        script re-checks "holds nothing" atomically. Answers how many went."""
-        infos: Any = await self.client.xinfo_consumers(self.stream, GROUP)
+        nothing: each service start takes a new name, and the group would only grow.
+        Answers how many went."""
         dropped = 0
-        for c in infos:
-            name = c["name"].decode() if isinstance(c["name"], bytes) else str(c["name"])
-            if name != keep and int(c["idle"]) >= min_idle_ms and int(c["pending"]) == 0:
-                dropped += int(await self._drop(keys=[self.stream], args=[GROUP, name]))
+        for c in (await self.group.consumers([self.stream]))[self.stream]:
+            if c.name != keep and c.idle_ms >= min_idle_ms and c.pending == 0:
+                dropped += await self.group.drop_consumer(self.stream, c.name)
         return dropped
 
     async def done(self, entry_ids: Sequence[bytes]) -> None:
         """Applied (committed): acknowledge and delete, in one round trip."""
-        if entry_ids:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.xack(self.stream, GROUP, *entry_ids)
-            pipe.xdel(self.stream, *entry_ids)
-            await pipe.execute()
+        await self.group.ack({self.stream: entry_ids})
 
     async def dead(self, entries: Sequence[tuple[InboxEntry, str]]) -> None:
         """Move entries that can never apply to the dead-letter stream, with the reason, and

@@ -61,3 +61,9 @@ end
 local function log_append(stream, maxlen, ...)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', ...)
 end
+
+-- One entry of a stream that is not an integration event and is not capped either: its
+-- reader deletes each entry once done with it (the payments webhook inbox).
+local function entry_append(stream, ...)
+  redis.call('XADD', stream, '*', ...)
+end

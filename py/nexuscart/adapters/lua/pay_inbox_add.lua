@@ -5,5 +5,5 @@
 -- Returns 1 when recorded, 0 when the inbox is full (the service is far behind: the
 -- provider is told to retry later, nothing is recorded).
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('XADD', KEYS[1], '*', 'c', ARGV[2])
+entry_append(KEYS[1], 'c', ARGV[2])
 return 1
