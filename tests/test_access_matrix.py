@@ -46,8 +46,14 @@ def _token(roles: tuple[str, ...], **kw: Any) -> str:
 @pytest.fixture(scope="module")
 def callers(edge: EdgeServer) -> dict[str, str | None]:
     revoked_user = next(_users)
-    revoked = "Bearer " + auth.issue(SECRET, revoked_user, roles=("customer", "seller", "admin"))
-    asyncio.run(_revoke(edge, revoked_user, revoked))
+    # the revocation's time follows from the token's, not from the clock read twice: the
+    # VM's wall clock was seen to step back, and a token issued "after" its revocation
+    # time is, rightly, never refused
+    issued = time.time()
+    revoked = "Bearer " + auth.issue(
+        SECRET, revoked_user, now=issued, roles=("customer", "seller", "admin")
+    )
+    asyncio.run(_revoke(edge, revoked_user, revoked, not_before=issued + 1))
     return {
         "anonymous": None,
         "customer": _token(("customer",)),
@@ -60,18 +66,16 @@ def callers(edge: EdgeServer) -> dict[str, str | None]:
     }
 
 
-async def _revoke(edge: EdgeServer, user_id: int, authorization: str) -> None:
+async def _revoke(edge: EdgeServer, user_id: int, authorization: str, not_before: float) -> None:
     """Revoke through Redis and wait until every worker refuses the token (20 fresh
     connections in a row; the edge has 2 workers)."""
     settings = config.load()
     client = aioredis.Redis.from_url(settings.redis.url)
     try:
-        await revocations.revoke_before(client, user_id, time.time())
+        await revocations.revoke_before(client, user_id, not_before)
     finally:
         await client.aclose()
-    # a wait, not a timing claim: a worker busy starting up (its search index) may take a
-    # while on a loaded machine (10 s once ran out in CI)
-    streak, deadline = 0, time.monotonic() + 60
+    streak, deadline = 0, time.monotonic() + 10
     async with httpx.AsyncClient(timeout=10) as http:
         while streak < 20:
             assert time.monotonic() < deadline, "revocation not applied by every worker"
