@@ -26,7 +26,7 @@ from devtools import catalog_gen
 from nexuscart import auth, config, tasks
 from nexuscart.adapters.catalog_store import CatalogStore, StockLevel
 from nexuscart.adapters.recs_registry import ModelRegistry
-from nexuscart.adapters.recs_store import EXP_KEY, Item, RecsStore
+from nexuscart.adapters.recs_store import EXP_KEY, Cursors, Item, RecsStore
 from nexuscart.adapters.reservations import Line, Placed, ReservationStore
 from nexuscart.app.errors import Unavailable
 from nexuscart.app.recommendations import Availability, Recommender
@@ -139,6 +139,43 @@ def test_the_filter_uses_the_checkouts_available_stock(
             await _caught_up(recs.availability)
             served = await recs.candidates(0, [], pids, 10, 10)
             assert [p for p, *_ in served.items] == pids[1:]
+        finally:
+            await client.aclose()
+
+    loop.run(check())
+
+
+def test_a_checkout_announces_the_products_it_sells_out_and_no_other(
+    loop: asyncio.Runner, settings: config.Settings
+) -> None:
+    """The snapshot reads (no sweep) see the product whose last unit a checkout reserved,
+    as unavailable, and nothing of an order that leaves units: the workers read the
+    sell-outs, not every order (each order read held Redis in front of the checkouts)."""
+
+    async def check() -> None:
+        client = aioredis.Redis.from_url(settings.redis.url)
+        try:
+            store = RecsStore(client)
+            base = secrets.randbelow(10**9) * 100 + 10**8
+            last, plenty = base, base + 1
+            await CatalogStore(client, mirror=ReservationStore(client).mirror_levels).set_levels(
+                [(f"SKU-O-{last}", StockLevel(1, 2, 0)), (f"SKU-O-{plenty}", StockLevel(1, 9, 0))]
+            )
+            await store.put_items(
+                [Item(p, 5, "active", [f"SKU-O-{p}"], False) for p in (last, plenty)]
+            )
+            cursors = (await store.availability(Cursors(), "0", 0, 500)).cursors
+            placed = await ReservationStore(client).checkout(
+                user_id=6, idem=secrets.token_hex(8), fingerprint="f",
+                lines=[Line(f"SKU-O-{last}", last, 2, 100, 1, 2),
+                       Line(f"SKU-O-{plenty}", plenty, 2, 100, 1, 9)],
+                currency="EUR", subtotal_minor=400, discount_minor=0, total_minor=400,
+                promo_code=None, ttl_ms=60_000, event_id=str(uuid.uuid4()),
+                occurred_at="2026-01-01T00:00:00Z",
+            )  # fmt: skip
+            assert isinstance(placed, Placed), placed
+            got = await store.availability(cursors, "0", 0, 500)
+            assert [f for f in got.flags if f[0] in (last, plenty)] == [(last, 0)]
         finally:
             await client.aclose()
 

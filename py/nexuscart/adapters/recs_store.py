@@ -101,7 +101,7 @@ class Cursors(NamedTuple):
 
     catalog: str = ""
     records: str = ""
-    orders: str = ""
+    sold_out: str = ""
 
 
 class Checked(NamedTuple):
@@ -286,14 +286,14 @@ class RecsStore:
         self, cursors: Cursors, sweep: str, sweep_count: int, max_changes: int
     ) -> Checked:
         """The products changed since ``cursors`` (catalog writes, product records, new
-        checkout reservations) and ``sweep_count`` more of every product (SSCAN from
+        checkout sell-outs) and ``sweep_count`` more of every product (SSCAN from
         ``sweep``), each checked: active and available (recs_avail.lua)."""
-        cat, rec, seq, nxt, more, gap, flat = cast(
+        cat, rec, out, nxt, more, gap, flat = cast(
             "list[Any]",
             await self._reads.script(_AVAIL, [], [*cursors, sweep, sweep_count, max_changes]),
         )
         return Checked(
-            Cursors(cat.decode(), rec.decode(), seq.decode()),
+            Cursors(cat.decode(), rec.decode(), out.decode()),
             nxt.decode(),
             bool(more),
             bool(gap),

@@ -14,6 +14,9 @@ so each script touches one Redis Cluster slot (ADR 0014: the everyday checkout i
   reservations; ``{co}:exp`` (sorted set): order id by ``expires_at_ms``.
 - ``{co}:sold`` (hash): order id -> the record of a confirmed order (``"R|"`` before it once
   its units were given back by ``restore_sold``).
+- ``{co}:out`` (capped stream): ``p`` -> the product of an SKU a checkout left with none
+  available, the change the recommendation workers' availability snapshots follow
+  (recs_avail.lua); a reservation that leaves units announces nothing.
 - ``{co}:seq``: the order sequence; everyday order ids are ``2^52 + seq`` (flash-sale order
   ids stay below 2^52), exact as Lua and JSON numbers.
 - ``{co}:promo`` (hash): code -> ``"<active>|<starts_ms>|<ends_ms>|<limit>|<per_user>"``
@@ -64,6 +67,7 @@ OUTBOX: Final = b"{co}:outbox"
 PROMO: Final = b"{co}:promo"
 PUSED: Final = b"{co}:pused"
 PUSER: Final = b"{co}:puser"
+SOLD_OUT: Final = b"{co}:out"
 ORDER_BASE: Final = 1 << 52  # everyday order ids: 2^52 + seq (co_checkout.lua)
 MAX_LINES: Final = 100  # lines of one checkout (one script call; carts allow fewer)
 
@@ -274,6 +278,7 @@ class ReservationStore:
             PUSER,
             idem_key(user_id, idem),
             cart_key or f"{TAG}:cart:none".encode(),
+            SOLD_OUT,
         ]
         args: list[str | int] = [
             self.idem_ttl,

@@ -240,7 +240,7 @@ class Availability:
     """The products this worker may recommend: active and available (an SKU with stock
     left after the checkout's reservations and sales), and which of them are consumables.
     A snapshot kept current by one Redis read every ``max_age_s / 8``: the products the
-    catalog, the recommendation service's records and new checkout reservations announced
+    catalog, the recommendation service's records and the checkout's sell-outs announced
     since the last read, plus a slice of every product (each swept every ``sweep_s``).
 
     Staleness bound: an answer uses the snapshot only while the last read that caught up

@@ -3,7 +3,8 @@
 -- reservation, the OrderPlaced event in the outbox, and the cart emptied. Every read and
 -- decision comes first and every write last, so an error cannot leave half a checkout.
 -- KEYS: 1 reservations, 2 expiry, 3 seq, 4 outbox, 5 promotions, 6 promo uses,
---       7 promo uses per user, 8 idempotency key, 9 cart, 10.. one SKU level key per line
+--       7 promo uses per user, 8 idempotency key, 9 cart, 10 sold-out announcements,
+--       11.. one SKU level key per line
 -- ARGV: 1 idem ttl (s), 2 user_id, 3 event_id, 4 occurred_at, 5 reservation ttl (ms),
 --       6 request fingerprint, 7 currency, 8 subtotal, 9 discount, 10 total, 11 promo code
 --       ('' none), 12 cart version ('' leaves the cart alone), then 6 per line: sku,
@@ -17,11 +18,11 @@
 --   usable (unknown, inactive, outside its window); {7} cart changed since it was read
 local ORDER_BASE = 4503599627370496  -- 2^52: above every flash-sale order id
 local user_id = ARGV[2]
-local n = #KEYS - 9
+local n = #KEYS - 10
 -- one MGET for the idempotency key and every line's level, one MSET for the new levels:
 -- a redis.call costs more than the read or write it makes
 local read = {KEYS[8]}
-for i = 1, n do read[i + 1] = KEYS[9 + i] end
+for i = 1, n do read[i + 1] = KEYS[10 + i] end
 local got = redis.call('MGET', unpack(read))
 local prior = got[1]
 if prior then
@@ -48,7 +49,7 @@ if code ~= '' then
   end
 end
 
-local short, levels, parts, lines, newer = {}, {}, {}, {}, {}
+local short, levels, parts, lines, newer, out = {}, {}, {}, {}, {}, {}
 for i = 1, n do
   local b = 12 + (i - 1) * 6
   local sku, qty = ARGV[b + 1], tonumber(ARGV[b + 3])
@@ -60,13 +61,14 @@ for i = 1, n do
   end
   if ARGV[b + 5] ~= '' and (not raw or tonumber(ARGV[b + 5]) > v) then
     v, oh = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-    newer[#newer + 1] = KEYS[9 + i]
+    newer[#newer + 1] = KEYS[10 + i]
     newer[#newer + 1] = int(v) .. ':' .. int(oh) .. ':' .. int(r) .. ':' .. int(s)
   end
   local avail = oh - r - s
   if avail < 0 then avail = 0 end
   if avail < qty then short[#short + 1] = sku .. ':' .. avail end
-  levels[2 * i - 1] = KEYS[9 + i]
+  if avail == qty then out[#out + 1] = ARGV[b + 2] end
+  levels[2 * i - 1] = KEYS[10 + i]
   levels[2 * i] = int(v) .. ':' .. int(oh) .. ':' .. int(r + qty) .. ':' .. int(s)
   parts[#parts + 1] = sku .. ':' .. qty
   lines[#lines + 1] = '{"sku":' .. str(sku) .. ',"product_id":' .. int(ARGV[b + 2])
@@ -101,4 +103,8 @@ local answer = ARGV[6] .. '|' .. oid .. '|' .. int(expires) .. '|' .. ARGV[7] ..
   .. '|' .. ARGV[9] .. '|' .. ARGV[10] .. '|' .. code
 redis.call('SET', KEYS[8], answer, 'EX', tonumber(ARGV[1]))
 if ARGV[12] ~= '' then redis.call('DEL', KEYS[9]) end
+-- the products of SKUs this order sold out, for the recommendation workers' snapshots:
+-- one entry per sell-out, not per order (reading every order cost Redis more than the
+-- checkout itself)
+for _, pid in ipairs(out) do log_append(KEYS[10], 100000, 'p', pid) end
 return {0, order_id, expires}

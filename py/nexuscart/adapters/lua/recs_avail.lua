@@ -8,16 +8,16 @@
 -- right after it):
 --   cat:changes   the catalog's stock and product writes (field p: the product)
 --   recs:changes  the recommendation service's product records (field p)
---   {co}:seq      the everyday checkout's order sequence: each new reservation's SKUs are in
---                 {co}:res (open) or {co}:sold (confirmed) under 2^52 + seq
--- ARGV[1] cat:changes cursor, ARGV[2] recs:changes cursor, ARGV[3] {co}:seq cursor (all
+--   {co}:out      the everyday checkout's sell-outs: the product of each SKU a reservation
+--                 left with none available (field p); a reservation that leaves units
+--                 changes no product's availability, so it announces nothing
+-- ARGV[1] cat:changes cursor, ARGV[2] recs:changes cursor, ARGV[3] {co}:out cursor (all
 -- three '' on the first call: start from now), ARGV[4] sweep cursor (SSCAN of recs:items),
 -- ARGV[5] products swept at most (0: no sweep), ARGV[6] changes read at most per source.
 -- Returns {cat cursor, recs cursor, seq cursor, sweep cursor, more, gap, {pid, flag, ...}}:
 -- more = 1 when a source had more than ARGV[6] (call again before trusting the snapshot),
 -- gap = 1 when a stream was trimmed past its cursor (changes were lost: sweep everything);
 -- flag 0: never recommend, 1: may, 2: may, and a consumable (bought again).
-local ORDER_BASE = 4503599627370496  -- 2^52: everyday order ids (co_checkout.lua)
 local max_changes = tonumber(ARGV[6])
 local ids, pos = {}, {}
 local function want(pid)
@@ -51,20 +51,7 @@ local function follow(stream, cursor)
 end
 local cat_cursor = follow('cat:changes', ARGV[1])
 local recs_cursor = follow('recs:changes', ARGV[2])
-
-local seq = tonumber(redis.call('GET', '{co}:seq') or '0')
-local from = ARGV[3] == '' and seq or tonumber(ARGV[3])
-local upto = math.min(seq, from + max_changes)
-if upto < seq then more = 1 end
-for s = from + 1, upto do
-  local oid = int(ORDER_BASE + s)
-  local rec = redis.call('HGET', '{co}:res', oid) or redis.call('HGET', '{co}:sold', oid)
-  if rec then
-    for sku in string.gmatch(string.match(rec, '([^|]*)$'), '([^,]+):%d+') do
-      want(redis.call('GET', 'recs:sku:' .. sku))
-    end
-  end
-end
+local out_cursor = follow('{co}:out', ARGV[3])
 
 local sweep = ARGV[4]
 if tonumber(ARGV[5]) > 0 then
@@ -108,4 +95,4 @@ for at = 1, #keys, 1000 do  -- unpack has a stack limit
     if left(lv[j], lv[j + 1]) > 0 then out[2 * o[1]] = o[2] end
   end
 end
-return {cat_cursor, recs_cursor, int(upto), sweep, more, gap, out}
+return {cat_cursor, recs_cursor, out_cursor, sweep, more, gap, out}
