@@ -557,11 +557,13 @@ def start_stack(
     log: Callable[[str], None] | None = None,
     background_nice: int = 0,
     idle_parts: Collection[str] = (),
+    redis_nice: int = 0,
 ) -> Stack:
     """Start every part not already given by env; return URLs for all of them.
     ``background_nice`` lowers the CPU priority of every part but Redis, which serves the
     purchase path itself (see scripts/serve.py --background-nice); ``idle_parts`` run under
-    SCHED_IDLE (see --background-idle).
+    SCHED_IDLE (see --background-idle); ``redis_nice`` (negative) raises Redis' above this
+    process' where the system allows it (see --redis-nice).
 
     Parts start concurrently in threads (Kafka's JVM dominates; the rest overlap with it).
     On any failure everything started so far is stopped and StackError is raised.
@@ -595,6 +597,9 @@ def start_stack(
                 fut.result()
                 if log:
                     log(f"{name} ready on 127.0.0.1:{to_start[name].port}")
+        redis = to_start.get("redis")
+        if redis_nice and redis is not None and redis.process and redis.process.proc:
+            _renice(redis.process.proc.pid, redis_nice, log)
     except BaseException:
         stop_all([s.process for s in to_start.values() if s.process is not None], 15)
         if tmp is not None:
@@ -602,6 +607,16 @@ def start_stack(
         raise
     atexit.register(stack.stop)
     return stack
+
+
+def _renice(pid: int, by: int, log: Callable[[str], None] | None) -> None:
+    """Redis' main thread (the one that runs every command) ``by`` niceness from ours. A
+    higher priority needs CAP_SYS_NICE or RLIMIT_NICE: without either, it stays as it is."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + by)
+    except PermissionError:
+        if log:
+            log(f"redis keeps the edge's CPU priority (niceness {by} needs CAP_SYS_NICE)")
 
 
 def check_prerequisites() -> list[str]:

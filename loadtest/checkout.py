@@ -24,7 +24,7 @@ Every SKU's catalog level is raised (a newer version, 10^6 units) so that the ru
 checkouts, not refusals; the buyers' carts are written straight to Redis before the run
 (adapters/carts.py's layout) so that each checkout has its cart.
 
-Usage: scripts/bench checkout [--workers 2] [--seconds 20] [--skus 10000] [--buyers 100000]
+Usage: scripts/bench checkout [--workers 2] [--seconds 20] [--skus 10000] [--buyers 200000]
                              [--connections 256] [--warmup 30] [--cart-rate 10000]
 Writes loadtest/reports/checkout-<time>.md and .json, and prints the table.
 """
@@ -242,7 +242,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--skus", type=int, default=10_000)
-    ap.add_argument("--buyers", type=int, default=100_000, help="one checkout each, at most")
+    ap.add_argument("--buyers", type=int, default=200_000, help="one checkout each, at most")
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--warmup", type=int, default=30, help="s of page views, then cart writes")
     ap.add_argument("--cart-rate", type=int, default=10_000, help="cart writes/s, open loop")

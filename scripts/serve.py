@@ -550,6 +550,7 @@ class Supervisor:
                 background_nice=self.args.background_nice,
                 # stripe-mock stands in for Stripe, which costs a real deployment no CPU
                 idle_parts=("stripe",) if self.args.background_idle else (),
+                redis_nice=self.args.redis_nice,
             )
         else:
             say("every part is given by the environment; starting no stack servers")
@@ -748,6 +749,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run the services and stripe-mock under SCHED_IDLE: they use only CPU time the "
         "edge, Redis, PostgreSQL and Kafka leave, and catch up on events after a burst "
         "(docs/adr/0018; default on)",
+    )
+    p.add_argument(
+        "--redis-nice",
+        type=int,
+        default=-5,
+        metavar="N",
+        help="niceness added to Redis' command thread, where the system allows it: every "
+        "request waits on that one thread, so on a busy machine it runs before the edge "
+        "(docs/adr/0022; default -5; 0 to disable)",
     )
     p.add_argument("--ready-timeout", type=float, default=90.0, metavar="S")
     p.add_argument(

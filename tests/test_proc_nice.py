@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from devtools import devstack
 from devtools.proc import Process
 
 
@@ -57,3 +61,27 @@ def test_a_process_started_idle_runs_under_sched_idle_and_so_do_its_helpers(
     while p.running and time.monotonic() < deadline:
         time.sleep(0.05)
     assert log.read_text().split() == [str(os.SCHED_IDLE)] * 2
+
+
+def test_redis_is_raised_above_the_edge_where_allowed_and_left_with_a_line_where_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every request waits on Redis' one command thread (ADR 0022)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    said: list[str] = []
+    try:
+        if os.geteuid() == 0:
+            devstack._renice(child.pid, -5, said.append)
+            assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.nice(0) - 5
+            assert said == []
+
+        def refused(*_: int) -> None:
+            raise PermissionError
+
+        monkeypatch.setattr(os, "setpriority", refused)
+        devstack._renice(child.pid, -5, said.append)
+        assert len(said) == 1
+        assert "CAP_SYS_NICE" in said[0]
+    finally:
+        child.kill()
+        child.wait()
