@@ -29,6 +29,7 @@ import base64
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -104,6 +105,7 @@ def vegeta(targets: Path, rate: int, seconds: int) -> dict[str, Any]:
     exe = shutil.which("vegeta") or str(Path.home() / "go/bin/vegeta")
     if not Path(exe).exists():
         sys.exit("vegeta not found: scripts/bench installs it (go install)")
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     attack = subprocess.Popen(
         [
             exe,
@@ -127,6 +129,7 @@ def vegeta(targets: Path, rate: int, seconds: int) -> dict[str, Any]:
         timeout=seconds + 60,
     )
     attack.wait(timeout=30)
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
     r = json.loads(report.stdout)
     lat = r["latencies"]
     return {
@@ -139,6 +142,10 @@ def vegeta(targets: Path, rate: int, seconds: int) -> dict[str, Any]:
         "p50_ms": lat["50th"] / 1e6,
         "p99_ms": lat["99th"] / 1e6,
         "max_ms": lat["max"] / 1e6,
+        # the generator shares the server's cores: what it took of them
+        "generator_cores": round(
+            (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / wall, 2
+        ),
     }
 
 
