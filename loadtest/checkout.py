@@ -46,7 +46,16 @@ from pathlib import Path
 from typing import Any
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, vegeta, wrk
+from loadtest.storm import (
+    HERE,
+    ROOT,
+    Server,
+    count_until,
+    phase_table,
+    save_report,
+    vegeta,
+    wrk,
+)
 from nexuscart import auth
 from nexuscart.adapters import carts, reservations
 from nexuscart.domain.cart import encode_line
@@ -222,7 +231,7 @@ def _table(r: dict[str, Any]) -> str:
             ("checkout", "ceiling"),
         ],
     )
-    c = r["checkout"]
+    c, pg = r["checkout"], r["orders_in_pg"]
     drained = (
         "not within 120 s" if r["outbox_drained_s"] is None else f"{r['outbox_drained_s']:.1f} s"
     )
@@ -245,6 +254,8 @@ def _table(r: dict[str, Any]) -> str:
         f" signals (Redis below 2,000 commands/s) in {settled}.",
         f"Orders placed: {c['orders']} in {r['seconds']} s ({c['orders_per_s']:.0f}/s); outbox "
         f"backlog at the end {c['backlog']}, drained to Kafka {drained} later.",
+        f"Orders in PostgreSQL (the orders service's rows): {pg['rows']} of {pg['of']},"
+        f" {pg['s']:.1f} s after the checkout phase ended.",
     ]
     return "\n".join(out)
 
@@ -318,6 +329,7 @@ def main() -> int:
         results["settled_s"] = settled_after(srv.env["REDIS_URL"], 2_000, args.settle)
         before, _ = asyncio.run(_orders_and_backlog(srv.env["REDIS_URL"]))
         r = wrk(srv.url, SCRIPT, args.seconds, conns, {"REQS": str(checkout_file)})
+        ended = time.monotonic()
         after, backlog = asyncio.run(_orders_and_backlog(srv.env["REDIS_URL"]))
         orders = after - before
         results["checkout"] = {
@@ -331,6 +343,12 @@ def main() -> int:
         if orders >= args.buyers:
             print("every buyer checked out: raise --buyers for a longer run", file=sys.stderr)
         results["outbox_drained_s"] = drained_after(srv.env["REDIS_URL"])
+        # the orders service's rows: every everyday order (ids from 2^52) placed so far
+        sql = "SELECT count(*) FROM orders WHERE order_id >= $1"
+        in_pg = asyncio.run(
+            count_until(srv.env["PG_DSN"], sql, reservations.ORDER_BASE, after, 300)
+        )
+        results["orders_in_pg"] = {"rows": in_pg, "of": after, "s": time.monotonic() - ended}
 
         table = _table(results)
         save_report(

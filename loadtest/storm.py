@@ -355,21 +355,22 @@ async def held_units(url: str, sale_id: int) -> int:
 async def orders_of_sale(dsn: str, sale_id: int, want: int, wait_s: float) -> int:
     """Orders the orders service wrote for the sale, once it reaches ``want`` (bounded)."""
     sql = "SELECT count(*) FROM orders WHERE sale_id = $1"
-    return await _count_until(dsn, sql, sale_id, want, wait_s)
+    return await count_until(dsn, sql, sale_id, want, wait_s)
 
 
 async def payments_of_sale(dsn: str, sale_id: int, want: int, wait_s: float) -> int:
     """The sale's orders the payments service asked Stripe to charge, once ``want`` (bounded)."""
     sql = "SELECT count(*) FROM payments WHERE sale_id = $1 AND requested"
-    return await _count_until(dsn, sql, sale_id, want, wait_s)
+    return await count_until(dsn, sql, sale_id, want, wait_s)
 
 
-async def _count_until(dsn: str, sql: str, sale_id: int, want: int, wait_s: float) -> int:
+async def count_until(dsn: str, sql: str, arg: int, want: int, wait_s: float) -> int:
+    """``sql``'s count (of ``arg``), once it reaches ``want`` or ``wait_s`` has passed."""
     conn = await asyncpg.connect(dsn)
     try:
         deadline = time.monotonic() + wait_s
         while True:
-            n: int = await conn.fetchval(sql, sale_id)
+            n: int = await conn.fetchval(sql, arg)
             if n >= want or time.monotonic() > deadline:
                 return n
             await asyncio.sleep(0.5)
