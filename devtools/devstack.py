@@ -33,6 +33,8 @@ from devtools.proc import Process, StartError, indent, stop_all
 KAFKA_VERSION = "3.9.1"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "nexuscart"
 KAFKA_CLASSPATH_FILE = CACHE_DIR / f"kafka-{KAFKA_VERSION}.classpath"
+# Redis rewrites its AOF once it has grown to 5x its base (Redis: 2x); ADR 0003
+AOF_REWRITE_PERCENTAGE = 400
 
 
 class StackError(StartError):
@@ -228,6 +230,8 @@ def redis_server(workdir: Path, port: int | None = None) -> Server:
         "yes",
         "--appendfsync",
         "always",
+        "--auto-aof-rewrite-percentage",
+        str(AOF_REWRITE_PERCENTAGE),
         "--save",
         "",
         "--protected-mode",

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from devtools import devstack
 from nexuscart import config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +125,16 @@ def test_every_container_runs_code_that_exists(resolved: dict[str, Any]) -> None
     # and every service in the repo is deployed
     for main in sorted((ROOT / "services").glob("*/__main__.py")):
         assert f"services.{main.parent.name}" in modules, f"services/{main.parent.name}"
+
+
+def test_redis_keeps_the_same_durability_settings_as_the_local_stack(
+    resolved: dict[str, Any], tmp_path: Path
+) -> None:
+    # every acknowledged write fsynced, the AOF rewritten at the same growth (ADR 0003)
+    compose = resolved["services"]["redis"]["command"]
+    local = devstack.redis_server(tmp_path).argv
+    for flag in ("--appendonly", "--appendfsync", "--auto-aof-rewrite-percentage", "--save"):
+        assert compose[compose.index(flag) + 1] == local[local.index(flag) + 1], flag
 
 
 def test_no_development_default_reaches_a_container(resolved: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@
 -- ARGV[1] cat:changes cursor, ARGV[2] recs:changes cursor, ARGV[3] {co}:out cursor (all
 -- three '' on the first call: start from now), ARGV[4] sweep cursor (SSCAN of recs:items),
 -- ARGV[5] products swept at most (0: no sweep), ARGV[6] changes read at most per source.
--- Returns {cat cursor, recs cursor, seq cursor, sweep cursor, more, gap, {pid, flag, ...}}:
+-- Returns {cat cursor, recs cursor, sold-out cursor, sweep cursor, more, gap, {pid, flag, ...}}:
 -- more = 1 when a source had more than ARGV[6] (call again before trusting the snapshot),
 -- gap = 1 when a stream was trimmed past its cursor (changes were lost: sweep everything);
 -- flag 0: never recommend, 1: may, 2: may, and a consumable (bought again).
