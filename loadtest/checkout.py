@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import base64
 import itertools
-import json
 import random
 import sys
 import tempfile
@@ -54,6 +53,7 @@ from loadtest.storm import (
     phase_table,
     save_report,
     vegeta,
+    vegeta_target,
     wrk,
 )
 from nexuscart import auth
@@ -163,13 +163,9 @@ def vegeta_targets(reqs: Path, url: str, out: Path) -> Path:
             header = {"Content-Type": ["application/json"], "Idempotency-Key": [f"open-{i}"]}
             if tok != "-":
                 header["Authorization"] = [f"Bearer {tok}"]
-            target = {
-                "method": method,
-                "url": url + path,
-                "header": header,
-                "body": base64.b64encode(body.encode()).decode(),
-            }
-            f.write(json.dumps(target) + "\n")
+            f.write(
+                vegeta_target(method, url + path, header, base64.b64encode(body.encode()).decode())
+            )
     return out
 
 

@@ -57,7 +57,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from devtools import devstack
-from loadtest.storm import Server, save_report, vegeta
+from loadtest.storm import Server, save_report, vegeta, vegeta_target
 from nexuscart import config, events
 from nexuscart.adapters import kafka, payments_inbox, postgres, redis_conn
 from nexuscart.adapters.payments_repo import OrderToPay
@@ -360,13 +360,8 @@ def targets(path: Path, url: str, signed: list[tuple[str, str]]) -> Path:
     """vegeta's targets: a POST of each (base64 body, Stripe-Signature) to ``url``."""
     with path.open("w") as f:
         for body, signature in signed:
-            target = {
-                "method": "POST",
-                "url": url,
-                "body": body,
-                "header": {"Stripe-Signature": [signature], "Content-Type": ["application/json"]},
-            }
-            f.write(json.dumps(target) + "\n")
+            header = {"Stripe-Signature": [signature], "Content-Type": ["application/json"]}
+            f.write(vegeta_target("POST", url, header, body))
     return path
 
 

@@ -273,7 +273,7 @@ def write_targets(
     with path.open("w") as f:
         for i in range(n):
             if not purchase:
-                f.write(json.dumps({"method": "GET", "url": url}) + "\n")
+                f.write(vegeta_target("GET", url))
                 continue
             header = {
                 "Authorization": [f"Bearer {auth.issue(secret, first_user + i, 7200, now=now)}"],
@@ -281,8 +281,19 @@ def write_targets(
                 "Content-Type": ["application/json"],
                 "X-Forwarded-For": [f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"],
             }
-            f.write(json.dumps({"method": "POST", "url": url, "header": header, "body": body}))
-            f.write("\n")
+            f.write(vegeta_target("POST", url, header, body))
+
+
+def vegeta_target(
+    method: str, url: str, header: dict[str, list[str]] | None = None, body_b64: str = ""
+) -> str:
+    """One line of vegeta's JSON targets (the body base64-encoded, as vegeta reads it)."""
+    target: dict[str, Any] = {"method": method, "url": url}
+    if header:
+        target["header"] = header
+    if body_b64:
+        target["body"] = body_b64
+    return json.dumps(target) + "\n"
 
 
 # the server's processes, by the part of the platform they are (first match of the command line)

@@ -97,12 +97,10 @@ class OutboxRelay:
                     self.consumer, stream, self.claim_idle_ms, self.batch
                 ):
                     n += await self._publish(page)
-            for c in others:
-                # pending as seen before the claim: the drop re-checks it atomically
-                if c.idle_ms >= self.claim_idle_ms and await self.store.drop_outbox_consumer(
-                    stream, c.name
-                ):
-                    log.info("dropped idle consumer %s of %r", c.name, stream)
+            for name in await self.store.drop_idle_outbox_consumers(
+                stream, cs, self.consumer, self.claim_idle_ms
+            ):
+                log.info("dropped idle consumer %s of %r", name, stream)
         if n:
             log.info("took over %d outbox entries", n)
         return n

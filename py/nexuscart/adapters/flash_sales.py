@@ -437,6 +437,8 @@ class FlashSaleStore:
         """The consumers of many streams, with what each holds, in one round trip."""
         return await self._relay.consumers(streams)
 
-    async def drop_outbox_consumer(self, stream: bytes, consumer: str) -> bool:
-        """Delete ``consumer`` from the group if (checked atomically) it holds no entries."""
-        return await self._relay.drop_consumer(stream, consumer)
+    async def drop_idle_outbox_consumers(
+        self, stream: bytes, consumers: Iterable[OutboxConsumer], keep: str, min_idle_ms: int
+    ) -> list[str]:
+        """Delete the relays of ``stream`` (but ``keep``) idle that hold nothing."""
+        return await self._relay.drop_idle(stream, consumers, keep, min_idle_ms)

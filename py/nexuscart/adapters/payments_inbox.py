@@ -106,15 +106,11 @@ class WebhookInbox:
         async for items in self.group.claim(consumer, self.stream, min_idle_ms, count):
             yield _entries(items)
 
-    async def drop_idle_consumers(self, keep: str, min_idle_ms: int) -> int:
+    async def drop_idle_consumers(self, keep: str, min_idle_ms: int) -> list[str]:
         """Delete the group's consumers (but ``keep``) idle for ``min_idle_ms`` that hold
-        nothing: each service start takes a new name, and the group would only grow.
-        Answers how many went."""
-        dropped = 0
-        for c in (await self.group.consumers([self.stream]))[self.stream]:
-            if c.name != keep and c.idle_ms >= min_idle_ms and c.pending == 0:
-                dropped += await self.group.drop_consumer(self.stream, c.name)
-        return dropped
+        nothing; -> their names."""
+        consumers = (await self.group.consumers([self.stream]))[self.stream]
+        return await self.group.drop_idle(self.stream, consumers, keep, min_idle_ms)
 
     async def done(self, entry_ids: Sequence[bytes]) -> None:
         """Applied (committed): acknowledge and delete, in one round trip."""

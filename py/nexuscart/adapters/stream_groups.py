@@ -114,3 +114,18 @@ class StreamGroup:
     async def drop_consumer(self, stream: bytes, consumer: str) -> bool:
         """Delete ``consumer`` from the group if (checked atomically) it holds no entries."""
         return bool(await self._drop(keys=[stream], args=[self.group, consumer]))
+
+    async def drop_idle(
+        self, stream: bytes, consumers: Iterable[StreamConsumer], keep: str, min_idle_ms: int
+    ) -> list[str]:
+        """Delete the ``consumers`` of ``stream`` (but ``keep``) idle for ``min_idle_ms``
+        that hold nothing: each reader's start takes a new name, and the group would only
+        grow. What they hold is checked at the delete, so ``consumers`` may be older (read
+        before a claim took their entries). -> the names deleted."""
+        return [
+            c.name
+            for c in consumers
+            if c.name != keep
+            and c.idle_ms >= min_idle_ms
+            and await self.drop_consumer(stream, c.name)
+        ]
