@@ -19,15 +19,13 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from loadtest.storm import HERE, Server, create_sale, save_report, wrk
+from loadtest.storm import HERE, Server, create_sale, save_report, workdir, wrk
 
 PASSWORD = "load test pass phrase 2024"
 
@@ -137,7 +135,7 @@ def main() -> int:
     ap.add_argument("--server-arg", action="append", default=[])
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-accounts-"))
+    work = workdir("nexuscart-bench-accounts-")
     server: Server | None = None
     run = str(time.time_ns())
     try:

@@ -28,7 +28,6 @@ import asyncio
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -38,7 +37,7 @@ from typing import Any
 import httpx
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, admin_token, phase_table, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, admin_token, phase_table, save_report, workdir, wrk
 
 PATHS_PER_FILE = 50_000
 SKUS_PER_CHECK = 10
@@ -173,7 +172,7 @@ def main() -> int:
     ap.add_argument("--server-arg", action="append", default=[])
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-catalog-"))
+    work = workdir("nexuscart-bench-catalog-")
     server: Server | None = None
     bare: devstack.GranianServer | None = None
     try:

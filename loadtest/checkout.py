@@ -39,7 +39,6 @@ import base64
 import itertools
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ from loadtest.storm import (
     save_report,
     vegeta,
     vegeta_target,
+    workdir,
     wrk,
 )
 from nexuscart import auth
@@ -274,7 +274,7 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-checkout-"))
+    work = workdir("nexuscart-bench-checkout-")
     server: Server | None = None
     bare: devstack.GranianServer | None = None
     conns = args.connections

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtest.storm import Server, create_sale
+from loadtest.storm import Server, create_sale, workdir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +63,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-locust-"))
+    work = workdir("nexuscart-locust-")
     server = Server(args.workers, work)  # scripts/serve.py as shipped: edge and services
     try:
         env = {**os.environ, **server.env, "PYTHONPATH": str(ROOT)}
@@ -80,7 +78,6 @@ def main() -> int:
         ).returncode
     finally:
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

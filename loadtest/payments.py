@@ -42,7 +42,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -57,7 +56,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from devtools import devstack
-from loadtest.storm import Server, save_report, vegeta, vegeta_target
+from loadtest.storm import Server, cpu_by_part, save_report, vegeta, vegeta_target, workdir
 from nexuscart import config, events
 from nexuscart.adapters import kafka, payments_inbox, postgres, redis_conn
 from nexuscart.adapters.payments_repo import OrderToPay
@@ -249,7 +248,7 @@ async def webhooks(args: argparse.Namespace) -> dict[str, Any]:
     """Phase 4 on ``scripts/serve.py`` as shipped (its own stack; the payments service
     applying the inbox under SCHED_IDLE): the edge's answers, then how long after the run
     the service had applied every event, and how many payments that made succeed."""
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+    work = workdir("nexuscart-bench-")
     server = Server(args.workers, work)
     try:
         secret = server.env["STRIPE_WEBHOOK_SECRET"]
@@ -291,7 +290,7 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
     row and the event committed, the outbox relayed), as a consumer of that topic sees it.
     The first WARMUP_S of orders (the service's consumer joining its group, first
     connections) are sent at the same rate but not counted."""
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+    work = workdir("nexuscart-bench-")
     server = Server(args.workers, work)
     try:
         kafka_settings = config.KafkaSettings(server.env["KAFKA_BOOTSTRAP"], "nexuscart-bench")
@@ -331,8 +330,10 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
                         if isinstance(env.data, events.PaymentRequested):
                             seen.setdefault(env.data.order_id, now)
 
+        cpu0, own0 = cpu_by_part(server.pid), time.process_time()
         try:
             await asyncio.gather(produce(), consume(time.monotonic() + args.seconds + 300))
+            cpu1, own1 = cpu_by_part(server.pid), time.process_time()
         finally:
             await producer.stop()
             await consumer.stop()
@@ -353,6 +354,12 @@ async def stream(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
         "max_ms": round(lat[-1], 1) if lat else 0.0,
+        # CPU ms per order of each part while the stream ran (the bench's own producer and
+        # consumer too: they share the two cores)
+        "cpu_ms_per_order": {
+            **{p: round(1000 * (cpu1[p] - cpu0.get(p, 0.0)) / len(records), 3) for p in cpu1},
+            "bench (producer + consumer)": round(1000 * (own1 - own0) / len(records), 3),
+        },
     }
 
 
@@ -475,8 +482,13 @@ def report(res: dict[str, Any]) -> str:
         text += (
             f"\nOrderPlaced -> PaymentRequested (offered {st['offered_per_s']}/s, {st['orders']}"
             f" orders): {st['requested']} requested, {st['requested_per_s']}/s; p50"
-            f" {st['p50_ms']} ms, p99 {st['p99_ms']} ms, max {st['max_ms']} ms\n"
+            f" {st['p50_ms']} ms, p99 {st['p99_ms']} ms, max {st['max_ms']} ms\n\n"
+            "| part (stream) | CPU ms per order |\n|---|---|\n"
         )
+        cpu = st["cpu_ms_per_order"]
+        for part in sorted(cpu, key=lambda p: -cpu[p]):
+            text += f"| {part} | {cpu[part]} |\n"
+        text += f"| total | {round(sum(cpu.values()), 3)} |\n"
     if "applied" in res.get("webhooks", {}):
         a = res["webhooks"]["applied"]
         text += (

@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
 
 from devtools import catalog_gen, devstack
-from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, workdir, wrk
 from nexuscart import auth
 from nexuscart.adapters.recs_registry import ModelRegistry
 from nexuscart.config import RecsSettings
@@ -79,7 +77,7 @@ def main() -> int:
     )  # fmt: skip
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-recs-"))
+    work = workdir("nexuscart-bench-recs-")
     server: Server | None = None
     bare: devstack.GranianServer | None = None
     try:

@@ -27,10 +27,8 @@ import itertools
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -38,7 +36,7 @@ import httpx
 
 from devtools import catalog_gen, devstack
 from loadtest.search_engines import load_judged, parents
-from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, wrk
+from loadtest.storm import HERE, ROOT, Server, phase_table, save_report, workdir, wrk
 from nexuscart import auth
 from nexuscart.domain import search as rules
 
@@ -170,7 +168,7 @@ def main() -> int:
     ap.add_argument("--server-arg", action="append", default=[])
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-search-"))
+    work = workdir("nexuscart-bench-search-")
     server: Server | None = None
     bare: devstack.GranianServer | None = None
     try:

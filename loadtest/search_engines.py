@@ -21,7 +21,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -438,8 +437,9 @@ def measure_tantivy(
 
 def _start_pg() -> tuple[str, Any]:
     from devtools import devstack
+    from loadtest.storm import workdir
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-search-bench-"))
+    work = workdir("nexuscart-search-bench-")
     server = devstack.postgres_server(work)
     server.start()
     return f"postgresql://postgres@127.0.0.1:{server.port}/postgres", server

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import base64
 import json
 import os
@@ -161,6 +162,23 @@ def http(
     with urllib.request.urlopen(req, timeout=10) as resp:
         out: dict[str, Any] = json.loads(resp.read())
         return out
+
+
+def workdir(prefix: str) -> Path:
+    """A scratch directory for one bench run (its stack, targets, logs), removed when the
+    process exits, with the PostgreSQL data a root run keeps outside it (devstack.pg_home):
+    a run left up to 1.5 GB behind otherwise."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(_remove_workdir, work)
+    return work
+
+
+def _remove_workdir(work: Path) -> None:
+    for stack in (work, work / "stack"):  # a stack in the dir itself, or Server's
+        home = devstack.pg_home(stack)
+        if home != stack:
+            shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 class Server:
@@ -409,7 +427,7 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="nexuscart-bench-"))
+    work = workdir("nexuscart-bench-")
     bare: devstack.GranianServer | None = None
     server: Server | None = None
     try:
