@@ -9,8 +9,9 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from nexuscart import events
+from nexuscart import config, events
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import Line, Placed, ReservationStore
 from services.inventory.holds import expire_reservations
 from services.inventory.payments import PaymentConfirmer
@@ -73,3 +74,37 @@ async def test_the_sweeper_releases_only_reservations_past_their_expiry(
     assert (level.reserved, level.available) == (QTY, 10 - QTY)
     assert await rs.confirm(soon, 601, str(uuid.uuid4()), "2026-01-01T00:00:00+00:00") == -1
     assert await rs.confirm(later, 602, str(uuid.uuid4()), "2026-01-01T00:00:00+00:00") == QTY
+
+
+async def test_one_batch_on_the_pipe_confirms_every_order_each_in_its_events_order(
+    redis_client: aioredis.Redis, settings: config.Settings
+) -> None:
+    """The service's wiring: the orders of a batch run concurrently on one pipe; an order
+    paid then refunded in the same batch ends restored, the others sold, a late one counted."""
+    pipe = RedisPipe(settings.redis.url)
+    rs = ReservationStore(redis_client, pipe=pipe)
+    confirmer = PaymentConfirmer(FlashSaleStore(redis_client, pipe), rs)
+    sku = f"SKU-BATCH-{uuid.uuid4().hex[:8]}"
+    try:
+        paid = [await _reserve(rs, sku, 700 + i, 600_000) for i in range(2)]
+        gone = await _reserve(rs, sku, 799, 1)
+        assert await rs.release(gone, 799, "expired", str(uuid.uuid4()), "t", False) == QTY
+        batch = [
+            envelope(events.PaymentSucceeded(o, None, 700 + i, 300, f"pay_{o}"), key=700 + i)
+            for i, o in enumerate(paid)
+        ]
+        batch.append(
+            envelope(
+                events.OrderStatusChanged(
+                    paid[0], None, 700, "PAID", "REFUNDED", "buyer", 700, "c"
+                ),
+                key=700,
+            )
+        )
+        batch.append(envelope(events.PaymentSucceeded(gone, None, 799, 300, "pay_g"), key=799))
+        await confirmer.handle(batch)
+    finally:
+        pipe.close()
+    level = (await rs.levels([sku]))[sku]
+    assert (level.available, level.reserved, level.sold) == (10 - QTY, 0, QTY)
+    assert confirmer.late_payments == 1

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from nexuscart import config, events, observability
 from nexuscart.adapters import postgres, redis_conn
 from nexuscart.adapters.flash_sales import FlashSaleStore
+from nexuscart.adapters.redis_pipe import RedisPipe
 from nexuscart.adapters.reservations import ReservationStore
 from services.inventory.holds import expire_due, expire_reservations, reconcile
 from services.inventory.payments import PaymentConfirmer
@@ -53,8 +54,11 @@ async def check_conservation(store: FlashSaleStore, stop: asyncio.Event) -> None
 async def main(stop: asyncio.Event) -> None:
     settings = config.load()
     client = redis_conn.connect(settings.redis, timeout_s=5.0)
-    store = FlashSaleStore(client)
-    reservations = ReservationStore(client)
+    # confirms and releases on one pipelined connection: a batch's concurrent calls go out a
+    # loop tick at a time (services/inventory/payments.py)
+    pipe = RedisPipe(settings.redis.url, timeout_s=5.0)
+    store = FlashSaleStore(client, pipe)
+    reservations = ReservationStore(client, pipe=pipe)
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(expire_holds(store, reservations, stop))
@@ -70,6 +74,7 @@ async def main(stop: asyncio.Event) -> None:
                 )
             )
     finally:
+        pipe.close()
         await client.aclose()
 
 

@@ -12,6 +12,7 @@ produces the same StockSold id, and the orders inbox drops the repeat.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from nexuscart.domain import orders
 from nexuscart.events import Envelope, OrderStatusChanged, PaymentFailed, PaymentSucceeded
 
 log = logging.getLogger("nexuscart.inventory")
+# what this consumer acts on (other payment events are not its own)
+_OURS = (OrderStatusChanged, PaymentFailed, PaymentSucceeded)
 
 
 def stock_sold_id(payment: Envelope) -> uuid.UUID:
@@ -43,7 +46,32 @@ class PaymentConfirmer:
         self.late_payments = 0
 
     async def handle(self, batch: Sequence[Envelope]) -> None:
+        """Each order's events in their order, the orders concurrently: on the service's
+        pipe (bootstrap) the calls of every order in one loop tick go to Redis in one write,
+        instead of a round trip per event. Every order finishes before the first error is
+        raised (each call is idempotent, so a retried batch repeats nothing)."""
+        by_order: dict[int, list[Envelope]] = {}
         for env in batch:
+            if isinstance(env.data, _OURS):
+                by_order.setdefault(env.data.order_id, []).append(env)
+        late: list[PaymentSucceeded] = []
+        done = await asyncio.gather(
+            *(self._order(evs, late) for evs in by_order.values()), return_exceptions=True
+        )
+        if late:
+            self.late_payments += len(late)
+            d = late[0]
+            log.warning(
+                "%d payment(s) arrived after their hold ended, to refund (first: payment %s,"
+                " order %s, sale %s, user %s); late_payments_total=%d",
+                len(late), d.payment_id, d.order_id, d.sale_id, d.user_id, self.late_payments,
+            )  # fmt: skip
+        for r in done:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def _order(self, evs: list[Envelope], late: list[PaymentSucceeded]) -> None:
+        for env in evs:
             data = env.data
             iso = env.occurred_at.isoformat()
             if isinstance(data, OrderStatusChanged):
@@ -52,8 +80,7 @@ class PaymentConfirmer:
                     await self.reservations.restore_sold(
                         data.order_id, data.user_id, str(stock_released_id(env)), iso
                     )
-                continue
-            if isinstance(data, PaymentFailed):
+            elif isinstance(data, PaymentFailed):
                 # idempotent: a hold already gone (sold, expired, released) releases nothing
                 if data.sale_id is None:
                     await self.reservations.release(
@@ -65,20 +92,15 @@ class PaymentConfirmer:
                         data.sale_id, data.order_id, "payment_failed",
                         str(stock_released_id(env)), iso, only_if_due=False,
                     )  # fmt: skip
-                continue
-            if not isinstance(data, PaymentSucceeded):
-                continue  # not ours (other payment events)
-            d = data
-            if d.sale_id is None:
-                n = await self.reservations.confirm(
-                    d.order_id, d.user_id, str(stock_sold_id(env)), iso
-                )
-            else:
-                n = await self.store.confirm(d.sale_id, d.order_id, str(stock_sold_id(env)), iso)
-            if n < 0:
-                self.late_payments += 1
-                log.warning(
-                    "payment %s for order %s (sale %s, user %s) arrived after its hold ended:"
-                    " to refund; late_payments_total=%d",
-                    d.payment_id, d.order_id, d.sale_id, d.user_id, self.late_payments,
-                )  # fmt: skip
+            elif isinstance(data, PaymentSucceeded):
+                d = data
+                if d.sale_id is None:
+                    n = await self.reservations.confirm(
+                        d.order_id, d.user_id, str(stock_sold_id(env)), iso
+                    )
+                else:
+                    n = await self.store.confirm(
+                        d.sale_id, d.order_id, str(stock_sold_id(env)), iso
+                    )
+                if n < 0:
+                    late.append(d)

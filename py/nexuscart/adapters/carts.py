@@ -16,8 +16,7 @@ from typing import Any, Final, NamedTuple, cast
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe
-from nexuscart.adapters.reservations import Commands
+from nexuscart.adapters.redis_pipe import Commands, RedisPipe
 from nexuscart.domain.cart import MAX_LINES, MAX_QUANTITY, StoredLine, decode_line
 
 CART: Final = Script("co_cart")

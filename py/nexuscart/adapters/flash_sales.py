@@ -19,7 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError, TickCoalescer
+from nexuscart.adapters.redis_pipe import Commands, RedisPipe, ReplyError, TickCoalescer
 from nexuscart.adapters.stream_groups import StreamConsumer, StreamGroup
 from nexuscart.domain.flash_sale import MAX_SALE_ID, Sale
 
@@ -189,8 +189,9 @@ def _is_noscript(reply: object) -> bool:
 
 
 class FlashSaleStore:
-    """``pipe`` (the lean purchase connection, same Redis as ``client``) is needed only by
-    ``purchase``: the services that expire, confirm, relay and reconcile do without it."""
+    """``pipe`` (the lean connection, same Redis as ``client``) carries ``purchase`` (and,
+    when given, ``confirm`` and ``release``: the inventory's concurrent calls go out a tick at
+    a time); without it, everything runs on the pooled client."""
 
     def __init__(
         self, client: aioredis.Redis, pipe: RedisPipe | None = None, idem_ttl_s: int = 86_400
@@ -199,8 +200,7 @@ class FlashSaleStore:
         self.idem_ttl = str(idem_ttl_s).encode()
         self.batcher = PurchaseBatcher(pipe) if pipe is not None else None
         self._keys: dict[int, SaleKeys] = {}
-        self._release = RELEASE.for_client(client)
-        self._confirm = CONFIRM.for_client(client)
+        self.commands = Commands(client, pipe)
         self._upsert = UPSERT.for_client(client)
         self._relay = StreamGroup(client, OUTBOX_GROUP)
 
@@ -355,16 +355,14 @@ class FlashSaleStore:
     ) -> int:
         """Units released (0: no such hold, or not yet due with ``only_if_due``)."""
         k = self.keys(sale_id)
-        return int(
-            await self._release(
-                k.base(), [order_id, reason, event_id, occurred_at, "1" if only_if_due else "0"]
-            )
-        )
+        args = [order_id, reason, event_id, occurred_at, "1" if only_if_due else "0"]
+        return int(await self.commands.script(RELEASE, k.base(), args))
 
     async def confirm(self, sale_id: int, order_id: int, event_id: str, occurred_at: str) -> int:
         """Units sold by this order, or -1 when the hold is gone (released or expired)."""
         k = self.keys(sale_id)
-        return int(await self._confirm([*k.base(), k.sold], [order_id, event_id, occurred_at]))
+        args = [order_id, event_id, occurred_at]
+        return int(await self.commands.script(CONFIRM, [*k.base(), k.sold], args))
 
     async def due_holds(self, sale_id: int, now_ms: int, limit: int = 500) -> list[int]:
         raw: list[bytes] = await self.client.zrangebyscore(  # type: ignore[assignment]

@@ -21,8 +21,7 @@ import redis.asyncio as aioredis
 
 from nexuscart.adapters.payments_repo import Change
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe
-from nexuscart.adapters.reservations import Commands
+from nexuscart.adapters.redis_pipe import Commands, RedisPipe
 from nexuscart.adapters.stream_groups import Item, StreamGroup
 
 STREAM: Final = b"payments:webhooks:v1"

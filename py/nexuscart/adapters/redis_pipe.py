@@ -6,7 +6,8 @@ FIFO of futures, so any number of batches can be in flight on one connection (Re
 in order). It does one thing: send commands, return replies. Errors come back as exceptions
 on the affected futures; a lost connection fails every waiter (the caller answers 503) and the
 next call reconnects. Each batch has a deadline: a Redis that stops answering is a failure
-within ``timeout_s``, never a hang.
+within ``timeout_s``, never a hang. ``Commands`` is what the stores call: this pipe when they
+have one (every caller's commands of one loop tick in one write), the pooled client otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 import hiredis
+import redis.asyncio as aioredis
 from redis.connection import parse_url
+
+from nexuscart.adapters.redis_conn import Script
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -260,3 +264,56 @@ class TickBatch(TickCoalescer[Sequence[Sequence[Any]], list[Any]]):
 def _retrieved(task: asyncio.Future[None]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+class Commands:
+    """Commands and scripts on the lean pipelined connection when there is one (the edge's
+    cart and checkout paths), else on the pooled client (services, tests). On the pipe, the
+    commands of every caller in one event-loop tick go out in one write (one syscall and
+    one read for Redis, however many carts and checkouts are in flight)."""
+
+    def __init__(self, client: aioredis.Redis, pipe: RedisPipe | None):
+        self.client = client
+        self.pipe = pipe
+        self._registered: dict[str, Any] = {}
+        self._loading: dict[str, asyncio.Future[list[Any]]] = {}
+        self._batch = TickBatch(pipe) if pipe is not None else None
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Replies in order (a Redis error as a ReplyError / ResponseError instance)."""
+        if self._batch is None:
+            pipe = self.client.pipeline(transaction=False)
+            for c in commands:
+                pipe.execute_command(*c)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+        return await self._batch.execute(commands)
+
+    async def checked(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """``execute``, raising the first Redis error."""
+        replies = await self.execute(commands)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
+
+    async def script(self, script: Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        if self.pipe is None:
+            fn = self._registered.get(script.name)
+            if fn is None:
+                fn = self._registered[script.name] = script.for_client(self.client)
+            return await fn(keys=keys, args=args)
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        (reply,) = await self.execute([call])
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            # Redis restarted and lost its script cache (a NOSCRIPT call did not run): one
+            # SCRIPT LOAD for every caller that found it missing, then each runs again
+            loading = self._loading.get(script.sha)
+            if loading is None or loading.done():
+                loading = asyncio.ensure_future(self.checked([("SCRIPT", "LOAD", script.source)]))
+                self._loading[script.sha] = loading
+            await asyncio.shield(loading)
+            (reply,) = await self.execute([call])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply

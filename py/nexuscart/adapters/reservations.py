@@ -49,14 +49,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Final, NamedTuple, cast
+from typing import Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 
 from nexuscart.adapters.catalog_store import STOCK_PREFIX, StockLevel, parse_level, stock_key
 from nexuscart.adapters.flash_sales import STREAMS_INDEX
 from nexuscart.adapters.redis_conn import Script
-from nexuscart.adapters.redis_pipe import RedisPipe, ReplyError, TickBatch
+from nexuscart.adapters.redis_pipe import Commands, RedisPipe
 
 TAG: Final = "{co}"
 RES: Final = b"{co}:res"
@@ -168,59 +168,6 @@ class Level(NamedTuple):
     sold: int
 
 
-class Commands:
-    """Commands and scripts on the lean pipelined connection when there is one (the edge's
-    cart and checkout paths), else on the pooled client (services, tests). On the pipe, the
-    commands of every caller in one event-loop tick go out in one write (one syscall and
-    one read for Redis, however many carts and checkouts are in flight)."""
-
-    def __init__(self, client: aioredis.Redis, pipe: RedisPipe | None):
-        self.client = client
-        self.pipe = pipe
-        self._registered: dict[str, Any] = {}
-        self._loading: dict[str, asyncio.Future[list[Any]]] = {}
-        self._batch = TickBatch(pipe) if pipe is not None else None
-
-    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Replies in order (a Redis error as a ReplyError / ResponseError instance)."""
-        if self._batch is None:
-            pipe = self.client.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-            return replies
-        return await self._batch.execute(commands)
-
-    async def checked(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """``execute``, raising the first Redis error."""
-        replies = await self.execute(commands)
-        for r in replies:
-            if isinstance(r, Exception):
-                raise r
-        return replies
-
-    async def script(self, script: Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
-        if self.pipe is None:
-            fn = self._registered.get(script.name)
-            if fn is None:
-                fn = self._registered[script.name] = script.for_client(self.client)
-            return await fn(keys=keys, args=args)
-        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        (reply,) = await self.execute([call])
-        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
-            # Redis restarted and lost its script cache (a NOSCRIPT call did not run): one
-            # SCRIPT LOAD for every caller that found it missing, then each runs again
-            loading = self._loading.get(script.sha)
-            if loading is None or loading.done():
-                loading = asyncio.ensure_future(self.checked([("SCRIPT", "LOAD", script.source)]))
-                self._loading[script.sha] = loading
-            await asyncio.shield(loading)
-            (reply,) = await self.execute([call])
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-
 class ReservationStore:
     def __init__(
         self, client: aioredis.Redis, idem_ttl_s: int = 86_400, pipe: RedisPipe | None = None
@@ -228,7 +175,6 @@ class ReservationStore:
         self.client = client
         self.idem_ttl = idem_ttl_s
         self.commands = Commands(client, pipe)
-        self._end = END.for_client(client)
         self._registered = False
         self._registering = asyncio.Lock()
 
@@ -337,15 +283,12 @@ class ReservationStore:
         body = record[2:] if record.startswith(b"R|") else record
         skus = [part.split(b":")[0].decode() for part in body.split(b"|", 2)[2].split(b",")]
         keys = [RES, EXP, SOLD, OUTBOX, PUSED, PUSER, *(level_key(s) for s in skus)]
-        return int(
-            await self._end(keys=keys, args=[action, order_id, user_id, *tail[:2], body, *tail[2:]])
-        )
+        args = [action, order_id, user_id, *tail[:2], body, *tail[2:]]
+        return int(await self.commands.script(END, keys, args))
 
     async def _records(self, order_id: int) -> tuple[bytes | None, bytes | None]:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hget(RES, str(order_id))
-        pipe.hget(SOLD, str(order_id))
-        held, sold = await pipe.execute()
+        oid = str(order_id)
+        held, sold = await self.commands.checked([("HGET", RES, oid), ("HGET", SOLD, oid)])
         return held, sold
 
     async def confirm(self, order_id: int, user_id: int, event_id: str, occurred_at: str) -> int:
