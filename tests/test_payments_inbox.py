@@ -12,6 +12,8 @@ from typing import cast
 
 import asyncpg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from nexuscart.adapters import redis_conn
@@ -20,7 +22,7 @@ from nexuscart.adapters.payments_repo import Change, OrderToPay, PaymentsRepo
 from nexuscart.app.errors import Unavailable
 from nexuscart.app.payments import Payments
 from nexuscart.domain import payments as rules
-from services.payments.inbox import WebhookApplier
+from services.payments.inbox import WebhookApplier, pause_s
 from tests.test_payments_flow import (
     World,
     new_order,
@@ -194,3 +196,19 @@ def test_a_full_inbox_refuses_the_webhook_and_records_nothing(
             await client.aclose()
 
     world.run(deliver_both())
+
+
+@given(
+    applied=st.integers(0, 5_000),
+    took_s=st.floats(0, 10, allow_nan=False),
+    rate=st.floats(1, 100_000, allow_nan=False),
+)
+def test_the_applier_never_applies_faster_than_its_rate_and_never_waits_when_unpaced(
+    applied: int, took_s: float, rate: float
+) -> None:
+    pause = pause_s(applied, took_s, rate)
+    assert pause >= 0
+    assert (took_s + pause) * rate >= applied * (1 - 1e-9)  # the batch took its share
+    if took_s * rate >= applied:
+        assert pause == 0  # already slower than the rate: no wait on top
+    assert pause_s(applied, took_s, 0) == 0

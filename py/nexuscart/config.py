@@ -128,6 +128,12 @@ class CheckoutSettings(msgspec.Struct, frozen=True):
     cart_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=90 * 86_400)] = 30 * 86_400
 
 
+class PaymentsSettings(msgspec.Struct, frozen=True):
+    # webhook inbox entries the payments service applies per second at most (0: as fast as it
+    # can): a burst is acknowledged at the edge's pace and applied at this one (ADR 0023)
+    webhook_apply_rate: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 3000.0
+
+
 class RecsSettings(msgspec.Struct, frozen=True):
     model_dir: str = ".dev/recs/models"  # the registry's version directories
     # how often a serving process reads the active-version pointer (promote/rollback delay)
@@ -166,6 +172,7 @@ class Settings(msgspec.Struct, frozen=True):
     recs: RecsSettings = msgspec.field(default_factory=RecsSettings)
     observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
     checkout: CheckoutSettings = msgspec.field(default_factory=CheckoutSettings)
+    payments: PaymentsSettings = msgspec.field(default_factory=PaymentsSettings)
 
 
 # (env var, section, field, required, description)
@@ -186,6 +193,13 @@ ENV_VARS: Final[tuple[tuple[str, str, str, bool, str], ...]] = (
     ),
     ("STRIPE_WEBHOOK_SECRET", "stripe", "webhook_secret", True, "Stripe webhook signing secret"),
     ("STRIPE_API_BASE", "stripe", "api_base", False, "Stripe API base URL (stripe-mock)"),
+    (
+        "PAYMENTS_WEBHOOK_APPLY_RATE",
+        "payments",
+        "webhook_apply_rate",
+        False,
+        "webhooks/s the payments service applies at most (0: unpaced); bursts wait in the inbox",
+    ),
     ("JWT_SECRET", "auth", "jwt_secret", True, "HS256 secret for buyer JWTs"),
     ("JWT_ISSUER", "auth", "jwt_issuer", False, "expected JWT issuer"),
     (

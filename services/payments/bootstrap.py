@@ -84,7 +84,11 @@ async def main(stop: asyncio.Event) -> None:
     unregister = observability.register(observability.PaymentsCollector(provider, LATENCY_BUCKETS))
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(WebhookApplier(payments, inbox).run(stop))
+            tasks.create_task(
+                WebhookApplier(payments, inbox, max_rate=settings.payments.webhook_apply_rate).run(
+                    stop
+                )
+            )
             tasks.create_task(sweep(payments, stop))
             tasks.create_task(report(provider, stop))
             tasks.create_task(

@@ -5,7 +5,8 @@ Entries leave the inbox only after their transaction committed (or, for an entry
 never apply, after it is in the dead-letter stream). Any number of services can run: each
 reads new entries as its own consumer of one group and, every ``claim_every_s``, takes over
 the entries another consumer has held unacknowledged for ``claim_idle_ms`` (a service that
-died mid-batch), then deletes the consumers idle as long that hold nothing. The database
+died mid-batch), then deletes the consumers idle as long that hold nothing. ``run`` applies
+at most ``max_rate`` entries/s: a burst waits in the inbox (ADR 0023). The database
 records each provider event id once, so an entry applied twice (a slow consumer and its
 successor) changes nothing the second time.
 """
@@ -25,6 +26,15 @@ from services.runtime import consumer_name, is_transient, sleep_or_stop
 log = logging.getLogger("nexuscart.payments.inbox")
 
 
+def pause_s(applied: int, took_s: float, max_rate: float) -> float:
+    """How long to wait after a batch of ``applied`` entries that took ``took_s`` so that a
+    loop applies ``max_rate`` entries/s at most (0: no limit). A sleep per batch, not a token
+    bucket: one loop, nothing shared to limit."""
+    if max_rate <= 0 or applied == 0:
+        return 0.0
+    return max(0.0, applied / max_rate - took_s)
+
+
 class WebhookApplier:
     def __init__(
         self,
@@ -35,6 +45,7 @@ class WebhookApplier:
         block_ms: int = 200,
         claim_idle_ms: int = 5_000,
         claim_every_s: float = 2.0,
+        max_rate: float = 0.0,
     ):
         self.payments = payments
         self.inbox = inbox
@@ -43,6 +54,7 @@ class WebhookApplier:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.claim_every_s = claim_every_s
+        self.max_rate = max_rate  # entries/s at most; 0: unpaced
         self._joined = False
         self._recovered = True  # a new consumer name holds nothing
         self._next_claim = 0.0
@@ -89,11 +101,17 @@ class WebhookApplier:
         return out
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("applying webhooks as consumer %s", self.consumer)
+        log.info("applying webhooks as consumer %s (at most %g/s)", self.consumer, self.max_rate)
         while not stop.is_set():
             try:
-                await self.run_once()
+                started = time.monotonic()
+                applied = len(await self.run_once())
                 observability.PAYMENT_INBOX_BACKLOG.set(await self.inbox.backlog())
+                # paced: the work behind the inbox must leave the edge CPU to record the
+                # next webhooks (a full machine slows Redis' fsyncs, ADR 0023)
+                await sleep_or_stop(
+                    stop, pause_s(applied, time.monotonic() - started, self.max_rate)
+                )
             except Exception as exc:
                 # the database or Redis down: the entries stay in the inbox, tried again
                 log.warning("webhook inbox batch failed, retrying: %r", exc)
