@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from devtools import devstack
 from nexuscart import config, events
@@ -366,3 +366,58 @@ async def test_postgres_restarted_under_the_loop_is_retried_without_a_crash(
 )
 def test_transient_errors_are_told_from_permanent_ones(exc: Exception, transient: bool) -> None:
     assert is_transient(exc) is transient
+
+
+async def test_offsets_are_committed_when_the_records_stop_and_never_past_an_unapplied_one(
+    settings: config.Settings,
+) -> None:
+    """Commits are spaced (``commit_every_s``) but never late for good: the applied records'
+    offsets are committed once the records stop coming, and a stop while a batch cannot
+    apply commits only what was applied before it."""
+    topic = f"test.commits.{uuid.uuid4().hex[:8]}"
+    await kafka.ensure_topics(settings.kafka.bootstrap, [topic, events.dead_letter_topic(topic)])
+    first = [reserved(8_000_001) for _ in range(5)]
+    stuck = [reserved(8_000_001) for _ in range(3)]  # one key: one partition
+    blocked = {e.id for e in stuck}
+    applied: list[events.Envelope] = []
+
+    async def handle(batch: list[events.Envelope]) -> None:
+        if any(e.id in blocked for e in batch):
+            raise OSError("a dependency that never comes back")  # transient: retried
+        applied.extend(batch)
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka.bootstrap, group_id=f"test-{uuid.uuid4().hex}",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+    )  # fmt: skip
+    producer = kafka.producer(settings.kafka, "test-dlq")
+    loop = ConsumerLoop("test-commits", consumer, producer, handle, commit_every_s=3600)
+    stop = asyncio.Event()
+    await producer.start()
+    await consumer.start()
+    try:
+        task = asyncio.create_task(loop.run(stop))
+        offsets = await _produce(settings, topic, [(e.key.encode(), encode(e)) for e in first])
+        mine: list[TopicPartition] = []
+
+        async def first_committed() -> bool:
+            for tp in consumer.assignment():
+                if await consumer.committed(tp) == offsets[-1] + 1:
+                    mine.append(tp)
+                    return True
+            return False
+
+        await _until(first_committed, within_s=30)
+        assert [e.id for e in applied] == [e.id for e in first]
+        await _produce(settings, topic, [(e.key.encode(), encode(e)) for e in stuck])
+
+        async def retrying() -> bool:
+            return loop.retries >= 1
+
+        await _until(retrying, within_s=30)
+        stop.set()
+        await task
+        assert await consumer.committed(mine[0]) == offsets[-1] + 1  # not past the stuck
+    finally:
+        await consumer.stop()
+        await producer.stop()
