@@ -273,8 +273,13 @@ class ConsumerLoop:
 
     async def _commit(self) -> None:
         """Commit the offsets of the records applied (never of one fetched and not applied)."""
-        done, self._done = self._done, {}
+        # a partition a rebalance took since is the new owner's to commit (it re-reads them)
+        mine = self.consumer.assignment()
+        done = {tp: offset for tp, offset in self._done.items() if tp in mine}
+        self._done = {}
         self._last_commit = time.monotonic()
+        if not done:
+            return
         try:
             await self.consumer.commit(done)
             self.lag.committed()
