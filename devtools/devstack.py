@@ -176,6 +176,14 @@ def _reachable_by(user: str, path: Path) -> bool:
     )
 
 
+def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A throwaway directory for a stack: traversable by the postgres user, so that
+    PostgreSQL keeps its data inside it (pg_home) and removing it removes everything."""
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    os.chmod(tmp.name, 0o755)
+    return tmp
+
+
 def pg_home(workdir: Path) -> Path:
     """Where PostgreSQL keeps its data and socket for this stack dir. Normally inside it; as
     root, when the postgres user cannot reach it (a clone in a mode-700 home directory), in
@@ -574,9 +582,8 @@ def start_stack(
     """
     tmp = None
     if workdir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="nexuscart-stack-")
+        tmp = scratch_dir("nexuscart-stack-")
         workdir = Path(tmp.name)
-        os.chmod(workdir, 0o755)  # postgres (as its own user) must traverse it
     stack = Stack(workdir=workdir, _tmp=tmp)
     to_start: dict[str, Server] = {}
     try:

@@ -35,7 +35,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -165,20 +164,11 @@ def http(
 
 
 def workdir(prefix: str) -> Path:
-    """A scratch directory for one bench run (its stack, targets, logs), removed when the
-    process exits, with the PostgreSQL data a root run keeps outside it (devstack.pg_home):
-    a run left up to 1.5 GB behind otherwise."""
-    work = Path(tempfile.mkdtemp(prefix=prefix))
-    atexit.register(_remove_workdir, work)
-    return work
-
-
-def _remove_workdir(work: Path) -> None:
-    for stack in (work, work / "stack"):  # a stack in the dir itself, or Server's
-        home = devstack.pg_home(stack)
-        if home != stack:
-            shutil.rmtree(home, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
+    """A scratch directory for one bench run (its stack, targets, logs), removed with
+    everything in it when the process exits (a run left up to 1.5 GB behind otherwise)."""
+    scratch = devstack.scratch_dir(prefix)
+    atexit.register(scratch.cleanup)
+    return Path(scratch.name)
 
 
 class Server:
